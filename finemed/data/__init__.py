@@ -1,0 +1,1 @@
+"""Dataset registry (bundled data, hub ids) and typed loaders."""

@@ -1,0 +1,1 @@
+"""Evaluation: bits per byte, QA (EM/F1/ROUGE-L), MCQ, pairwise judging and win-rates, failure modes."""

@@ -1,0 +1,1 @@
+"""Reporting: tables and plots from the JSON each stage writes (never recomputed)."""

@@ -1,0 +1,1 @@
+"""Training: data packing and mixing, continual pre-training, knowledge distillation."""
