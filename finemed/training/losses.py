@@ -1,0 +1,138 @@
+"""Logit knowledge-distillation loss, dense or from a sparse top-k teacher.
+
+``kd_loss = α·CE(labels) + (1−α)·T²·D(p_T ‖ p_S)`` at temperature T, averaged over unmasked tokens, with D one
+of forward KL, reverse KL or the generalised JSD of GKD (β-mixture, as TRL defines it).
+
+Why hand-written: TRL's ``generalized_jsd_loss`` (``trl.experimental.gkd.GKDTrainer``) takes dense teacher
+logits only, has no CE mixing and no T² factor, and TRL 1.16's ``DistillationTrainer`` is on-policy only and
+fuses the divergence into a chunked lm-head kernel. Offline KD needs a teacher rebuilt from a top-k cache:
+the k cached tokens keep their probabilities and the rest of the vocabulary becomes one "other" bucket holding
+the remaining mass, so the divergence is taken over k+1 buckets. The student's "other" bucket is the exact
+log-sum-exp of its non-top-k logits. With k = vocab the rest bucket is empty and the loss equals the dense one.
+
+Alignment: ``student_logits[..., t, :]`` is scored against ``labels[..., t]`` (already shifted, as TRL's
+function expects); use :func:`shift_for_lm` on HF-style (unshifted) labels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+
+from finemed.config import FinemedError
+
+Divergence = Literal["forward_kl", "reverse_kl", "jsd"]
+DIVERGENCES = ("forward_kl", "reverse_kl", "jsd")
+_NEG = -1e4  # finite "minus infinity": keeps 0·log 0 terms and their gradients finite
+
+
+@dataclass
+class TopKTeacher:
+    """A sparse teacher: top-k ids and logits per position, plus the probability mass outside them.
+
+    ``rest_mass`` was computed at ``temperature`` when the cache was built; a loss at another temperature
+    cannot rebuild the tail, so it is refused.
+    """
+
+    ids: torch.Tensor  # (..., k) int
+    values: torch.Tensor  # (..., k) raw logits
+    rest_mass: torch.Tensor  # (...) in [0, 1]
+    temperature: float = 1.0
+
+    def to(self, device) -> "TopKTeacher":
+        return TopKTeacher(self.ids.to(device), self.values.to(device), self.rest_mass.to(device), self.temperature)
+
+
+def shift_for_lm(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """HF convention → aligned: logits at t predict labels at t+1."""
+    return logits[..., :-1, :], labels[..., 1:]
+
+
+def _up(x: torch.Tensor) -> torch.Tensor:
+    """Half-precision inputs are upcast to float32; float64 stays float64."""
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+
+
+def _divergence(log_t: torch.Tensor, log_s: torch.Tensor, divergence: str, beta: float) -> torch.Tensor:
+    """Per-position divergence over the last dim, from log-probabilities (TRL's formulas)."""
+    if divergence == "forward_kl":
+        return F.kl_div(log_s, log_t, reduction="none", log_target=True).sum(-1)
+    if divergence == "reverse_kl":
+        return F.kl_div(log_t, log_s, reduction="none", log_target=True).sum(-1)
+    if not 0.0 < beta < 1.0:
+        if beta == 0.0:
+            return _divergence(log_t, log_s, "forward_kl", beta)
+        if beta == 1.0:
+            return _divergence(log_t, log_s, "reverse_kl", beta)
+        raise FinemedError(f"kd_loss: beta={beta} must lie in [0, 1]")
+    b = torch.tensor(beta, dtype=log_s.dtype, device=log_s.device)
+    log_m = torch.logsumexp(torch.stack([log_s + torch.log1p(-b), log_t + torch.log(b)]), dim=0)
+    kl_t = F.kl_div(log_m, log_t, reduction="none", log_target=True).sum(-1)
+    kl_s = F.kl_div(log_m, log_s, reduction="none", log_target=True).sum(-1)
+    return beta * kl_t + (1 - beta) * kl_s
+
+
+def _sparse_log_probs(student_logits: torch.Tensor, teacher: TopKTeacher,
+                      temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Teacher and student log-probs over k+1 buckets (the k cached ids, then "everything else")."""
+    if abs(teacher.temperature - temperature) > 1e-9:
+        raise FinemedError(f"kd_loss: the top-k cache was built at temperature {teacher.temperature}, the loss asks "
+                           f"for {temperature}; rebuild the cache at that temperature or set temperature to match")
+    vocab = student_logits.size(-1)
+    ids = teacher.ids.long()
+    if ids.numel() and int(ids.max()) >= vocab:
+        raise FinemedError(f"kd_loss: cached teacher id {int(ids.max())} is outside the student vocab ({vocab}); "
+                           f"teacher and student must share one tokenizer")
+    log_s_full = F.log_softmax(_up(student_logits) / temperature, dim=-1)
+    log_s_top = log_s_full.gather(-1, ids)
+    outside = log_s_full.scatter(-1, ids, _NEG)
+    log_s_rest = torch.logsumexp(outside, dim=-1, keepdim=True)
+    rest = teacher.rest_mass.to(log_s_full.dtype).clamp(0.0, 1.0).unsqueeze(-1)
+    log_t_top = F.log_softmax(_up(teacher.values) / temperature, dim=-1) + torch.log1p(-rest).clamp_min(_NEG)
+    log_t_rest = torch.log(rest).clamp_min(_NEG)
+    return torch.cat([log_t_top, log_t_rest], -1), torch.cat([log_s_top, log_s_rest], -1)
+
+
+def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor | TopKTeacher,
+            labels: torch.Tensor | None = None, *, divergence: Divergence = "forward_kl", beta: float = 0.5,
+            temperature: float = 1.0, alpha: float = 0.0, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """α·CE(labels) + (1−α)·T²·D(p_T ‖ p_S), averaged over unmasked positions.
+
+    ``teacher_logits`` is a dense ``(B, L, V)`` tensor or a :class:`TopKTeacher`. Positions count where
+    ``labels != -100`` (when labels are given) and ``mask`` is true (padding, QA prompt tokens).
+    ``divergence="jsd"`` uses ``beta`` as TRL does (β=0 → forward KL, β=1 → reverse KL).
+    """
+    if divergence not in DIVERGENCES:
+        raise FinemedError(f"kd_loss: divergence {divergence!r} unknown; use one of {', '.join(DIVERGENCES)}")
+    if temperature <= 0:
+        raise FinemedError(f"kd_loss: temperature={temperature} must be > 0")
+    if not 0.0 <= alpha <= 1.0:
+        raise FinemedError(f"kd_loss: alpha={alpha} must lie in [0, 1]")
+    if alpha > 0 and labels is None:
+        raise FinemedError("kd_loss: alpha > 0 mixes in cross-entropy, which needs labels")
+    valid = torch.ones(student_logits.shape[:-1], dtype=torch.bool, device=student_logits.device)
+    if labels is not None:
+        valid &= labels != -100
+    if mask is not None:
+        valid &= mask.bool()
+    n = valid.sum().clamp_min(1)
+    loss = _up(student_logits).new_zeros(())
+    if alpha < 1.0:
+        if isinstance(teacher_logits, TopKTeacher):
+            log_t, log_s = _sparse_log_probs(student_logits, teacher_logits, temperature)
+        else:
+            if teacher_logits.shape != student_logits.shape:
+                raise FinemedError(f"kd_loss: teacher logits {tuple(teacher_logits.shape)} and student logits "
+                                   f"{tuple(student_logits.shape)} differ; both need the same vocab and positions")
+            log_s = F.log_softmax(_up(student_logits) / temperature, dim=-1)
+            log_t = F.log_softmax(_up(teacher_logits) / temperature, dim=-1)
+        per_pos = _divergence(log_t, log_s, divergence, beta)
+        loss = loss + (1 - alpha) * temperature ** 2 * (per_pos * valid).sum() / n
+    if alpha > 0:
+        safe = labels.masked_fill(~valid, 0).long()
+        ce = F.cross_entropy(_up(student_logits).flatten(0, -2), safe.flatten(), reduction="none")
+        loss = loss + alpha * (ce.view_as(safe) * valid).sum() / n
+    return loss
