@@ -1,0 +1,130 @@
+"""Training cost of a tokenizer: FLOPs per word = fertility × FLOPs per token, on a language mix.
+
+FLOPs per token follow Megatron-LM (Narayanan et al. 2021, eq. 3), for a decoder with ``l`` layers,
+hidden size ``h``, sequence length ``s`` and vocabulary ``V``, forward plus backward *with* activation
+recomputation (one extra forward)::
+
+    F(token) = 96 · l · h² · (1 + s / (6h) + V / (16 · l · h))
+
+Without recomputation the factor is 72 instead of 96 (``recompute=False``). The ``V`` term is the output
+layer, so a bigger vocabulary costs more per token but, through lower fertility, may cost less per word.
+The extra cost of tokenizer A over B on a mix with weights ``w_L`` (shares of the words) is::
+
+    extra = Σ_L w_L · fert_A(L) · F(V_A)  /  Σ_L w_L · fert_B(L) · F(V_B)  − 1
+
+This is how the paper's "up to 68%" arises: an English tokenizer has a higher fertility on the other
+languages. No library ships this model (it is three lines of arithmetic), so it lives here.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+from finemed.config import FinemedError, StageConfig
+
+
+class ModelShape(StageConfig):
+    """The transformer whose training cost is estimated."""
+
+    layers: int = Field(gt=0)
+    hidden: int = Field(gt=0)
+    seq_len: int = Field(gt=0)
+    name: str = "custom"
+
+
+PRESETS: dict[str, ModelShape] = {
+    "smollm2": ModelShape(name="smollm2", layers=30, hidden=576, seq_len=2048),  # its pre-training context
+    "2.6b": ModelShape(name="2.6b", layers=32, hidden=2560, seq_len=2048),  # the paper's 2.6B models
+    "7b": ModelShape(name="7b", layers=32, hidden=4096, seq_len=4096),
+}
+
+
+def preset(name: str) -> ModelShape:
+    if name not in PRESETS:
+        raise FinemedError(f"model preset {name!r} unknown; expected one of {', '.join(PRESETS)} or give "
+                           f"--layers/--hidden/--seq-len")
+    return PRESETS[name]
+
+
+def flops_per_token(shape: ModelShape, vocab_size: int, *, recompute: bool = True) -> float:
+    """Megatron's training FLOPs per token (forward + backward [+ recomputed forward])."""
+    if vocab_size <= 0:
+        raise FinemedError(f"vocab size must be positive, got {vocab_size}")
+    l, h, s = shape.layers, shape.hidden, shape.seq_len
+    factor = 96 if recompute else 72
+    return factor * l * h * h * (1 + s / (6 * h) + vocab_size / (16 * l * h))
+
+
+def normalise_mix(mix: dict[str, float]) -> dict[str, float]:
+    if not mix:
+        raise FinemedError("the language mix is empty; give weights such as eng_Latn=0.5,deu_Latn=0.5")
+    if any(w < 0 for w in mix.values()) or sum(mix.values()) <= 0:
+        raise FinemedError(f"language mix weights must be ≥ 0 with a positive sum, got {mix}")
+    total = sum(mix.values())
+    return {lang: w / total for lang, w in mix.items()}
+
+
+def parse_mix(text: str) -> dict[str, float]:
+    """``eng_Latn=0.2,deu_Latn=0.8`` (or bare codes, equal weights) → weights."""
+    out = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        lang, _, w = part.partition("=")
+        try:
+            out[lang.strip()] = float(w) if w else 1.0
+        except ValueError:
+            raise FinemedError(f"--mix {text!r}: weight {w!r} of {lang} is not a number") from None
+    return normalise_mix(out)
+
+
+class CostRow(BaseModel):
+    tokenizer: str
+    vocab_size: int
+    fertility_mix: float
+    flops_per_token: float
+    flops_per_word: float
+    extra_vs_baseline: float  # fraction: 0.68 = 68% more FLOPs per word than the baseline
+
+
+def cost_table(metrics: dict, vocab_sizes: dict[str, int], mix: dict[str, float], shape: ModelShape, *,
+               baseline: str | None = None, recompute: bool = True) -> list[CostRow]:
+    """One row per tokenizer in ``metrics``; ``baseline`` defaults to the cheapest per word."""
+    mix = normalise_mix(mix)
+    rows = []
+    for name, per_lang in metrics.items():
+        missing = [lang for lang in mix if lang not in per_lang]
+        if missing:
+            raise FinemedError(f"tokenizer {name}: no metrics for {', '.join(missing)} in the mix; evaluate those "
+                               f"languages first (finemed tokenizer eval --langs ...)")
+        if name not in vocab_sizes:
+            raise FinemedError(f"tokenizer {name}: vocab size unknown (details.json missing?)")
+        fert = sum(w * per_lang[lang]["fertility"] for lang, w in mix.items())
+        fpt = flops_per_token(shape, vocab_sizes[name], recompute=recompute)
+        rows.append(CostRow(tokenizer=name, vocab_size=vocab_sizes[name], fertility_mix=fert, flops_per_token=fpt,
+                            flops_per_word=fert * fpt, extra_vs_baseline=0.0))
+    if not rows:
+        raise FinemedError("no tokenizers to cost; the metrics are empty")
+    by_name = {r.tokenizer: r for r in rows}
+    if baseline is not None and baseline not in by_name:
+        raise FinemedError(f"baseline tokenizer {baseline!r} not in the metrics; have {', '.join(by_name)}")
+    base = by_name[baseline] if baseline else min(rows, key=lambda r: r.flops_per_word)
+    for r in rows:
+        r.extra_vs_baseline = r.flops_per_word / base.flops_per_word - 1
+    return sorted(rows, key=lambda r: r.flops_per_word)
+
+
+def extra_cost(metrics: dict, vocab_sizes: dict[str, int], mix: dict[str, float], shape: ModelShape,
+               tokenizer: str, baseline: str, *, recompute: bool = True) -> float:
+    """Extra training FLOPs per word of ``tokenizer`` over ``baseline`` on ``mix`` (0.68 = +68%)."""
+    rows = {r.tokenizer: r for r in cost_table(metrics, vocab_sizes, mix, shape, baseline=baseline, recompute=recompute)}
+    if tokenizer not in rows:
+        raise FinemedError(f"tokenizer {tokenizer!r} not in the metrics; have {', '.join(rows)}")
+    return rows[tokenizer].extra_vs_baseline
+
+
+def table_markdown(rows: list[CostRow], baseline: str) -> str:
+    lines = [f"| tokenizer | vocab | fertility (mix) | GFLOPs/token | GFLOPs/word | extra vs {baseline} |",
+             "|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r.tokenizer} | {r.vocab_size} | {r.fertility_mix:.3f} | {r.flops_per_token / 1e9:.3f} | "
+                     f"{r.flops_per_word / 1e9:.3f} | {100 * r.extra_vs_baseline:+.1f}% |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,116 @@
+"""Evaluate tokenizers on parallel data and write ``metrics.json``, ``metrics.csv`` and ``details.json``.
+
+``metrics.json`` is exactly ``{tokenizer_name: {lang: {"fertility", "parity", "parity_sum", "continued_words",
+"bytes_per_token"}}}``. ``details.json`` adds, per tokenizer, its kind, source, vocab size, and per language the
+raw counts (sentences, tokens, words, bytes), vocab use and skipped parity pairs; the CSV has one row per
+(tokenizer, language) with all of it.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+from typing import Sequence
+
+from finemed.artifacts import atomic_write_json, atomic_write_text
+from finemed.config import FinemedError
+from finemed.data.tokenizers import AnyTokenizer, load_any_tokenizer
+from finemed.tokenizer.metrics import METRIC_KEYS, check_words, count_language, language_metrics, parity
+from finemed.tokenizer.parallel import SIB_SPLITS, ParallelSet, load_parallel
+
+REF_LANG = "eng_Latn"
+
+
+def load_tokenizers(specs: Sequence[str]) -> list[AnyTokenizer]:
+    """Load each spec; names are made unique (``gpt2``, ``gpt2#2``) so no result overwrites another."""
+    if not specs:
+        raise FinemedError("no tokenizer given; pass --tokenizer PATH_OR_NAME (repeatable)")
+    toks, seen = [], {}
+    for spec in specs:
+        tok = load_any_tokenizer(spec)
+        seen[tok.name] = seen.get(tok.name, 0) + 1
+        if seen[tok.name] > 1:
+            tok.name = f"{tok.name}#{seen[tok.name]}"
+        toks.append(tok)
+    return toks
+
+
+def load_eval_data(parallel: str | Path | None, langs: Sequence[str], splits: Sequence[str] = SIB_SPLITS,
+                   ref_lang: str = REF_LANG) -> tuple[ParallelSet, bool]:
+    """The parallel set for ``langs`` plus the reference language when the data has it."""
+    langs = list(langs)
+    with_ref = langs if ref_lang in langs else langs + [ref_lang]
+    try:
+        return load_parallel(parallel, with_ref, tuple(splits)), True
+    except FinemedError as err:
+        if ref_lang in langs or "unknown language code" not in str(err) or repr(ref_lang) not in str(err):
+            raise
+    return load_parallel(parallel, langs, tuple(splits)), False
+
+
+def evaluate(tokenizers: Sequence[AnyTokenizer], data: ParallelSet, langs: Sequence[str], *,
+             words: str = "whitespace", ref_lang: str = REF_LANG) -> tuple[dict, dict]:
+    """``(metrics, details)`` for every tokenizer × language (see the module docstring)."""
+    check_words(words)
+    metrics, details = {}, {}
+    for tok in tokenizers:
+        counts = {lang: count_language(tok, data.texts[lang], words) for lang in data.texts}
+        ref = counts.get(ref_lang)
+        used_all = set().union(*(c.ids for c in counts.values()))
+        metrics[tok.name] = {lang: language_metrics(counts[lang], ref) for lang in langs}
+        details[tok.name] = {
+            "kind": tok.kind, "source": tok.source, "vocab_size": tok.vocab_size, "words": words,
+            "reference": ref_lang if ref is not None else None, "parallel": data.name,
+            "vocab_use": len(used_all) / tok.vocab_size,
+            "langs": {lang: {
+                "sentences": len(counts[lang].tokens), "tokens": counts[lang].total_tokens,
+                "words": counts[lang].words, "bytes": counts[lang].bytes, "continued": counts[lang].continued,
+                "vocab_use": len(counts[lang].ids) / tok.vocab_size,
+                "parity_skipped": parity(counts[lang], ref)[2] if ref is not None else None,
+            } for lang in langs},
+        }
+    return metrics, details
+
+
+def csv_text(metrics: dict, details: dict) -> str:
+    buf = io.StringIO()
+    cols = ["tokenizer", "lang", *METRIC_KEYS, "vocab_use", "vocab_size", "sentences", "tokens", "words", "bytes"]
+    writer = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
+    writer.writeheader()
+    for name, per_lang in metrics.items():
+        for lang, m in per_lang.items():
+            d = details[name]["langs"][lang]
+            writer.writerow({"tokenizer": name, "lang": lang, **{k: _fmt(m[k]) for k in METRIC_KEYS},
+                             "vocab_use": _fmt(d["vocab_use"]), "vocab_size": details[name]["vocab_size"],
+                             **{k: d[k] for k in ("sentences", "tokens", "words", "bytes")}})
+    return buf.getvalue()
+
+
+def _fmt(x: float | None) -> str:
+    return "" if x is None else f"{x:.6f}"
+
+
+def write_eval(metrics: dict, details: dict, out_dir: Path) -> dict[str, Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {"details": out_dir / "details.json", "csv": out_dir / "metrics.csv", "metrics": out_dir / "metrics.json"}
+    atomic_write_json(paths["details"], details)
+    atomic_write_text(paths["csv"], csv_text(metrics, details))
+    atomic_write_json(paths["metrics"], metrics)  # last: its presence means the eval finished
+    return paths
+
+
+def run_eval(tokenizer_specs: Sequence[str], *, parallel: str | Path | None, langs: Sequence[str], out_dir: Path,
+             words: str = "whitespace", splits: Sequence[str] = SIB_SPLITS, ref_lang: str = REF_LANG,
+             plots: bool = True) -> tuple[dict, dict]:
+    """Load, evaluate, write the JSON/CSV (and the parity and fertility plots). Returns (metrics, details)."""
+    check_words(words)
+    data, _ = load_eval_data(parallel, langs, splits, ref_lang)
+    toks = load_tokenizers(tokenizer_specs)
+    metrics, details = evaluate(toks, data, langs, words=words, ref_lang=ref_lang)
+    write_eval(metrics, details, out_dir)
+    if plots:
+        from finemed.tokenizer.plots import plot_parity
+
+        plot_parity(metrics, out_dir / "parity.png")
+    return metrics, details
