@@ -1,0 +1,121 @@
+"""``finemed corpus train-classifier``: train the domain classifier, tune its threshold, report P/R/F1.
+
+Labels come from a column of the input (``medical`` in the dev input: 1/0, other values skipped and
+counted) or from an ``annotate`` verdict file (``labels.jsonl`` with ``id`` and ``label``). Output dir:
+``classifier.json`` (kind, threshold, metrics), the model (``model.bin`` or ``model/``),
+``pr_curve.png`` and ``metrics.json``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from pydantic import Field
+
+from finemed.artifacts import atomic_write_json, read_json
+from finemed.config import FinemedError, StageConfig
+from finemed.corpus.classifier_eval import plot_pr_curve, prf_at, split_by_source, tune_threshold
+from finemed.corpus.classifier_fasttext import FastTextParams
+from finemed.corpus.domain import CLASSIFIER_JSON
+from finemed.corpus.readers import read_rows
+
+
+class TrainClassifierConfig(StageConfig):
+    input: str
+    labels: str | None = None  # annotate output (jsonl: id, label); default: the label_field column
+    label_field: str = "medical"
+    kind: Literal["fasttext", "transformer"] = "fasttext"
+    target_precision: float = Field(0.95, gt=0, le=1)
+    seed: int = 0
+    fasttext: FastTextParams = Field(default_factory=FastTextParams)
+    base_model: str = "FacebookAI/xlm-roberta-base"  # transformer kind; a tiny model dir in tests
+    epochs: float = 2.0
+    max_length: int = 256
+    batch_size: int = 16
+    learning_rate: float = 3e-5
+
+
+def labelled_rows(cfg: TrainClassifierConfig) -> tuple[list[dict], dict[str, int]]:
+    """Rows with a 0/1 label; ``skipped`` counts the rest by reason."""
+    rows = list(read_rows(cfg.input))
+    skipped = {"no_label": 0, "empty_text": 0}
+    ext: dict[str, int] = {}
+    if cfg.labels:
+        for r in read_rows(cfg.labels):
+            if r.get("label") in (0, 1, True, False):
+                ext[str(r["id"])] = int(r["label"])
+    out = []
+    for r in rows:
+        y = ext.get(str(r.get("id"))) if cfg.labels else r.get(cfg.label_field)
+        if y not in (0, 1, True, False):
+            skipped["no_label"] += 1
+            continue
+        if not str(r.get("text") or "").strip():
+            skipped["empty_text"] += 1
+            continue
+        out.append({**r, "label": int(y)})
+    if len({r["label"] for r in out}) < 2:
+        raise FinemedError(f"{cfg.labels or cfg.input}: need both labels 0 and 1 in {cfg.label_field!r}; "
+                           f"got {len(out)} labelled rows")
+    return out, skipped
+
+
+def _train_and_score(cfg: TrainClassifierConfig, splits: dict, out: Path):
+    texts = {k: [r["text"] for r in v] for k, v in splits.items()}
+    ys = {k: np.array([r["label"] for r in v]) for k, v in splits.items()}
+    if cfg.kind == "fasttext":
+        from finemed.corpus.classifier_fasttext import FastTextScorer, train_fasttext
+
+        train_fasttext(texts["train"], list(ys["train"]), out / "model.bin", cfg.fasttext)
+        scorer = FastTextScorer(out / "model.bin", cfg.fasttext.max_chars)
+        extra = {"max_chars": cfg.fasttext.max_chars}
+    else:
+        from finemed.corpus.classifier_transformer import TransformerScorer, train_transformer
+
+        train_transformer(texts["train"], list(ys["train"]), out / "model", cfg)
+        scorer = TransformerScorer(out / "model", max_length=cfg.max_length)
+        extra = {"max_length": cfg.max_length, "base_model": cfg.base_model}
+    scores = {k: scorer.score(texts[k]) for k in ("valid", "test")}
+    return scorer, ys, scores, extra
+
+
+def train_classifier(cfg: TrainClassifierConfig, out: Path) -> dict:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows, skipped = labelled_rows(cfg)
+    splits = split_by_source(rows, seed=cfg.seed)
+    _scorer, ys, scores, extra = _train_and_score(cfg, splits, out)
+    thr = tune_threshold(ys["valid"], scores["valid"], cfg.target_precision)
+    test = prf_at(ys["test"], scores["test"], thr)
+    meta = {
+        "kind": cfg.kind, "threshold": thr, "target_precision": cfg.target_precision, **extra,
+        "valid": prf_at(ys["valid"], scores["valid"], thr).model_dump(),
+        "test": test.model_dump(), "test_at_0.5": prf_at(ys["test"], scores["test"], 0.5).model_dump(),
+        "split": {k: len(v) for k, v in splits.items()}, "split_method": "stratified by source, grouped by near-dup group",
+        "skipped": skipped, "labels_from": cfg.labels or f"column {cfg.label_field}",
+    }
+    plot_pr_curve({cfg.kind: (ys["test"], scores["test"])}, {cfg.kind: test}, out / "pr_curve.png")
+    np.savez(out / "test_scores.npz", y=ys["test"], s=scores["test"],
+             ids=np.array([str(r["id"]) for r in splits["test"]]))
+    atomic_write_json(out / "metrics.json", meta)
+    atomic_write_json(out / CLASSIFIER_JSON, meta)  # last: its presence marks a complete classifier dir
+    return meta
+
+
+def cached_default_classifier(dev_input: Path | None = None) -> Path:
+    """The default fastText classifier trained on the dev input, cached by the input's fingerprint."""
+    from finemed.artifacts import fingerprint
+    from finemed.corpus.sample_input import default_dev_input
+    from finemed.data.registry import cache_dir
+
+    dev_input = Path(dev_input) if dev_input else default_dev_input()
+    cfg = TrainClassifierConfig(input=str(dev_input))
+    from finemed.artifacts import config_hash
+
+    d = cache_dir() / "corpus" / f"fasttext-{fingerprint(dev_input)}-{config_hash(cfg.model_copy(update={'input': ''}))}"
+    if (d / CLASSIFIER_JSON).is_file() and read_json(d / CLASSIFIER_JSON).get("kind") == "fasttext":
+        return d
+    train_classifier(cfg, d)
+    return d
