@@ -6,8 +6,8 @@
 - ``local:PATH_OR_NAME``: an HF causal LM loaded with :func:`finemed.models.loading.load_causal_lm`, chat
   template applied, batched greedy decoding (sampling with a seed when ``temperature > 0``).
 
-What it adds over a plain HTTP call (hand-written because the ``openai`` package is not in the pinned stack and
-a cache/retry layer shared by both backends is ours anyway):
+What it adds over a plain HTTP call (hand-written over httpx: the cache/retry layer is shared by both
+backends, and the ``openai`` package retries on its own, which would hide attempts from our counters):
 - an SQLite response cache keyed by (model spec, messages, generation params, cache_tag); only successful
   replies are cached, so a rerun makes zero calls and a failed call is retried on the next run;
 - bounded concurrency (a thread pool of ``concurrency`` workers);
@@ -43,6 +43,7 @@ class LLMReply(BaseModel):
     cached: bool = False
     error: str | None = None
     attempts: int = 0
+    finish_reason: str | None = None  # "stop" | "length" | None (unknown)
 
 
 class _RetryableError(Exception):
@@ -60,17 +61,25 @@ class ResponseCache:
         self._lock = threading.Lock()
         self._db = sqlite3.connect(str(self.path), check_same_thread=False, timeout=30)
         self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("CREATE TABLE IF NOT EXISTS replies (key TEXT PRIMARY KEY, text TEXT NOT NULL, created REAL)")
+        self._db.execute("CREATE TABLE IF NOT EXISTS replies (key TEXT PRIMARY KEY, text TEXT NOT NULL, created REAL, finish TEXT)")
+        cols = {r[1] for r in self._db.execute("PRAGMA table_info(replies)")}
+        if "finish" not in cols:  # caches written before finish_reason was stored
+            self._db.execute("ALTER TABLE replies ADD COLUMN finish TEXT")
         self._db.commit()
 
-    def get(self, key: str) -> str | None:
+    def get_full(self, key: str) -> tuple[str, str | None] | None:
         with self._lock:
-            row = self._db.execute("SELECT text FROM replies WHERE key = ?", (key,)).fetchone()
-        return row[0] if row else None
+            row = self._db.execute("SELECT text, finish FROM replies WHERE key = ?", (key,)).fetchone()
+        return (row[0], row[1]) if row else None
 
-    def put(self, key: str, text: str) -> None:
+    def get(self, key: str) -> str | None:
+        hit = self.get_full(key)
+        return hit[0] if hit else None
+
+    def put(self, key: str, text: str, finish: str | None = None) -> None:
         with self._lock:
-            self._db.execute("INSERT OR REPLACE INTO replies (key, text, created) VALUES (?, ?, ?)", (key, text, time.time()))
+            self._db.execute("INSERT OR REPLACE INTO replies (key, text, created, finish) VALUES (?, ?, ?, ?)",
+                             (key, text, time.time(), finish))
             self._db.commit()
 
     def __len__(self) -> int:
@@ -140,25 +149,25 @@ class LLMClient:
         todo: list[int] = []
         keys = [self.cache_key(m, cache_tag) for m in messages_list]
         for i, key in enumerate(keys):
-            hit = self.cache.get(key) if self.cache else None
+            hit = self.cache.get_full(key) if self.cache is not None else None
             if hit is not None:
                 self._bump("cache_hits")
-                replies[i] = LLMReply(text=hit, cached=True, attempts=0)
+                replies[i] = LLMReply(text=hit[0], cached=True, attempts=0, finish_reason=hit[1])
             else:
                 todo.append(i)
         if todo:
             fresh = self._local_chat([messages_list[i] for i in todo]) if self.kind == "local" else \
                 self._http_chat([messages_list[i] for i in todo])
             for i, reply in zip(todo, fresh):
-                if reply.text is not None and self.cache:
-                    self.cache.put(keys[i], reply.text)
+                if reply.text is not None and self.cache is not None:
+                    self.cache.put(keys[i], reply.text, reply.finish_reason)
                 replies[i] = reply
         return [r for r in replies if r is not None]
 
     def close(self) -> None:
         if self._http is not None:
             self._http.close()
-        if self.cache:
+        if self.cache is not None:
             self.cache.close()
 
     # ---- HTTP backend ------------------------------------------------------------------------
@@ -189,7 +198,8 @@ class LLMClient:
             if attempt > 1:
                 self._bump("retries")
             try:
-                return LLMReply(text=self._post(body), attempts=attempt)
+                text, finish = self._post(body)
+                return LLMReply(text=text, attempts=attempt, finish_reason=finish)
             except _RetryableError as err:
                 last = str(err)
                 if attempt <= self.max_retries:
@@ -203,7 +213,7 @@ class LLMClient:
         self._bump("errors")
         return LLMReply(text=None, error=f"gave up after {self.max_retries + 1} attempts: {last}", attempts=self.max_retries + 1)
 
-    def _post(self, body: dict) -> str:
+    def _post(self, body: dict) -> tuple[str, str | None]:
         import httpx
 
         url = f"{self.target}/chat/completions"
@@ -223,12 +233,14 @@ class LLMClient:
         if resp.status_code >= 400:
             raise FinemedError(f"{url}: HTTP {resp.status_code} {resp.text[:200]!r}; check the model name and request")
         try:
-            content = resp.json()["choices"][0]["message"]["content"]
+            choice = resp.json()["choices"][0]
+            content = choice["message"]["content"]
         except (ValueError, KeyError, IndexError, TypeError):
             raise _RetryableError(f"unparseable response body {resp.text[:80]!r}") from None
         if not isinstance(content, str):
             raise _RetryableError("response content is not a string")
-        return content
+        finish = choice.get("finish_reason") if isinstance(choice, dict) else None
+        return content, finish if isinstance(finish, str) else None
 
     # ---- local HF backend --------------------------------------------------------------------
     def _load_local(self):
@@ -263,7 +275,10 @@ class LLMClient:
                     ids = model.generate(**enc, **gen_kw)
                 new = ids[:, enc["input_ids"].shape[1]:]
                 texts = tok.batch_decode(new, skip_special_tokens=True)
-                out.extend(LLMReply(text=t.strip(), attempts=1) for t in texts)
+                ended = [(row == tok.eos_token_id).any().item() or (row == tok.pad_token_id).any().item() for row in new]
+                out.extend(LLMReply(text=t.strip(), attempts=1,
+                                    finish_reason="stop" if e or len(row) < self.max_tokens else "length")
+                           for t, e, row in zip(texts, ended, new))
             except Exception as err:  # noqa: BLE001 - one bad batch must not kill a long job
                 self._bump("errors", len(chunk))
                 out.extend(LLMReply(text=None, error=f"{type(err).__name__}: {err}", attempts=1) for _ in chunk)
