@@ -93,10 +93,10 @@ RULES = [
     _rx("LOCATION_CITY", rf"(?<![\d.,/])(?:[ADC]H?-)?\d{{4,5}}[ \t-]+(?P<v>{CAP}(?:[ \t]+(?:am|an der|im|bei|in der)?[ \t]*{CAP})?(?:[ \t]\([A-Z]{{2}}\))?)", "v"),
     _rx("NAME_TITLE", rf"(?<![\w.]){TITLES}(?![\w])"),
     _rx("NAME_DOCTOR", rf"{TITLES}[ \t]+(?P<v>{NAME}(?:[ \t]+{CAP})?)", "v"),
-    _rx("NAME_PATIENT", rf"\b(?:Herrn?|Frau|Fr\.|Hr\.|Patientin|Patienten|Patient|Pat\.|Sohn|Tochter|Ehemann|Ehefrau|Kollegin|Kollege)(?:[ \t]+(?:Kollegin|Kollege|Dr\.|Prof\.))?[ \t]+(?P<v>{CAP},[ \t]*{CAP}|{NAME})", "v"),
+    _rx("NAME_PATIENT", rf"\b(?:Herrn?|Frau|Fr\.|Hr\.|Patientin|Patienten|Patient|Pat\.|Sohn|Tochter|Ehemann|Ehefrau|Kollegin|Kollege)(?:[ \t]+(?:Kollegin|Kollege|Dr\.|Prof\.))?[ \t]+(?P<v>{CAP},[ \t]*(?!Herrn?\b|Frau\b){CAP}|{NAME})", "v"),
     _rx("NAME_DOCTOR", rf"\b(?:Assistenzärztin|Assistenzarzt|Oberarzt|Oberärztin|Stationsarzt|Stationsärztin|Chefarzt|Chefärztin|FÄ|FA|Drs\.[^\n]{{0,20}}und)[ \t]+(?P<v>{NAME})", "v"),
     _rx("NAME_PATIENT", rf"(?i:name|patient(?:in)?|pat\.)[ \t]*:[ \t]*(?P<v>{CAP},[ \t]*{CAP}|{NAME})", "v"),
-    _rx("NAME_PATIENT", rf"(?P<v>{CAP},[ \t]*{CAP}|{CAP}[ \t]+{CAP}(?:[ \t]+{CAP})?)[ \t,]*(?:\(?\*|geb\.|geboren)", "v"),
+    _rx("NAME_PATIENT", rf"(?P<v>{CAP},[ \t]*{CAP}|{CAP}[ \t]+{CAP}(?:[ \t]+{CAP})?)[ \t,]*\(?(?:\*|geb\.|geboren)", "v"),
     _rx("NAME_DOCTOR", rf"(?:Grüßen|Grüssen|gez\.)[ \t,]*\n+[ \t]*(?:{TITLES}[ \t]*)?(?P<v>{NAME})", "v"),
     _rx("NAME_PATIENT", rf"(?m)^[ \t]*(?P<v>{CAP}[ \t]+{CAP})[ \t]*$(?=\n[ \t]*(?:{CAP}[ \t]+\d|Am |[A-ZÄÖÜ][a-zäöüß-]*(?:straße|str\.|gasse|weg|platz)))", "v"),
 ]

@@ -74,7 +74,6 @@ class DomainAwareFilter(BaseFilter):
                  relax_threshold: float | None, language: str = "deu", exclusion_writer=None):
         super().__init__(exclusion_writer)
         self.kind = kind
-        self.name = f"✅ quality:{kind}"
         self.strict = make_filter(kind, base, language)
         self.relaxed = make_filter(kind, {**base, **relaxed}, language) if relaxed is not None else None
         self.relax_threshold = relax_threshold
@@ -98,11 +97,26 @@ class DomainAwareFilter(BaseFilter):
         return True if ok else (False, self._reason(reason))
 
 
+class GopherDomainAware(DomainAwareFilter):
+    name = "✅ quality: Gopher (domain-aware)"
+
+
+class C4DomainAware(DomainAwareFilter):
+    name = "✅ quality: C4 (domain-aware)"
+
+
+class FineWebDomainAware(DomainAwareFilter):
+    name = "✅ quality: FineWeb (domain-aware)"
+
+
+AWARE_CLASSES = {"gopher": GopherDomainAware, "c4": C4DomainAware, "fineweb": FineWebDomainAware}
+
+
 def quality_steps(cfg: QualityConfig, exclusion_writers: dict[str, Any] | None = None) -> list[BaseFilter]:
     """The configured quality filters as datatrove steps, in ``cfg.enabled`` order."""
     steps = []
     for kind in cfg.enabled:
         relaxed = cfg.relaxed.get(kind) if cfg.relax_threshold is not None else None
-        steps.append(DomainAwareFilter(kind, cfg.base.get(kind, {}), relaxed, cfg.relax_threshold,
+        steps.append(AWARE_CLASSES.get(kind, DomainAwareFilter)(kind, cfg.base.get(kind, {}), relaxed, cfg.relax_threshold,
                                        cfg.language, (exclusion_writers or {}).get(kind)))
     return steps

@@ -101,10 +101,12 @@ def make_reader(path: str, fmt: str | None = None, text_key: str = "text", id_ke
     fmt = fmt or input_format(path)
     p = Path(path)
     folder, glob = (str(p.parent), p.name) if "://" not in path and p.is_file() else (path, None)
+    if glob is None:
+        nested = "://" in path or any(x.is_dir() for x in p.iterdir())
+        glob = ("**/" if nested else "") + ("*.parquet" if fmt == "parquet" else "*.json*")
     if fmt == "parquet":
-        return SafeParquetReader(folder, glob_pattern=glob or "**.parquet", text_key=text_key, id_key=id_key,
-                                 limit=limit)
-    return SafeJsonlReader(folder, glob_pattern=glob or "**.json*", text_key=text_key, id_key=id_key, limit=limit)
+        return SafeParquetReader(folder, glob_pattern=glob, text_key=text_key, id_key=id_key, limit=limit)
+    return SafeJsonlReader(folder, glob_pattern=glob, text_key=text_key, id_key=id_key, limit=limit)
 
 
 def read_rows(path: Path | str, columns: list[str] | None = None) -> Iterator[dict]:

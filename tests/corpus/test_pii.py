@@ -1,0 +1,37 @@
+"""German PII/PHI de-identification: rules on synthetic text and the GraSCCo span-level targets."""
+
+from __future__ import annotations
+
+import json
+
+from finemed.corpus.pii import redact
+from finemed.corpus.pii_eval import run_pii_eval
+
+
+def test_german_formats_are_replaced_by_typed_placeholders():
+    text = ("Sehr geehrte Frau Dr. Weber, Herr Jonas Krüger (geb. 03.04.1961), wohnhaft Lindenstraße 12, "
+            "10115 Berlin, Tel.: 030 1234567, Fax: +49 (0)30 765432-11, E-Mail jonas.krueger@example.de, "
+            "IBAN DE89 3704 0044 0532 0130 00, IP 192.168.10.7, https://example.org/users/jkrueger, "
+            "Fallnummer: 34998877. Mit freundlichen Grüßen\nProf. Dr. med. Anna Schulz")
+    red, spans = redact(text)
+    labels = {s.label for s in spans}
+    for leak in ("Weber", "Krüger", "03.04.1961", "Lindenstraße 12", "10115", "Berlin", "1234567", "765432",
+                 "jonas.krueger@example.de", "DE89", "192.168.10.7", "jkrueger", "34998877", "Schulz"):
+        assert leak not in red, leak
+    assert {"NAME_TITLE", "NAME_PATIENT", "DATE", "LOCATION_STREET", "LOCATION_ZIP", "LOCATION_CITY",
+            "CONTACT_PHONE", "CONTACT_FAX", "CONTACT_EMAIL", "IBAN", "IP_ADDRESS", "URL", "ID"} <= labels
+    assert "[CONTACT_EMAIL]" in red and "Sehr geehrte" in red
+
+
+def test_grascco_recall_targets(tmp_path):
+    res = run_pii_eval(None, tmp_path)
+    per = res["per_label"]
+    for label in ("CONTACT_PHONE", "CONTACT_FAX", "ID", "DATE"):
+        assert per[label]["recall"] >= 0.95, (label, per[label])
+    assert res["groups"]["CONTACT_*"]["recall"] >= 0.95
+    assert res["groups"]["NAME_*"]["recall"] >= 0.8
+    for label in ("NAME_PATIENT", "NAME_DOCTOR", "NAME_TITLE"):
+        assert per[label]["recall"] >= 0.8, (label, per[label])
+    assert res["leaks"] == 0
+    assert res["micro"]["precision"] >= 0.85
+    assert json.loads((tmp_path / "pii_eval.json").read_text())["micro"] == res["micro"]
