@@ -137,29 +137,23 @@ def drop_incomplete_checkpoints(out_dir: Path) -> list[str]:
 
 def eval_texts(config: CptConfig) -> dict[str, list[str]]:
     """Held-out sets: ``domain`` plus each ``general_eval`` set, all texts whose hash score < fraction."""
-    from finemed.training.data import heldout_score, iter_texts
+    from finemed.training.data import heldout_texts
 
     sets = {"domain": config.domain, **config.general_eval}
     out: dict[str, list[str]] = {}
     for name, ts in sets.items():
-        picked = []
-        for text in iter_texts(ts.source, ts.field):
-            if heldout_score(text, config.seed) < config.heldout_fraction:
-                picked.append(text)
-                if len(picked) >= min(config.eval_max_docs, ts.max_docs or config.eval_max_docs):
-                    break
-        if not picked:
+        cap = min(config.eval_max_docs, ts.max_docs or config.eval_max_docs)
+        out[name] = heldout_texts(ts.source, config.heldout_fraction, config.seed, cap, ts.field)
+        if not out[name]:
             raise FinemedError(f"held-out set {name!r} ({ts.source}) is empty: no text fell in the held-out "
                                f"{config.heldout_fraction:.0%}; add texts or raise heldout_fraction")
-        out[name] = picked
     return out
 
 
-def train_texts(ts: TextSet, config: CptConfig):
-    from finemed.training.data import heldout_score, iter_texts
+def _train_texts(ts: TextSet, config: CptConfig):
+    from finemed.training.data import train_texts
 
-    return (t for t in iter_texts(ts.source, ts.field, ts.max_docs)
-            if heldout_score(t, config.seed) >= config.heldout_fraction)
+    return train_texts(ts.source, config.heldout_fraction, config.seed, ts.max_docs, ts.field)
 
 
 def bpb_sets(model, tok, sets: dict[str, list[str]], config: CptConfig, autocast: bool) -> dict[str, float]:
@@ -174,14 +168,14 @@ def build_datasets(config: CptConfig, tok, workdir: Path):
     """Token files for domain and replay text (train part only) and the mixed, shuffled block dataset."""
     from finemed.training.data import MixedBlocks, PackedBlocks, write_token_file
 
-    dom = write_token_file(train_texts(config.domain, config), tok, workdir / "domain.bin")
+    dom = write_token_file(_train_texts(config.domain, config), tok, workdir / "domain.bin")
     domain = PackedBlocks(dom.array(), config.seq_len)
     if len(domain) == 0:
         raise FinemedError(f"domain data {config.domain.source!r} gave {dom.tokens} training tokens in {dom.docs} "
                            f"docs, fewer than one block of seq_len={config.seq_len}; add text or lower seq_len")
     replay = None
     if config.replay is not None and config.replay_ratio > 0:
-        rep = write_token_file(train_texts(config.replay, config), tok, workdir / "replay.bin")
+        rep = write_token_file(_train_texts(config.replay, config), tok, workdir / "replay.bin")
         replay = PackedBlocks(rep.array(), config.seq_len)
     return MixedBlocks(domain, replay, config.replay_ratio, seed=config.seed), dom.tokens
 

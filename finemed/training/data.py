@@ -162,6 +162,24 @@ def split_heldout(texts: Iterable[str], fraction: float, seed: int = 0,
     return train, held
 
 
+def heldout_texts(source: str, fraction: float, seed: int = 0, max_docs: int | None = None,
+                  field: str = "text") -> list[str]:
+    """The held-out texts of ``source`` (hash score < ``fraction``), at most ``max_docs``, streaming."""
+    picked: list[str] = []
+    for text in iter_texts(source, field):
+        if heldout_score(text, seed) < fraction:
+            picked.append(text)
+            if max_docs is not None and len(picked) >= max_docs:
+                break
+    return picked
+
+
+def train_texts(source: str, fraction: float, seed: int = 0, max_docs: int | None = None,
+                field: str = "text") -> Iterator[str]:
+    """The training texts of ``source``: every text that :func:`heldout_texts` would not pick."""
+    return (t for t in iter_texts(source, field, max_docs) if heldout_score(t, seed) >= fraction)
+
+
 # ------------------------------------------------------------------------------------------ token files
 @dataclass
 class TokenFile:

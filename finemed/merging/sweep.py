@@ -1,0 +1,189 @@
+"""Stage ``merge.sweep``: merge the CPT model back into the instruct model at several t and pick one.
+
+For each t the merged model (mergekit, :mod:`finemed.merging.merge`) is scored on held-out domain bpb,
+general German/English bpb and the bilingual instruction probe (:mod:`finemed.merging.probe`). The
+endpoints are the two input models themselves: t=0 is the instruct model, t=1 the CPT model.
+
+**Rule for t.** Among the t whose probe pass rate is at least ``min_probe_keep`` (default 0.8) of the
+instruct model's, choose the one with the lowest domain bpb (ties: the smaller t). If none qualifies, choose
+the t with the highest pass rate. The result reports, at the chosen t, the share of the instruct probe score
+kept and the share of the CPT domain-bpb gain kept, against the acceptance goals (≥ 0.8 and ≥ 0.5).
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, field_validator
+
+from finemed.artifacts import atomic_path, atomic_write_json
+from finemed.config import FinemedError, StageConfig
+from finemed.training.cpt import TextSet, _general_default
+
+
+class SweepConfig(StageConfig):
+    """Stage ``merge.sweep``. The held-out sets are chosen by the same hash rule as ``train.cpt``."""
+
+    base: str = "smollm2"
+    cpt: str
+    method: Literal["slerp", "linear"] = "slerp"
+    t_values: list[float] = Field(default_factory=lambda: [0.0, 0.3, 0.5, 0.7, 1.0])
+    dtype: Literal["float32", "bfloat16"] = "float32"
+    domain: TextSet = TextSet(source="builtin:medical")
+    general_eval: dict[str, TextSet] = Field(default_factory=_general_default)
+    heldout_fraction: float = Field(default=0.15, gt=0.0, lt=1.0)
+    eval_max_docs: int = Field(default=16, ge=1)
+    eval_max_length: int = Field(default=512, ge=2)
+    eval_batch_size: int = Field(default=4, ge=1)
+    seed: int = 0
+    probe_max_new_tokens: int = Field(default=48, ge=1)
+    probe_batch_size: int = Field(default=25, ge=1)
+    probe_limit: int | None = Field(default=None, ge=1)
+    min_probe_keep: float = Field(default=0.8, ge=0.0, le=1.0)
+    keep: Literal["chosen", "all"] = "chosen"
+    autocast: bool = True
+
+    @field_validator("t_values")
+    @classmethod
+    def _unit(cls, v: list[float]) -> list[float]:
+        if not v:
+            raise ValueError("give at least one t, e.g. [0, 0.5, 1]")
+        bad = [t for t in v if not 0.0 <= t <= 1.0]
+        if bad:
+            raise ValueError(f"t={bad[0]} is outside [0, 1]; t is the CPT model's share (0 = base, 1 = cpt)")
+        return sorted(set(v))
+
+
+class SweepPoint(BaseModel):
+    t: float
+    bpb: dict[str, float]
+    probe_pass_rate: float
+    probe_by_lang: dict[str, float]
+    seconds: float
+
+
+class SweepResult(BaseModel):
+    chosen_t: float
+    rule: str
+    chosen_model: str
+    probe_kept: float | None  # pass rate at chosen t / instruct pass rate
+    gain_kept: float | None  # (bpb_base - bpb_t) / (bpb_base - bpb_cpt) on the domain set
+    meets_probe_goal: bool
+    meets_gain_goal: bool
+    plot: str
+    points: list[SweepPoint]
+
+
+RULE = ("lowest domain bpb among t with probe pass rate >= {keep:.0%} of the instruct model's "
+        "(ties: smaller t); if none, the highest pass rate")
+
+
+def choose_t(points: list[SweepPoint], base_pass: float, min_keep: float) -> float:
+    """Apply the stated rule (see the module docstring)."""
+    ok = [p for p in points if p.probe_pass_rate >= min_keep * base_pass - 1e-12]
+    if ok:
+        return min(ok, key=lambda p: (p.bpb["domain"], p.t)).t
+    return max(points, key=lambda p: (p.probe_pass_rate, -p.t)).t
+
+
+def plot_sweep(points: list[SweepPoint], chosen: float, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ts = [p.t for p in points]
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for name in points[0].bpb:
+        ax.plot(ts, [p.bpb[name] for p in points], marker="o", label=f"bpb {name}")
+    ax.set_xlabel("t (0 = instruct, 1 = CPT)")
+    ax.set_ylabel("bits per byte (lower is better)")
+    ax2 = ax.twinx()
+    ax2.plot(ts, [p.probe_pass_rate for p in points], marker="s", color="black", linestyle="--",
+             label="probe pass rate")
+    ax2.set_ylabel("instruction probe pass rate")
+    ax2.set_ylim(0, 1)
+    ax.axvline(chosen, color="grey", linestyle=":", label=f"chosen t={chosen:g}")
+    lines = ax.get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0]
+    labels = ax.get_legend_handles_labels()[1] + ax2.get_legend_handles_labels()[1]
+    ax.legend(lines, labels, fontsize=8, loc="upper center")
+    ax.set_title("SLERP t-sweep: domain/general bpb and instruction following")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+    plt.close(fig)
+    return path
+
+
+def _evaluate(model_dir: Path, sets: dict[str, list[str]], config: SweepConfig) -> tuple[dict, object]:
+    from finemed.evaluation.perplexity import compute_bpb
+    from finemed.merging.probe import run_probe
+    from finemed.models.loading import load_causal_lm
+
+    model, tok = load_causal_lm(model_dir)
+    bpb = {name: round(compute_bpb(model, tok, texts, max_length=config.eval_max_length,
+                                   batch_size=config.eval_batch_size, progress=False,
+                                   autocast=config.autocast).bpb, 6) for name, texts in sets.items()}
+    probe = run_probe(model, tok, max_new_tokens=config.probe_max_new_tokens, batch_size=config.probe_batch_size,
+                      limit=config.probe_limit, autocast=config.autocast)
+    return bpb, probe
+
+
+def run(config: SweepConfig, run_dir: Path) -> SweepResult:
+    """Stage entry: writes ``sweep.json``, ``sweep.png``, ``probe/t*.json``, ``merged/`` and ``metrics.json``."""
+    from finemed.merging.merge import MergeSpec, check_compatible, run_merge, to_mergekit
+    from finemed.models.loading import resolve_model_path
+    from finemed.training.data import heldout_texts
+
+    run_dir = Path(run_dir)
+    base, cpt = resolve_model_path(config.base), resolve_model_path(config.cpt)
+    check_compatible([str(base), str(cpt)])
+    sets = {}
+    for name, ts in {"domain": config.domain, **config.general_eval}.items():
+        cap = min(config.eval_max_docs, ts.max_docs or config.eval_max_docs)
+        sets[name] = heldout_texts(ts.source, config.heldout_fraction, config.seed, cap, ts.field)
+        if not sets[name]:
+            raise FinemedError(f"sweep: held-out set {name!r} ({ts.source}) is empty; add texts or raise "
+                               f"heldout_fraction")
+    t_values = sorted(set(config.t_values) | {0.0, 1.0})
+    points: list[SweepPoint] = []
+    merged_dirs: dict[float, Path] = {}
+    for t in t_values:
+        start = time.perf_counter()
+        if t in (0.0, 1.0):
+            model_dir = base if t == 0.0 else cpt
+        else:
+            spec = MergeSpec(base=str(base), cpt=str(cpt), method=config.method, t=t, dtype=config.dtype)
+            model_dir = run_merge(to_mergekit(spec), run_dir / f"merged-t{t:g}", check=False)
+            merged_dirs[t] = model_dir
+        bpb, probe = _evaluate(model_dir, sets, config)
+        atomic_write_json(run_dir / "probe" / f"t{t:g}.json", probe)
+        points.append(SweepPoint(t=t, bpb=bpb, probe_pass_rate=probe.pass_rate, probe_by_lang=probe.by_lang,
+                                 seconds=round(time.perf_counter() - start, 2)))
+    by_t = {p.t: p for p in points}
+    chosen = choose_t([p for p in points if p.t in config.t_values] or points, by_t[0.0].probe_pass_rate,
+                      config.min_probe_keep)
+    base_pass, gain_total = by_t[0.0].probe_pass_rate, by_t[0.0].bpb["domain"] - by_t[1.0].bpb["domain"]
+    probe_kept = by_t[chosen].probe_pass_rate / base_pass if base_pass > 0 else None
+    gain_kept = (by_t[0.0].bpb["domain"] - by_t[chosen].bpb["domain"]) / gain_total if gain_total > 0 else None
+    chosen_dir = run_dir / "merged"
+    if chosen in merged_dirs:
+        with atomic_path(chosen_dir) as tmp:
+            shutil.copytree(merged_dirs[chosen], tmp)
+    if config.keep == "chosen":
+        for d in merged_dirs.values():
+            shutil.rmtree(d, ignore_errors=True)
+    plot = plot_sweep(points, chosen, run_dir / "sweep.png")
+    result = SweepResult(
+        chosen_t=chosen, rule=RULE.format(keep=config.min_probe_keep),
+        chosen_model=str(chosen_dir if chosen in merged_dirs else (base if chosen == 0.0 else cpt)),
+        probe_kept=None if probe_kept is None else round(probe_kept, 4),
+        gain_kept=None if gain_kept is None else round(gain_kept, 4),
+        meets_probe_goal=probe_kept is not None and probe_kept >= 0.8,
+        meets_gain_goal=gain_kept is not None and gain_kept >= 0.5, plot=str(plot), points=points)
+    atomic_write_json(run_dir / "sweep.json", result)
+    atomic_write_json(run_dir / "metrics.json", result)
+    return result

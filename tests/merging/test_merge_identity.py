@@ -1,0 +1,93 @@
+"""Our merge equals `mergekit-yaml` on the same YAML, bit for bit, for every method (tiny models)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from finemed.merging.merge import METHODS, MergeSpec, merge_file, to_mergekit
+
+MERGEKIT_YAML = str(Path(sys.executable).with_name("mergekit-yaml"))
+
+
+def _tensors(d: Path) -> dict[str, torch.Tensor]:
+    out = {}
+    for f in sorted(d.glob("*.safetensors")):
+        out.update(load_file(str(f)))
+    return out
+
+
+def _short(base, cpt, method) -> dict:
+    t = [0.0, 0.4, 1.0] if method == "slerp" else 0.35
+    return {"base": str(base), "cpt": str(cpt), "method": method, "t": t, "density": 0.6, "random_seed": 0}
+
+
+def test_every_method_is_bit_identical_to_mergekit_yaml(tiny_pair, tmp_path):
+    base, cpt = tiny_pair
+    procs = {}
+    for method in METHODS:
+        short = _short(base, cpt, method)
+        (tmp_path / f"{method}.short.yaml").write_text(yaml.safe_dump(short))
+        raw = to_mergekit(MergeSpec(**short))
+        (tmp_path / f"{method}.mergekit.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+        procs[method] = subprocess.Popen([MERGEKIT_YAML, str(tmp_path / f"{method}.mergekit.yaml"),
+                                          str(tmp_path / f"{method}.ref"), "--random-seed", "0"],
+                                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    for method in METHODS:
+        ours = merge_file(tmp_path / f"{method}.short.yaml", tmp_path / f"{method}.ours")
+        out, _ = procs[method].communicate(timeout=300)
+        assert procs[method].returncode == 0, out[-1500:]
+        a, b = _tensors(ours), _tensors(tmp_path / f"{method}.ref")
+        assert a.keys() == b.keys() and len(a) > 10
+        for k in a:
+            assert torch.equal(a[k], b[k]), f"{method}: {k} differs"
+        assert (ours / "tokenizer.json").read_bytes() == (base / "tokenizer.json").read_bytes()
+        # the merge really mixed the two models (not a copy of either)
+        base_t, cpt_t = _tensors(base), _tensors(cpt)
+        k = "model.layers.1.mlp.down_proj.weight"
+        assert not torch.equal(a[k], base_t[k]) and not torch.equal(a[k], cpt_t[k]), method
+
+
+def test_raw_mergekit_yaml_is_accepted_as_is(tiny_pair, tmp_path):
+    base, cpt = tiny_pair
+    raw = {"merge_method": "slerp", "base_model": str(base), "dtype": "float32",
+           "slices": [{"sources": [{"model": str(base), "layer_range": [0, 4]},
+                                   {"model": str(cpt), "layer_range": [0, 4]}]}],
+           "parameters": {"t": [{"filter": "self_attn", "value": [0, 0.5, 0.3, 0.7, 1]},
+                                {"filter": "mlp", "value": [1, 0.5, 0.7, 0.3, 0]}, {"value": 0.5}]}}
+    (tmp_path / "raw.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    ours = merge_file(tmp_path / "raw.yaml", tmp_path / "ours")
+    ref = subprocess.run([MERGEKIT_YAML, str(tmp_path / "raw.yaml"), str(tmp_path / "ref")],
+                         capture_output=True, text=True, timeout=300)
+    assert ref.returncode == 0, ref.stderr[-1500:]
+    a, b = _tensors(ours), _tensors(tmp_path / "ref")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_per_layer_t_is_interpolated_across_layers(tiny_pair, tmp_path):
+    """t=[0, 1] over 4 layers: layer 0 is the base model, layer 3 the CPT model, layers between mix."""
+    base, cpt = tiny_pair
+    (tmp_path / "m.yaml").write_text(yaml.safe_dump({"base": str(base), "cpt": str(cpt), "t": [0.0, 1.0]}))
+    m = _tensors(merge_file(tmp_path / "m.yaml", tmp_path / "out"))
+    b, c = _tensors(base), _tensors(cpt)
+    k = "model.layers.{}.self_attn.q_proj.weight"
+    assert torch.allclose(m[k.format(0)], b[k.format(0)], atol=1e-6)
+    assert torch.allclose(m[k.format(3)], c[k.format(3)], atol=1e-6)
+    d1 = (m[k.format(1)] - b[k.format(1)]).norm() / (c[k.format(1)] - b[k.format(1)]).norm()
+    d2 = (m[k.format(2)] - b[k.format(2)]).norm() / (c[k.format(2)] - b[k.format(2)]).norm()
+    assert 0.1 < d1 < d2 < 0.9
+
+
+@pytest.mark.parametrize("method", ["slerp", "linear"])
+def test_t_endpoints_reproduce_the_inputs(tiny_pair, tmp_path, method):
+    base, cpt = tiny_pair
+    for t, ref in ((0.0, base), (1.0, cpt)):
+        (tmp_path / "m.yaml").write_text(yaml.safe_dump({"base": str(base), "cpt": str(cpt), "method": method, "t": t}))
+        m, r = _tensors(merge_file(tmp_path / "m.yaml", tmp_path / f"o{t}")), _tensors(ref)
+        assert all(torch.allclose(m[k], r[k], atol=1e-6) for k in m)
