@@ -156,3 +156,10 @@ def test_cli_cache_logits_resumes_and_rejects_big_k(env, tmp_path):
     res = CliRunner().invoke(app, args + ["--k", "5000", "--out", str(tmp_path / "d")])
     # finemed.cli.main turns a FinemedError into its one line and exit code 2
     assert isinstance(res.exception, FinemedError) and "k=5000 must be within 1..512" in str(res.exception)
+
+
+def test_on_policy_mode_uses_trl_distillation_trainer(env, tmp_path):
+    r = run(_cfg(env, mode="on_policy", steps=2, batch_size=2, max_new_tokens=4, compare_ce=False, eval_qa=0,
+                 save_student=False), tmp_path / "p")
+    assert r["mode"] == "on_policy" and r["kd_train"]["seconds"] > 0
+    assert r["bpb_student"] != r["bpb_student_init"]  # TRL's trainer updated the student in place
