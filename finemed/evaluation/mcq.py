@@ -80,13 +80,13 @@ def load_mcq_file(path: Path | str) -> list[McqItem]:
         return [_item(d, i, f"{path}:{i + 2}") for i, d in enumerate(dicts)]
     text = path.read_text(encoding="utf-8")
     try:
-        data = json.loads(text)
-        rows = data if isinstance(data, list) else data.get("data", data.get("questions"))
-    except json.JSONDecodeError:
-        try:
+        if path.suffix.lower() == ".jsonl":
             rows = [json.loads(line) for line in text.splitlines() if line.strip()]
-        except json.JSONDecodeError as err:
-            raise FinemedError(f"{path}: neither JSON nor JSONL ({err.msg}); fix the file") from None
+        else:
+            data = json.loads(text)
+            rows = data if isinstance(data, list) else data.get("data", data.get("questions"))
+    except json.JSONDecodeError as err:
+        raise FinemedError(f"{path}: invalid JSON ({err.msg}); use a JSON list or JSONL with one question per line") from None
     if not isinstance(rows, list):
         raise FinemedError(f"{path}: expected a list of questions (or {{'data': [...]}})")
     return [_item(r, i, f"{path} item {i + 1}") for i, r in enumerate(rows)]
