@@ -1,0 +1,73 @@
+"""The instruction probe: 50 bilingual items, each check on hand-written answers, scoring, and generation."""
+
+from __future__ import annotations
+
+import pytest
+
+from finemed.merging.probe import check, generate, instructions, score
+
+
+def test_fifty_items_half_german_half_english_all_check_eos():
+    items = instructions()
+    assert len(items) == 50 and len({i.id for i in items}) == 50
+    assert sum(i.lang == "de" for i in items) == 25
+    assert all(i.checks[-1] == "eos" for i in items)
+    kinds = {c.split(":")[0] for i in items for c in i.checks}
+    assert {"lang", "max_words", "bullets", "numbered", "json", "yes_no", "eos"} <= kinds
+
+
+@pytest.mark.parametrize("name,answer,lang,ok", [
+    ("lang", "Bluthochdruck bedeutet, dass der Druck in den Blutgefäßen dauerhaft zu hoch ist.", "de", True),
+    ("lang", "High blood pressure means the pressure in the vessels is too high.", "de", False),
+    ("lang", "High blood pressure means the pressure in the vessels is too high.", "en", True),
+    ("max_words:5", "eins zwei drei vier fünf", "de", True),
+    ("max_words:5", "eins zwei drei vier fünf sechs", "de", False),
+    ("bullets:3", "- Fieber\n- Husten\n* Müdigkeit", "de", True),
+    ("bullets:3", "Symptome:\n- Fieber\n- Husten", "de", False),
+    ("numbered:2", "1. Apfel\n2) Birne", "de", True),
+    ("numbered:2", "1. Apfel 2. Birne", "de", False),
+    ("json:name,age", '```json\n{"name": "Ann", "age": 3}\n```', "en", True),
+    ("json:name,age", '{"name": "Ann"}', "en", False),
+    ("json:name,age", "name: Ann, age: 3", "en", False),
+    ("yes_no:de", "Ja.", "de", True),
+    ("yes_no:de", "Yes.", "de", False),
+    ("yes_no:en", "No, it is not.", "en", True),
+    ("one_word", "Berlin.", "de", True),
+    ("one_word", "Die Hauptstadt ist Berlin.", "de", False),
+    ("number:12", "12", "en", True),
+    ("number:12", "The answer is 12.", "en", False),
+    ("upper:HEALTH", "HEALTH", "en", True),
+    ("upper:HEALTH", "Health", "en", False),
+    ("sentences:1", "Ein Stethoskop ist ein Hörgerät für Ärzte.", "de", True),
+    ("sentences:1", "Es ist ein Gerät. Ärzte nutzen es.", "de", False),
+    ("comma_list:5", "Kopf, Arm, Bein, Fuß, Hand", "de", True),
+    ("comma_list:5", "Kopf, Arm, Bein", "de", False),
+    ("ends_q", "Wo tut es weh?", "de", True),
+    ("ends_q", "Wo tut es weh.", "de", False),
+])
+def test_checks(name, answer, lang, ok):
+    assert check(name, answer, True, lang) is ok
+
+
+def test_eos_check_and_score_aggregation():
+    items = [i for i in instructions() if i.id in ("capital_word.de", "capital_word.en", "sum_number.en")]
+    answers = [("Berlin", True), ("Berlin", False), ("12", True)]
+    res = score(items, answers)
+    assert [s.passed for s in res.items] == [True, False, True]
+    assert res.pass_rate == round(2 / 3, 4) and res.by_lang == {"de": 1.0, "en": 0.5}
+    assert res.by_check["eos"] == round(2 / 3, 4) and res.by_check["one_word"] == 1.0
+
+
+def test_generate_reports_eos_stop_consistently():
+    from finemed.models.tiny import tiny_llama, tiny_tokenizer
+
+    tok = tiny_tokenizer()
+    model = tiny_llama(vocab_size=len(tok))
+    prompts = [i.prompt for i in instructions()[:3]]
+    outs = generate(model, tok, prompts, max_new_tokens=6, batch_size=2, autocast=False)
+    assert len(outs) == 3
+    for text, stopped in outs:
+        assert isinstance(text, str) and isinstance(stopped, bool)
+        if not stopped:
+            assert len(tok(text, add_special_tokens=False)["input_ids"]) >= 3
+    assert tok.padding_side == "right"
