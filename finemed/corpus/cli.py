@@ -96,3 +96,20 @@ def quality_report(input: Optional[str] = typer.Option(None, "--input", help="De
     for setting, filters in res["survival"].items():
         for name, v in filters.items():
             typer.echo(f"{setting:<13} {name:<9} medical {v['medical']:.3f}  german_other {v['german_other']:.3f}")
+
+
+@app.command("annotate")
+def annotate_cmd(input: Optional[str] = typer.Option(None, "--input", help="Parquet/jsonl to sample (default: dev input)"),
+                 llm: str = typer.Option(..., "--llm", help='"http://127.0.0.1:PORT/v1#MODEL" or "local:PATH"'),
+                 out: Path = typer.Option(..., "--out"),
+                 sample: int = typer.Option(200, help="Docs to label"),
+                 template: str = typer.Option("de", help="de | en | a custom template with {text}"),
+                 human_labels: Optional[str] = typer.Option(None, help="jsonl with id,label for judge P/R/F1"),
+                 label_field: Optional[str] = typer.Option(None, help="or an input column with gold labels")):
+    """Label sampled docs medical/not with a zero-shot LLM (cached verdicts); judge P/R/F1 with CI."""
+    from finemed.corpus.annotate import AnnotateConfig, annotate
+    from finemed.corpus.sample_input import default_dev_input
+
+    cfg = AnnotateConfig(input=input or str(default_dev_input()), llm=llm, sample=sample, template=template,
+                         human_labels=human_labels, label_field=label_field)
+    typer.echo(json.dumps(annotate(cfg, out), indent=1))
