@@ -81,7 +81,7 @@ def plot_cost_table(markdown: str, path: Path, title: str = "") -> Path:
     """Render a markdown table (from :func:`finemed.tokenizer.cost.table_markdown`) as a PNG."""
     lines = [ln for ln in markdown.strip().splitlines() if ln.startswith("|") and not set(ln) <= set("|-")]
     cells = [[c.strip() for c in ln.strip("|").split("|")] for ln in lines]
-    fig, ax = plt.subplots(figsize=(9, 0.35 * len(cells) + 0.6))
+    fig, ax = plt.subplots(figsize=(9, 0.24 * len(cells) + 0.3))
     ax.axis("off")
     table = ax.table(cellText=cells[1:], colLabels=cells[0], loc="center", cellLoc="right")
     table.auto_set_font_size(False)

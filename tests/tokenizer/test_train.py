@@ -1,0 +1,87 @@
+"""Trainers: the vocab size asked for (± specials), HF-loadable output, SP ↔ tokenizer.json agreement, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from finemed.config import FinemedError
+from finemed.data.loaders import load_sib200
+from finemed.data.tokenizers import load_any_tokenizer
+from finemed.tokenizer.sources import language_texts, training_lines
+from finemed.tokenizer.sweep import CorpusSpec, SweepConfig, run_sweep
+from finemed.tokenizer.train import SPECIALS, tokenizer_name, train_one
+
+
+@pytest.fixture(scope="module")
+def lines():
+    texts, used = language_texts(["sib200:eng_Latn", "sib200:deu_Latn"], 60_000)
+    assert used <= 60_000 and used > 59_000
+    return list(training_lines(texts))
+
+
+@pytest.mark.parametrize("algorithm,library", [("bpe", "hf"), ("unigram", "hf"), ("bpe", "sp"), ("unigram", "sp")])
+def test_vocab_size_as_asked_and_hf_loadable(lines, tmp_path, algorithm, library):
+    from transformers import PreTrainedTokenizerFast
+
+    info = train_one(lines, algorithm=algorithm, library=library, vocab_size=1000, out_dir=tmp_path / "tok",
+                     corpus="T")
+    assert info.name == f"T-{'BPE' if algorithm == 'bpe' else 'UNI'}-{library.upper()}-1"
+    assert abs(info.vocab_size - 1000) <= len(SPECIALS)
+    hf = PreTrainedTokenizerFast.from_pretrained(str(tmp_path / "tok"))
+    assert abs(len(hf) - 1000) <= len(SPECIALS)
+    sentences = [s.text for s in load_sib200("deu_Latn", splits=("dev",))][:50]
+    ours = load_any_tokenizer(tmp_path / "tok")
+    assert [hf.encode(s, add_special_tokens=False) for s in sentences] == ours.encode_batch(sentences)
+    if library == "sp":  # the .model is kept, and tokenizer.json encodes exactly like SentencePiece
+        sp = load_any_tokenizer(tmp_path / "tok" / "tokenizer.model")
+        assert sp.vocab_size == 1000
+        assert sp.encode_batch(sentences) == ours.encode_batch(sentences)
+    meta = json.loads((tmp_path / "tok" / "finemed_tokenizer.json").read_text())
+    assert meta["vocab_size_asked"] == 1000 and meta["algorithm"] == algorithm
+
+
+@pytest.mark.parametrize("library", ["hf", "sp"])
+def test_vocab_larger_than_possible(lines, tmp_path, library):
+    with pytest.raises(FinemedError, match="larger than possible"):
+        train_one(lines[:20], algorithm="bpe", library=library, vocab_size=50_000, out_dir=tmp_path / "x")
+    assert not (tmp_path / "x").exists()  # nothing half-written
+
+
+def test_empty_corpus(tmp_path):
+    with pytest.raises(FinemedError, match="empty corpus"):
+        train_one(["", "  "], algorithm="bpe", library="hf", vocab_size=500, out_dir=tmp_path / "x")
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    cfg = SweepConfig(vocab_sizes=[500], algorithms=["bpe"], libraries=["hf"],
+                      corpora=[CorpusSpec(name="E", total_bytes=1000,
+                                          languages={"deu_Latn": {"sources": [str(empty)]}})])
+    with pytest.raises(FinemedError, match="empty corpus E: language deu_Latn got no text"):
+        run_sweep(cfg, tmp_path / "out")
+
+
+def test_sources_and_budget(tmp_path):
+    jsonl = tmp_path / "c.jsonl"
+    jsonl.write_text("\n".join(json.dumps({"text": f"Satz {i} über Ärzte."}) for i in range(100)), encoding="utf-8")
+    texts, used = language_texts([str(jsonl), "fortunes_de"], 200)
+    # round-robin: one text from each source in turn; the last one is cut to the budget
+    assert texts[0] == "Satz 0 über Ärzte." and texts[1].startswith("Ein Mathematikprofessor")
+    assert used == sum(len(t.encode("utf-8")) for t in texts) and 195 <= used <= 200
+    with pytest.raises(FinemedError, match="no 'body' field"):
+        language_texts([f"{jsonl}#body"], 100)
+    with pytest.raises(FinemedError, match="not a bundled source"):
+        language_texts([str(tmp_path / "missing.txt")], 100)
+
+
+def test_sweep_names_and_files(tmp_path):
+    cfg = SweepConfig(vocab_sizes=[400, 600], algorithms=["bpe"], libraries=["hf", "sp"],
+                      corpora=[CorpusSpec(name="DE", total_bytes=30_000,
+                                          languages={"deu_Latn": {"sources": ["sib200:deu_Latn"]}})])
+    result = run_sweep(cfg, tmp_path, log=lambda *_: None)
+    assert [t.name for t in result.tokenizers] == ["DE-BPE-HF-0.4", "DE-BPE-HF-0.6", "DE-BPE-SP-0.4", "DE-BPE-SP-0.6"]
+    assert 29_000 < result.corpora["DE"]["deu_Latn"] <= 30_000
+    assert (tmp_path / "DE-BPE-SP-0.6" / "tokenizer.model").is_file()
+    assert json.loads((tmp_path / "sweep.json").read_text())["tokenizers"][0]["vocab_size"] == 400
+    assert tokenizer_name("unigram", "sp", 32768) == "UNI-SP-33"
+    assert tokenizer_name("bpe", "hf", 100_000, "EN") == "EN-BPE-HF-100"
