@@ -39,12 +39,12 @@ class DistillConfig(StageConfig):
     qa: str | None = "xquad.en"  # SQuAD-format file or bundled name for QA-format KD; split by title
     qa_shots: list[int] = [0, 1]
     heldout_fraction: float = Field(0.2, gt=0.0, lt=1.0)
-    max_train_sequences: int | None = None  # cap (one epoch = steps × batch_size is enough)
+    max_train_sequences: int | None = None  # default steps × batch_size: one epoch, all the cache needs
     qa_fraction: float = Field(0.25, ge=0.0, le=1.0)  # share of QA-format sequences under that cap
     seq_len: int = Field(256, ge=8)
     batch_size: int = Field(4, ge=1)
     steps: int = Field(40, ge=1)
-    lr: float = Field(1e-4, gt=0.0)
+    lr: float = Field(2e-4, gt=0.0)
     warmup_steps: int = 4
     compare_ce: bool = True
     eval_qa: int = Field(32, ge=0)  # held-out questions scored with EM/F1/ROUGE-L (0: bpb retention only)
@@ -119,7 +119,7 @@ def build_data(cfg: DistillConfig, tok, workdir: Path):
     held_set = set(held_texts)
     train_qa = [e for e in train_qa if e.context not in held_set]
     gen = torch.Generator().manual_seed(cfg.seed)
-    n_max = cfg.max_train_sequences
+    n_max = cfg.max_train_sequences or cfg.steps * cfg.batch_size
     n_qa = None if n_max is None else round(n_max * cfg.qa_fraction) if train_texts else n_max
     parts = []
     if train_qa and n_qa != 0:
