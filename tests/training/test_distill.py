@@ -58,11 +58,13 @@ def test_offline_run_and_cache_reuse(env, tmp_path):
     assert "| KD student |" in (tmp_path / "a" / "report.md").read_text()
     saved = json.loads((tmp_path / "a" / "student" / "config.json").read_text())
     assert saved["num_hidden_layers"] == 2
-    # a second student reuses the cache: no teacher forward for its logits
-    r2 = run(_cfg(env, layers=[0, 3], compare_ce=False, eval_qa=0, save_student=False,
+    # a second student, any HF model with the same tokenizer, reuses the cache: no teacher forward
+    other = save_tiny(tmp_path / "other_student", seed=5, num_layers=1, hidden_size=32)
+    r2 = run(_cfg(env, student=str(other), compare_ce=False, eval_qa=0, save_student=False,
                   cache_dir=str(tmp_path / "a" / "logits")), tmp_path / "b")
     assert (r2["cache"]["computed_shards"], r2["cache"]["reused_shards"]) == (0, 1)
-    assert r2["student"]["kept_layers"] == [0, 3] and "bpb_ce" not in r2
+    assert r2["student"]["kept_layers"] is None and "bpb_ce" not in r2
+    assert r2["parameter_reduction_pct"] > r["parameter_reduction_pct"]
 
 
 def test_online_mode_lowers_the_kd_loss(env, tmp_path):
