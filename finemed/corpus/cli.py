@@ -113,3 +113,18 @@ def annotate_cmd(input: Optional[str] = typer.Option(None, "--input", help="Parq
     cfg = AnnotateConfig(input=input or str(default_dev_input()), llm=llm, sample=sample, template=template,
                          human_labels=human_labels, label_field=label_field)
     typer.echo(json.dumps(annotate(cfg, out), indent=1))
+
+
+@app.command("cascade")
+def cascade_cmd(fasttext: Path = typer.Option(..., "--fasttext", help="fastText classifier dir"),
+                transformer: Path = typer.Option(..., "--transformer", help="transformer classifier dir"),
+                out: Path = typer.Option(..., "--out"),
+                input: Optional[str] = typer.Option(None, "--input", help="Labelled input (default: dev input)"),
+                prefilter_recall: float = typer.Option(0.98, help="Recall the fastText prefilter must keep")):
+    """Build a fastText→transformer cascade; report the share reaching the transformer and relative recall."""
+    from finemed.corpus.cascade import build_cascade
+    from finemed.corpus.sample_input import default_dev_input
+
+    meta = build_cascade(input or str(default_dev_input()), fasttext, transformer, out, prefilter_recall)
+    typer.echo(json.dumps({k: meta[k] for k in ("share_to_transformer", "recall_relative_to_transformer",
+                                                 "test_cascade", "test_transformer_only")}, indent=1))
