@@ -197,7 +197,7 @@ def fsdp_accelerate_config(model_dir: str | None = None, num_processes: int = 8,
         "fsdp_config": {
             "fsdp_version": 2, "fsdp_auto_wrap_policy": "TRANSFORMER_BASED_WRAP",
             "fsdp_transformer_layer_cls_to_wrap": layer_cls or "LlamaDecoderLayer",
-            "fsdp_reshard_after_forward": True, "fsdp_state_dict_type": "SHARDED_STATE_DICT",
+            "fsdp_reshard_after_forward": True, "fsdp_state_dict_type": "FULL_STATE_DICT",
             "fsdp_cpu_ram_efficient_loading": True, "fsdp_offload_params": False,
             "fsdp_activation_checkpointing": False},
     }
@@ -234,6 +234,24 @@ def _trainer_classes():
     return CptTrainer, MarkComplete, BpbEval
 
 
+def training_args(config: CptConfig, output_dir: Path, bf16: bool):
+    """The ``TrainingArguments`` of a CPT run (shared with ``benchmarks/bench_cpt.py``)."""
+    import torch
+    from transformers import TrainingArguments
+
+    cuda = torch.cuda.is_available()
+    return TrainingArguments(
+        output_dir=str(output_dir), learning_rate=config.lr, warmup_steps=config.warmup_steps,
+        lr_scheduler_type=config.lr_scheduler, num_train_epochs=config.epochs, max_steps=config.max_steps,
+        per_device_train_batch_size=config.batch_size, gradient_accumulation_steps=config.grad_accum,
+        weight_decay=config.weight_decay, adam_beta2=config.adam_beta2, max_grad_norm=config.max_grad_norm,
+        bf16=bf16, activation_checkpointing=config.gradient_checkpointing, torch_compile=config.torch_compile,
+        save_strategy="steps", save_steps=config.save_steps, save_total_limit=config.save_total_limit,
+        logging_steps=config.logging_steps, report_to=[r for r in config.report_to if r != "tensorboard"],
+        seed=config.seed, data_seed=config.seed, dataloader_num_workers=config.dataloader_workers,
+        dataloader_pin_memory=cuda, use_cpu=not cuda, remove_unused_columns=False, disable_tqdm=True)
+
+
 def _tensorboard(config: CptConfig, run_dir: Path) -> list:
     """A TensorBoard callback writing to ``run_dir/tb`` (transformers 5 dropped ``logging_dir``)."""
     if "tensorboard" not in config.report_to:
@@ -246,17 +264,19 @@ def _tensorboard(config: CptConfig, run_dir: Path) -> list:
 
 def run(config: CptConfig, run_dir: Path, callbacks: list | None = None) -> CptResult:
     """Stage entry: CPT ``config.model``; writes ``model/``, ``checkpoints/``, ``tb/``, ``metrics.json``."""
-    import torch
-    from transformers import TrainingArguments
-
-    from finemed.models.loading import load_causal_lm, save_model
+    from finemed.models.loading import load_causal_lm
     from finemed.training.data import PackCollator
 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     ckpt_dir = run_dir / "checkpoints"
     bf16 = use_bf16(config.precision)
-    model, tok = load_causal_lm(config.model)
+    import os
+
+    import torch
+
+    device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu"
+    model, tok = load_causal_lm(config.model, device=device)
     if config.attn_implementation:
         model.config._attn_implementation = config.attn_implementation
     limit = getattr(model.config, "max_position_embeddings", None)
@@ -279,17 +299,7 @@ def run(config: CptConfig, run_dir: Path, callbacks: list | None = None) -> CptR
         before = bpb_sets(model, tok, sets, config, bf16)
         atomic_write_json(before_path, before)
 
-    cuda = torch.cuda.is_available()
-    args = TrainingArguments(
-        output_dir=str(ckpt_dir), learning_rate=config.lr, warmup_steps=config.warmup_steps,
-        lr_scheduler_type=config.lr_scheduler, num_train_epochs=config.epochs, max_steps=config.max_steps,
-        per_device_train_batch_size=config.batch_size, gradient_accumulation_steps=config.grad_accum,
-        weight_decay=config.weight_decay, adam_beta2=config.adam_beta2, max_grad_norm=config.max_grad_norm,
-        bf16=bf16, activation_checkpointing=config.gradient_checkpointing, torch_compile=config.torch_compile,
-        save_strategy="steps", save_steps=config.save_steps, save_total_limit=config.save_total_limit,
-        logging_steps=config.logging_steps, report_to=[r for r in config.report_to if r != "tensorboard"],
-        seed=config.seed, data_seed=config.seed, dataloader_num_workers=config.dataloader_workers,
-        dataloader_pin_memory=cuda, use_cpu=not cuda, remove_unused_columns=False, disable_tqdm=True)
+    args = training_args(config, ckpt_dir, bf16)
     CptTrainer, MarkComplete, BpbEval = _trainer_classes()
     model.train()
     trainer = CptTrainer(model=model, args=args, train_dataset=train_ds,
@@ -309,7 +319,7 @@ def run(config: CptConfig, run_dir: Path, callbacks: list | None = None) -> CptR
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     model.eval()
     after = bpb_sets(model, tok, sets, config, bf16)
-    model_dir = save_model(model, tok, run_dir / "model")
+    model_dir = _save_final(trainer, tok, run_dir / "model")
     start_step = int(resume_from.name.split("-")[1]) if resume_from else 0
     tokens_trained = (steps - start_step) * config.batch_size * config.grad_accum * config.seq_len
     result = CptResult(
@@ -320,10 +330,27 @@ def run(config: CptConfig, run_dir: Path, callbacks: list | None = None) -> CptR
         final_loss=losses[-1] if losses else None, train_seconds=round(seconds, 2),
         tokens_per_second=round(tokens_trained / seconds, 1) if seconds > 0 else 0.0,
         resumed_from=str(resume_from) if resume_from else None)
-    atomic_write_json(run_dir / "metrics.json", {**result.model_dump(), "train_runtime": out.metrics.get(
-        "train_runtime"), "heldout_docs": {k: len(v) for k, v in sets.items()},
-        "domain_train_tokens": dom_tokens, "log_history": trainer.state.log_history})
+    if trainer.is_world_process_zero():
+        atomic_write_json(run_dir / "metrics.json", {**result.model_dump(), "train_runtime": out.metrics.get(
+            "train_runtime"), "heldout_docs": {k: len(v) for k, v in sets.items()},
+            "domain_train_tokens": dom_tokens, "log_history": trainer.state.log_history})
     return result
+
+
+def _save_final(trainer, tok, out: Path) -> Path:
+    """Save the trained model + tokenizer to ``out`` atomically; under FSDP every rank joins the gather."""
+    import os
+
+    partial = out.with_name(f".{out.name}.partial")
+    trainer.save_model(str(partial))  # collective under FSDP; writes on the main process only
+    if trainer.is_world_process_zero():
+        tok.save_pretrained(str(partial))
+        (partial / "training_args.bin").unlink(missing_ok=True)  # a pickle; not part of the model
+        if out.is_dir():
+            shutil.rmtree(out)
+        os.replace(partial, out)
+    trainer.accelerator.wait_for_everyone()
+    return out
 
 
 def steps_for_tokens(tokens: int, config: CptConfig) -> int:

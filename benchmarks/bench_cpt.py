@@ -1,0 +1,141 @@
+"""Benchmark the CPT stage on SmolLM2 (CPU, bf16 autocast where supported), in one process:
+
+1. data: tokens/s of the data pipeline alone (tokenise the bundled medical text into a token file, pack,
+   mix, shuffle, collate through a DataLoader) vs the tokens/s a training step consumes. Goal >= 20x.
+2. step: tokens/s of a CPT training step (our HF Trainer setup, ``finemed.training.cpt``) vs a bare
+   PyTorch loop on the same model, data, batch shape, AdamW, linear schedule, clipping and autocast.
+   Goal >= 0.9x. Both run ``--rounds`` times in alternating order; the median of each counts.
+
+Last line: ``ratio=<step ratio>``.
+
+    python benchmarks/bench_cpt.py [--steps 6] [--rounds 2] [--seq-len 256] [--batch-size 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+
+def data_pipeline_tps(tok, seq_len: int, batch_size: int, workdir: Path) -> tuple[float, int]:
+    """Raw texts → token file → packed/mixed/shuffled blocks → collated batches; tokens/s end to end."""
+    import torch
+
+    from finemed.training.data import (MixedBlocks, PackCollator, PackedBlocks, iter_texts, write_token_file)
+
+    texts = list(iter_texts("builtin:medical"))
+    start = time.perf_counter()
+    info = write_token_file(texts, tok, workdir / "bench.bin")
+    ds = MixedBlocks(PackedBlocks(info.array(), seq_len), seed=0)
+    loader = torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=True,
+                                         collate_fn=PackCollator(tok.eos_token_id))
+    n = sum(int(b["input_ids"].numel()) for b in loader)
+    return n / (time.perf_counter() - start), n
+
+
+def trainer_tps(model, tok, dataset, config, steps: int, warmup: int, workdir: Path) -> float:
+    """Tokens/s of our Trainer-based CPT steps, timed from the end of step ``warmup`` to the last step."""
+    from transformers import TrainerCallback
+
+    from finemed.training.cpt import _trainer_classes, training_args, use_bf16
+    from finemed.training.data import PackCollator
+
+    marks: dict[int, float] = {}
+
+    class Clock(TrainerCallback):
+        def on_step_end(self, args, state, control, **kw):
+            marks[state.global_step] = time.perf_counter()
+
+    CptTrainer, _, _ = _trainer_classes()
+    cfg = config.model_copy(update={"max_steps": steps})
+    trainer = CptTrainer(model=model, args=training_args(cfg, workdir / "ckpt", use_bf16(cfg.precision)),
+                         train_dataset=dataset, data_collator=PackCollator(tok.eos_token_id), callbacks=[Clock()])
+    model.train()
+    trainer.train()
+    tokens = (steps - warmup) * cfg.batch_size * cfg.seq_len
+    return tokens / (marks[steps] - marks[warmup])
+
+
+def bare_tps(model, tok, dataset, config, steps: int, warmup: int) -> float:
+    """The same steps as a plain PyTorch loop (DataLoader, AdamW, linear warmup/decay, clip, autocast)."""
+    import torch
+    from torch.optim.lr_scheduler import LambdaLR
+
+    from finemed.training.cpt import use_bf16
+    from finemed.training.data import PackCollator
+
+    loader = torch.utils.data.DataLoader(dataset, batch_size=config.batch_size, shuffle=True,
+                                         collate_fn=PackCollator(tok.eos_token_id),
+                                         generator=torch.Generator().manual_seed(0))
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
+    rest = [p for n, p in model.named_parameters() if p.ndim < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
+                             {"params": rest, "weight_decay": 0.0}], lr=config.lr)
+    w = max(config.warmup_steps, 1)
+    sched = LambdaLR(opt, lambda s: min((s + 1) / w, max(0.0, (steps - s) / max(1, steps - w))))
+    amp = torch.autocast("cpu", dtype=torch.bfloat16) if use_bf16(config.precision) else contextlib.nullcontext()
+    model.train()
+    it = iter(loader)
+    marks = {}
+    for step in range(1, steps + 1):
+        batch = next(it)
+        with amp:
+            loss = model(**batch).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+        _ = loss.item()
+        marks[step] = time.perf_counter()
+    return (steps - warmup) * config.batch_size * config.seq_len / (marks[steps] - marks[warmup])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--steps", type=int, default=6)
+    ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--seq-len", type=int, default=256)
+    ap.add_argument("--batch-size", type=int, default=4)
+    args = ap.parse_args()
+
+    import torch
+
+    from finemed.models.loading import load_causal_lm
+    from finemed.training.cpt import CptConfig
+    from finemed.training.data import MixedBlocks, PackedBlocks, write_token_file, iter_texts
+
+    model, tok = load_causal_lm("smollm2")
+    init = {k: v.clone() for k, v in model.state_dict().items()}
+    config = CptConfig(seq_len=args.seq_len, batch_size=args.batch_size, lr=1e-4, warmup_steps=2,
+                       save_steps=10_000, logging_steps=10_000, report_to=[])
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        data_tps, n_tokens = data_pipeline_tps(tok, args.seq_len, args.batch_size, work)
+        info = write_token_file(iter_texts("builtin:medical"), tok, work / "train.bin")
+        dataset = MixedBlocks(PackedBlocks(info.array(), args.seq_len), seed=0)
+        ours, bare = [], []
+        for r in range(args.rounds):
+            for kind in (("bare", "ours") if r % 2 == 0 else ("ours", "bare")):
+                model.load_state_dict(init)
+                if kind == "ours":
+                    ours.append(trainer_tps(model, tok, dataset, config, args.steps, args.warmup, work / f"r{r}"))
+                else:
+                    bare.append(bare_tps(model, tok, dataset, config, args.steps, args.warmup))
+                print(f"round {r} {kind:4s} {(ours if kind == 'ours' else bare)[-1]:8.1f} train tokens/s", flush=True)
+    t_ours, t_bare = statistics.median(ours), statistics.median(bare)
+    print(f"threads={torch.get_num_threads()} seq_len={args.seq_len} batch={args.batch_size} steps={args.steps}")
+    print(f"data pipeline: {data_tps:,.0f} tokens/s over {n_tokens:,} tokens (tokenise+pack+mix+collate)")
+    print(f"training step: ours {t_ours:.1f} tokens/s, bare PyTorch {t_bare:.1f} tokens/s")
+    print(f"data_ratio={data_tps / t_ours:.1f} (data pipeline vs training consumption; goal >= 20)")
+    print(f"step_ratio={t_ours / t_bare:.3f} (Trainer step vs bare loop; goal >= 0.9)")
+    print(f"ratio={t_ours / t_bare:.3f}")
+
+
+if __name__ == "__main__":
+    main()
