@@ -1,0 +1,78 @@
+"""Tokenizer benchmark: fertility + parity throughput (MB/s) vs raw ``tokenizers.Tokenizer.encode_batch``.
+
+Same input for both: the SIB-200 sentences of EN/DE/FR/IT/ES (all splits), repeated ``--repeat`` times.
+Ours is ``finemed.tokenizer.metrics.fertility_parity`` on a tokenizer from ``load_any_tokenizer`` (one batched
+encode per language, word counts, per-sentence parity); the peer is the raw library call that only encodes,
+``Tokenizer.from_file(...).encode_batch(texts)``. Timings are best of ``--rounds``, interleaved in alternating order. It also prints
+the ratio against the raw ``encode_batch_fast`` (no offsets) for reference. Prints ``ratio=<ours/peer>`` last.
+
+    python benchmarks/bench_tokenizer.py [--tokenizer gpt-neox-20b] [--repeat 8] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+
+def main() -> None:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--tokenizer", default="gpt-neox-20b", help="a bundled name or path with a tokenizer.json")
+    parser.add_argument("--repeat", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+
+    from tokenizers import Tokenizer
+
+    from finemed.data.loaders import load_sib200
+    from finemed.data.tokenizers import load_any_tokenizer
+    from finemed.tokenizer.metrics import fertility_parity
+
+    langs = ["eng_Latn", "deu_Latn", "fra_Latn", "ita_Latn", "spa_Latn"]
+    parallel = {lang: [s.text for s in load_sib200(lang)] * args.repeat for lang in langs}
+    flat = [t for texts in parallel.values() for t in texts]
+    mb = sum(len(t.encode("utf-8")) for t in flat) / 1e6
+
+    ours_tok = load_any_tokenizer(args.tokenizer)
+    raw = Tokenizer.from_file(ours_tok.source)  # the same tokenizer.json, straight from the library
+
+    def ours() -> float:
+        start = time.perf_counter()
+        result = fertility_parity(ours_tok, parallel)
+        assert result["deu_Latn"]["fertility"] > 0
+        return time.perf_counter() - start
+
+    def peer(fast: bool = False) -> float:
+        start = time.perf_counter()
+        encodings = (raw.encode_batch_fast if fast else raw.encode_batch)(flat, add_special_tokens=False)
+        assert len(encodings) == len(flat)
+        return time.perf_counter() - start
+
+    # same numbers from both: total tokens per language agree
+    check = fertility_parity(ours_tok, {"deu_Latn": parallel["deu_Latn"][:200]})["deu_Latn"]["fertility"]
+    words = sum(len(t.split()) for t in parallel["deu_Latn"][:200])
+    raw_tokens = sum(len(e.ids) for e in raw.encode_batch(parallel["deu_Latn"][:200], add_special_tokens=False))
+    assert abs(check - raw_tokens / words) < 1e-12
+
+    ours(), peer()  # warm-up
+    t_ours, t_peer, t_fast = [], [], []
+    for i in range(args.rounds):  # alternate the order so neither side always runs first
+        if i % 2:
+            t_peer.append(peer())
+            t_ours.append(ours())
+        else:
+            t_ours.append(ours())
+            t_peer.append(peer())
+        t_fast.append(peer(fast=True))
+    o, p, f = min(t_ours), min(t_peer), min(t_fast)
+    print(f"input: {len(flat):,} sentences, {mb:.2f} MB, tokenizer {ours_tok.name}")
+    print(f"ours  fertility+parity: {mb / o:.2f} MB/s ({o:.3f}s)")
+    print(f"peer  Tokenizer.encode_batch: {mb / p:.2f} MB/s ({p:.3f}s)")
+    print(f"ref   Tokenizer.encode_batch_fast: {mb / f:.2f} MB/s ({f:.3f}s); ours/fast = {f / o:.3f}")
+    print(f"ratio={p / o:.3f}")
+
+
+if __name__ == "__main__":
+    main()
