@@ -61,6 +61,7 @@ class TokenizerStageResult(BaseModel):
     costs: list[dict]
     fertility: dict[str, dict[str, float]]
     findings: dict = {}
+    skipped: list[dict] = []  # sweep entries whose vocab the corpus could not support
 
 
 def run(config: TokenizerStageConfig, run_dir: Path, *, log=print) -> TokenizerStageResult:
@@ -69,7 +70,8 @@ def run(config: TokenizerStageConfig, run_dir: Path, *, log=print) -> TokenizerS
     if not config.sweep and not config.tokenizers:
         raise FinemedError("tokenizer stage: nothing to evaluate; give a sweep, tokenizers, or both")
     data, _ = load_eval_data(config.parallel, config.langs, config.splits, config.ref_lang)
-    trained = run_sweep(config.sweep, run_dir / "tokenizers", log=log).tokenizers if config.sweep else []
+    sweep = run_sweep(config.sweep, run_dir / "tokenizers", log=log) if config.sweep else None
+    trained = sweep.tokenizers if sweep else []
     specs = [t.path + ("/tokenizer.model" if t.library == "sp" else "") for t in trained] + list(config.tokenizers)
     toks = load_tokenizers(specs)
     for tok, t in zip(toks, trained):
@@ -116,11 +118,13 @@ def run(config: TokenizerStageConfig, run_dir: Path, *, log=print) -> TokenizerS
         findings = {"en_only_vs_multi": cmp_rows, "vocab_to_match_english": match_rows,
                     "en_only_higher_everywhere": all(r["en_only_higher"] for r in cmp_rows),
                     "multi_needs_larger_everywhere": all(r["multi_needs_larger"] for r in match_rows)}
-        atomic_write_text(run_dir / "findings.md", findings_markdown(cmp_rows, match_rows, en, multi))
+        skipped = "".join(f"- skipped {s['name']}: {s['reason']}\n" for s in (sweep.skipped if sweep else []))
+        atomic_write_text(run_dir / "findings.md", findings_markdown(cmp_rows, match_rows, en, multi)
+                          + (f"\n## Skipped\n\n{skipped}" if skipped else ""))
 
     result = TokenizerStageResult(
         extra_cost=headline, extra_cost_fraction=fraction, tokenizers=list(metrics), costs=costs,
         fertility={n: {lang: m["fertility"] for lang, m in per.items()} for n, per in metrics.items()},
-        findings=findings)
+        findings=findings, skipped=sweep.skipped if sweep else [])
     atomic_write_text(run_dir / "result.json", json.dumps(result.model_dump(), indent=2))
     return result

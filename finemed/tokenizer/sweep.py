@@ -6,7 +6,7 @@ and every tokenizer of that corpus trains on exactly the same lines. Outputs::
 
     OUT/<NAME>/                 one HF-loadable tokenizer dir per combination (EN-BPE-SP-2, …)
     OUT/corpora.json            bytes actually read per corpus and language
-    OUT/sweep.json              the TrainedTokenizer records
+    OUT/sweep.json              the TrainedTokenizer records (and the skipped ones, with the reason)
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from pydantic import BaseModel, Field, field_validator
 from finemed.artifacts import atomic_write_json
 from finemed.config import FinemedError, StageConfig
 from finemed.tokenizer.sources import language_texts, training_lines
-from finemed.tokenizer.train import Algorithm, Library, TrainedTokenizer, tokenizer_name, train_one
+from finemed.tokenizer.train import (Algorithm, Library, TrainedTokenizer, VocabTooLargeError, tokenizer_name,
+                                     train_one)
 
 
 class LanguageData(StageConfig):
@@ -43,6 +44,8 @@ class SweepConfig(StageConfig):
     corpora: list[CorpusSpec] = Field(min_length=1)
     character_coverage: float = Field(default=0.9995, gt=0, le=1)
     threads: int = Field(default=2, ge=1)
+    # a vocab size the corpus cannot support: error (default), or skip that tokenizer and record why
+    skip_impossible: bool = False
 
     @field_validator("vocab_sizes")
     @classmethod
@@ -55,6 +58,7 @@ class SweepConfig(StageConfig):
 class SweepResult(BaseModel):
     tokenizers: list[TrainedTokenizer]
     corpora: dict[str, dict[str, int]]  # corpus → lang → bytes read
+    skipped: list[dict] = []  # {"name", "reason"} for vocab sizes the corpus cannot support
 
 
 def gather_corpus(spec: CorpusSpec) -> tuple[list[str], dict[str, int]]:
@@ -72,7 +76,7 @@ def gather_corpus(spec: CorpusSpec) -> tuple[list[str], dict[str, int]]:
 
 def run_sweep(config: SweepConfig, out_dir: Path, *, log=print) -> SweepResult:
     out_dir.mkdir(parents=True, exist_ok=True)
-    trained, corpora = [], {}
+    trained, corpora, skipped = [], {}, []
     for corpus in config.corpora:
         lines, used = gather_corpus(corpus)
         corpora[corpus.name] = used
@@ -82,12 +86,19 @@ def run_sweep(config: SweepConfig, out_dir: Path, *, log=print) -> SweepResult:
             for library in config.libraries:
                 for vocab in sorted(config.vocab_sizes):
                     name = tokenizer_name(algorithm, library, vocab, corpus.name)
-                    info = train_one(lines, algorithm=algorithm, library=library, vocab_size=vocab,
-                                     out_dir=out_dir / name, corpus=corpus.name, train_bytes=sum(used.values()),
-                                     character_coverage=config.character_coverage, threads=config.threads)
+                    try:
+                        info = train_one(lines, algorithm=algorithm, library=library, vocab_size=vocab,
+                                         out_dir=out_dir / name, corpus=corpus.name, train_bytes=sum(used.values()),
+                                         character_coverage=config.character_coverage, threads=config.threads)
+                    except VocabTooLargeError as err:
+                        if not config.skip_impossible:
+                            raise
+                        skipped.append({"name": name, "reason": str(err)})
+                        log(f"  {name}: skipped ({err})")
+                        continue
                     log(f"  {info.name}: vocab {info.vocab_size} in {info.seconds:.1f}s")
                     trained.append(info)
-    result = SweepResult(tokenizers=trained, corpora=corpora)
+    result = SweepResult(tokenizers=trained, corpora=corpora, skipped=skipped)
     atomic_write_json(out_dir / "corpora.json", corpora)
     atomic_write_json(out_dir / "sweep.json", result.model_dump())
     return result

@@ -54,8 +54,12 @@ def tokenizer_name(algorithm: str, library: str, vocab_size: int, corpus: str = 
     return f"{corpus}-{base}" if corpus else base
 
 
+class VocabTooLargeError(FinemedError):
+    """The corpus cannot support the vocab size asked for."""
+
+
 def _too_large(vocab_size: int, got: int, what: str) -> FinemedError:
-    return FinemedError(f"vocab size {vocab_size} is larger than possible for {what}: training reached only {got} "
+    return VocabTooLargeError(f"vocab size {vocab_size} is larger than possible for {what}: training reached only {got} "
                         f"tokens; lower vocab_sizes or add training text")
 
 
@@ -102,7 +106,7 @@ def train_sp(lines: list[str], algorithm: Algorithm, vocab_size: int, *, charact
     except RuntimeError as err:
         msg = str(err).strip().splitlines()[-1]
         if "Vocabulary size" in msg or "vocab_size" in msg:
-            raise FinemedError(f"vocab size {vocab_size} is larger than possible for SentencePiece {algorithm} on this "
+            raise VocabTooLargeError(f"vocab size {vocab_size} is larger than possible for SentencePiece {algorithm} on this "
                                f"corpus ({msg.split(') ', 1)[-1]}); lower vocab_sizes or add training text") from None
         raise FinemedError(f"SentencePiece {algorithm} training failed: {msg}") from None
     return buf.getvalue()

@@ -85,3 +85,14 @@ def test_sweep_names_and_files(tmp_path):
     assert json.loads((tmp_path / "sweep.json").read_text())["tokenizers"][0]["vocab_size"] == 400
     assert tokenizer_name("unigram", "sp", 32768) == "UNI-SP-33"
     assert tokenizer_name("bpe", "hf", 100_000, "EN") == "EN-BPE-HF-100"
+
+
+def test_sweep_skips_impossible_vocab_when_asked(tmp_path):
+    corpus = CorpusSpec(name="S", total_bytes=3_000, languages={"deu_Latn": {"sources": ["sib200:deu_Latn"]}})
+    cfg = SweepConfig(vocab_sizes=[400, 40_000], algorithms=["bpe"], libraries=["sp"], corpora=[corpus])
+    with pytest.raises(FinemedError, match="vocab size 40000 is larger than possible"):
+        run_sweep(cfg, tmp_path / "strict", log=lambda *_: None)
+    cfg = cfg.model_copy(update={"skip_impossible": True})
+    result = run_sweep(cfg, tmp_path / "lenient", log=lambda *_: None)
+    assert [t.name for t in result.tokenizers] == ["S-BPE-SP-0.4"]
+    assert [s["name"] for s in result.skipped] == ["S-BPE-SP-40"] and "larger than possible" in result.skipped[0]["reason"]
