@@ -6,7 +6,8 @@ A source is a string:
 - ``xquad:L`` – the XQuAD contexts in L (``de``, ``en``, ``es``); ``xquad-questions:L`` – its questions;
 - ``fortunes_de`` – the bundled German fortunes;
 - a path: ``.txt`` (one line per text), ``.jsonl``/``.jsonl.gz`` (field ``text``), ``.parquet`` or a folder of
-  those (e.g. the corpus stage's output). ``PATH#field`` picks another field.
+  those (e.g. the corpus stage's run folder: when a folder holds parquet files, only those are read).
+  ``PATH#field`` picks another field.
 
 Files are streamed (line by line, parquet batch by batch), so a big corpus costs only the budget read.
 Within a language, sources are read round-robin, one text each, so a budget smaller than the total
@@ -22,7 +23,7 @@ from typing import Iterable, Iterator
 
 from finemed.config import FinemedError
 
-FILE_SUFFIXES = (".txt", ".jsonl", ".jsonl.gz", ".json", ".parquet")
+FOLDER_SUFFIXES = (".txt", ".jsonl", ".jsonl.gz", ".parquet")
 
 
 def _bundled(spec: str) -> Iterator[str] | None:
@@ -93,7 +94,10 @@ def iter_source(spec: str) -> Iterator[str]:
         raise FinemedError(f"source {spec!r}: no such file or folder, and not a bundled source "
                            f"(sib200:LANG, xquad:L, xquad-questions:L, fortunes_de)")
     if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.is_file() and p.name.endswith(FILE_SUFFIXES))
+        files = sorted(p for p in path.rglob("*") if p.is_file() and p.name.endswith(FOLDER_SUFFIXES)
+                       and not any(part.startswith(".") for part in p.relative_to(path).parts))
+        parquet = [f for f in files if f.name.endswith(".parquet")]
+        files = parquet or files  # a corpus stage folder: its parquet output, not its sample/stats files
         if not files:
             raise FinemedError(f"source {spec!r}: folder has no .txt/.jsonl/.parquet files")
         return (t for f in files for t in _iter_file(f, field or "text"))

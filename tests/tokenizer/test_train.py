@@ -96,3 +96,18 @@ def test_sweep_skips_impossible_vocab_when_asked(tmp_path):
     result = run_sweep(cfg, tmp_path / "lenient", log=lambda *_: None)
     assert [t.name for t in result.tokenizers] == ["S-BPE-SP-0.4"]
     assert [s["name"] for s in result.skipped] == ["S-BPE-SP-40"] and "larger than possible" in result.skipped[0]["reason"]
+
+
+def test_parquet_folder_source_like_the_corpus_stage(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    out = tmp_path / "corpus" / "output"
+    out.mkdir(parents=True)
+    pq.write_table(pa.table({"text": ["Der Patient hat Fieber.", "Die Ärztin misst den Blutdruck."],
+                             "id": ["a", "b"]}), out / "00000.parquet")
+    (tmp_path / "corpus" / "stats.json").write_text('{"kept": 2}')
+    (tmp_path / "corpus" / "excluded.jsonl").write_text('{"text": "dropped spam"}\n')
+    texts, used = language_texts([str(tmp_path / "corpus")], 10_000)
+    assert texts == ["Der Patient hat Fieber.", "Die Ärztin misst den Blutdruck."]
+    assert used == sum(len(t.encode("utf-8")) for t in texts)
