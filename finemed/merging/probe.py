@@ -6,7 +6,7 @@ through the model's chat template, and scored by checks that need no judge model
 
 - ``lang``: the answer is in the language asked in (py3langid, restricted to de/en);
 - ``max_words:N``, ``sentences:N``, ``one_word``, ``number:V``, ``upper:W``: length and exactness limits;
-- ``bullets:N``, ``numbered:N``, ``comma_list:N``, ``json:k1,k2``, ``yes_no``, ``ends_q``: the format asked for;
+- ``bullets:N`` (N list items, bulleted or numbered), ``numbered:N``, ``comma_list:N``, ``json:k1,k2``, ``yes_no``, ``ends_q``: the format asked for;
 - ``eos``: generation stopped with the EOS token before ``max_new_tokens``.
 
 An instruction passes when all its checks pass; the score is the pass rate. IFEval (lm-eval) has the same
@@ -154,8 +154,8 @@ def check(name: str, answer: str, stopped: bool, lang: str) -> bool:
     if kind == "yes_no":
         first = (_words(text) or [""])[0].lower()
         return first in ({"ja", "nein"} if arg == "de" else {"yes", "no"})
-    if kind == "bullets":
-        return sum(bool(re.match(r"^[-*•]\s+\S", ln)) for ln in _lines(text)) == int(arg)
+    if kind == "bullets":  # a list of exactly N items; bullets or numbers both count as list items
+        return sum(bool(re.match(r"^([-*•]|\d+[.)])\s+\S", ln)) for ln in _lines(text)) == int(arg)
     if kind == "numbered":
         return sum(bool(re.match(r"^\d+[.)]\s+\S", ln)) for ln in _lines(text)) == int(arg)
     if kind == "comma_list":

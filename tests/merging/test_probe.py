@@ -24,6 +24,7 @@ def test_fifty_items_half_german_half_english_all_check_eos():
     ("max_words:5", "eins zwei drei vier fünf sechs", "de", False),
     ("bullets:3", "- Fieber\n- Husten\n* Müdigkeit", "de", True),
     ("bullets:3", "Symptome:\n- Fieber\n- Husten", "de", False),
+    ("bullets:2", "1. Fieber\n2. Husten", "de", True),
     ("numbered:2", "1. Apfel\n2) Birne", "de", True),
     ("numbered:2", "1. Apfel 2. Birne", "de", False),
     ("json:name,age", '```json\n{"name": "Ann", "age": 3}\n```', "en", True),
