@@ -103,14 +103,29 @@ def write_eval(metrics: dict, details: dict, out_dir: Path) -> dict[str, Path]:
 def run_eval(tokenizer_specs: Sequence[str], *, parallel: str | Path | None, langs: Sequence[str], out_dir: Path,
              words: str = "whitespace", splits: Sequence[str] = SIB_SPLITS, ref_lang: str = REF_LANG,
              plots: bool = True) -> tuple[dict, dict]:
-    """Load, evaluate, write the JSON/CSV (and the parity and fertility plots). Returns (metrics, details)."""
+    """Load, evaluate, write the JSON/CSV and the parity and fertility-vs-vocab plots. Returns (metrics, details)."""
     check_words(words)
     data, _ = load_eval_data(parallel, langs, splits, ref_lang)
     toks = load_tokenizers(tokenizer_specs)
     metrics, details = evaluate(toks, data, langs, words=words, ref_lang=ref_lang)
     write_eval(metrics, details, out_dir)
     if plots:
-        from finemed.tokenizer.plots import plot_parity
+        from finemed.tokenizer.plots import plot_fertility_vs_vocab, plot_parity
 
         plot_parity(metrics, out_dir / "parity.png")
+        plot_fertility_vs_vocab(metrics, sweep_info(toks), out_dir / "fertility_vs_vocab.png")
     return metrics, details
+
+
+def sweep_info(toks: Sequence[AnyTokenizer]) -> dict[str, dict]:
+    """Vocab size per tokenizer, plus corpus/algorithm/library for ones trained here (finemed_tokenizer.json)."""
+    import json
+
+    info = {}
+    for tok in toks:
+        info[tok.name] = {"vocab_size": tok.vocab_size}
+        meta = Path(tok.source).parent / "finemed_tokenizer.json"
+        if Path(tok.source).is_file() and meta.is_file():
+            info[tok.name].update(json.loads(meta.read_text(encoding="utf-8")))
+            info[tok.name]["name"] = tok.name
+    return info
