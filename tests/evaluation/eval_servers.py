@@ -38,7 +38,7 @@ def start_transformers_serve(model_dir: Path, *, continuous_batching: bool = Fal
     port = free_port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
     cmd = [str(VENV_BIN / "transformers"), "serve", str(model_dir), "--host", "127.0.0.1", "--port", str(port),
-           "--device", "cpu", "--log-level", "warning"]
+           "--device", "cpu", "--dtype", "bfloat16", "--log-level", "warning"]
     if continuous_batching:
         cmd.append("--continuous-batching")
     log = open(log_path, "wb") if log_path else subprocess.DEVNULL

@@ -1,0 +1,117 @@
+"""Benchmark the evaluation stage against its peers, in one process run.
+
+1. XQuAD-de 0-shot on SmolLM2, the same n: ``finemed eval qa`` (our model object through lm-eval) vs lm-eval's own
+   HF backend loading the model itself (``model="hf"``, ``dtype=bfloat16``, same batch size, same task YAML).
+   Prints examples/s of both, their ratio, and both EM/F1 (they must be identical).
+2. Judge throughput against a real local ``transformers serve`` (SmolLM2): the same N unique pairwise judge
+   requests through :class:`finemed.llm.LLMClient` at concurrency 8 vs 1 (no cache).
+
+The last line is ``ratio=<x>``: examples/s of ours over lm-eval's HF backend (goal >= 1.0).
+
+    flock /tmp/finemed-heavy.lock .venv/bin/python benchmarks/bench_eval.py [--n 40] [--judge-n 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+for _v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
+    os.environ.setdefault(_v, "1")
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests" / "evaluation"))
+
+TASK = "finemed_xquad_de_0shot"
+
+
+def bench_qa(n: int, batch_size: int) -> tuple[float, dict, dict]:
+    import lm_eval
+
+    from finemed.evaluation.lmeval_runner import task_manager
+    from finemed.evaluation.qa import QaEvalConfig, evaluate_model
+    from finemed.models.loading import load_causal_lm, resolve_model_path
+
+    path = resolve_model_path("smollm2")
+    # peer: lm-eval loads and runs the model itself (HF backend); timing covers load + evaluation
+    t0 = time.perf_counter()
+    out = lm_eval.simple_evaluate(model="hf", model_args=f"pretrained={path},dtype=bfloat16,device=cpu",
+                                  batch_size=batch_size, tasks=[TASK], limit=n, task_manager=task_manager(),
+                                  log_samples=False, bootstrap_iters=0)
+    peer_s = time.perf_counter() - t0
+    peer = {k.split(",")[0]: v for k, v in out["results"][TASK].items() if k.split(",")[0] in ("exact_match", "f1")}
+    # ours: finemed loads the model object (safetensors only) and hands it to lm-eval
+    t0 = time.perf_counter()
+    model, tok = load_causal_lm(path, dtype="bfloat16")
+    with tempfile.TemporaryDirectory() as tmp:
+        res = evaluate_model(model, tok, QaEvalConfig(model=str(path), tasks=["xquad_de_0shot"], limit=n,
+                                                      batch_size=batch_size), Path(tmp))
+    ours_s = time.perf_counter() - t0
+    ours = {k: res["tasks"]["xquad_de_0shot"][k] for k in ("exact_match", "f1")}
+    print(f"qa: n={n} batch={batch_size} lm-eval HF backend {n / peer_s:.2f} ex/s ({peer_s:.1f}s) EM/F1 {peer}")
+    print(f"qa: n={n} batch={batch_size} finemed eval qa     {n / ours_s:.2f} ex/s ({ours_s:.1f}s) EM/F1 {ours}")
+    print(f"qa: identical scores: {peer == ours}")
+    return peer_s / ours_s, peer, ours
+
+
+def bench_judge(judge_n: int) -> float:
+    from eval_servers import smollm2_dir, start_transformers_serve, stop_process
+
+    from finemed.evaluation.judge import PROMPTS
+    from finemed.llm import LLMClient
+
+    model_dir = smollm2_dir()
+    if model_dir is None:
+        print("judge: skipped (SmolLM2 cache missing)")
+        return float("nan")
+    proc, base = start_transformers_serve(model_dir, log_path=Path(tempfile.gettempdir()) / "bench_eval_serve.log")
+    try:
+        p = PROMPTS["de"]
+
+        def convs(tag: str):
+            return [[{"role": "system", "content": p["system"]},
+                     {"role": "user", "content": p["user"].format(prompt=f"Frage {tag}{i}: Was hilft bei Fieber?",
+                                                                  a="Viel trinken und ausruhen.", b="Kalt duschen.")}]
+                    for i in range(judge_n)]
+
+        LLMClient(f"{base}#{model_dir}", max_tokens=8, timeout_s=300).chat(convs("warm")[:1])  # warm-up
+        rates = {}
+        for conc in (1, 8):
+            client = LLMClient(f"{base}#{model_dir}", concurrency=conc, max_tokens=16, timeout_s=300)
+            t0 = time.perf_counter()
+            replies = client.chat(convs(f"c{conc}-"))
+            secs = time.perf_counter() - t0
+            ok = sum(r.text is not None for r in replies)
+            rates[conc] = ok / secs
+            print(f"judge: concurrency {conc}: {ok}/{judge_n} ok in {secs:.1f}s = {rates[conc]:.2f} req/s "
+                  f"(calls {client.stats['calls']}, retries {client.stats['retries']})")
+            client.close()
+    finally:
+        stop_process(proc)
+    ratio = rates[8] / rates[1]
+    print(f"judge: throughput ratio concurrency 8 / 1 = {ratio:.2f} (transformers serve without continuous "
+          f"batching runs one generate at a time; on 2 shared CPU cores the server, not the client, is the limit)")
+    return ratio
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=40)
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--judge-n", type=int, default=16)
+    ap.add_argument("--skip-judge", action="store_true")
+    args = ap.parse_args()
+    import torch
+
+    torch.manual_seed(0)
+    if not args.skip_judge:
+        bench_judge(args.judge_n)
+    ratio, _, _ = bench_qa(args.n, args.batch_size)
+    print(f"ratio={ratio:.3f}")
+
+
+if __name__ == "__main__":
+    main()
