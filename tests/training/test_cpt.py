@@ -97,3 +97,20 @@ def test_cli_emits_a_loadable_accelerate_fsdp_config(tiny_dir, tmp_path):
     assert raw["fsdp_config"]["fsdp_transformer_layer_cls_to_wrap"] == "LlamaDecoderLayer"
     cfg = load_config_from_file(str(out))
     assert str(cfg.distributed_type).endswith("FSDP") and cfg.mixed_precision == "bf16"
+
+
+def test_cli_train_cpt_runs_and_prints_the_result(tiny_dir, med_jsonl, tmp_path):
+    from typer.testing import CliRunner
+
+    from finemed.cli import app
+
+    cfg = tmp_path / "cpt.yaml"
+    cfg.write_text(yaml.safe_dump({"general_eval": {}, "heldout_fraction": 0.2, "eval_max_docs": 2, "seq_len": 32,
+                                   "batch_size": 2, "warmup_steps": 0, "save_steps": 2, "report_to": []}))
+    res = CliRunner().invoke(app, ["train", "cpt", "-c", str(cfg), "--model", str(tiny_dir), "--data", str(med_jsonl),
+                                   "--set", "max_steps=3", "--set", "lr=1e-3", "--out", str(tmp_path / "out")])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.output[res.output.index("{\n"):])
+    assert out["steps"] == 3 and set(out["bpb_before"]) == {"domain"}
+    assert (tmp_path / "out" / "model" / "config.json").is_file()
+    assert not (tmp_path / "out" / "model" / "training_args.bin").exists()
