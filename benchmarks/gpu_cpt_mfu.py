@@ -1,7 +1,8 @@
 """GPU check: CPT throughput and MFU of a ~0.9B Llama-architecture model through finemed's CPT trainer.
 
 A randomly initialised ``LlamaForCausalLM`` (hidden 2048, 16 layers, 16 heads / 8 KV heads, MLP 5632,
-vocab 32000: about 0.9B parameters) trains for ``--steps`` steps in bf16 with SDPA (or flash-attention 2
+vocab 32000: about 0.9B parameters
+with the defaults) trains for ``--steps`` steps in bf16 with SDPA (or flash-attention 2
 when installed) on packed blocks from finemed's data pipeline (random token ids), using the same
 ``TrainingArguments`` and Trainer subclass as ``finemed train cpt``. Prints tokens/s after the warmup
 steps and the model FLOPs utilisation:
@@ -33,6 +34,9 @@ def main() -> None:
     ap.add_argument("--compile", action="store_true")
     ap.add_argument("--gradient-checkpointing", action="store_true")
     ap.add_argument("--peak-tflops", type=float, default=None)
+    ap.add_argument("--hidden", type=int, default=2048)
+    ap.add_argument("--layers", type=int, default=16)
+    ap.add_argument("--dry-run-cpu", action="store_true", help="check the script on CPU (use small sizes)")
     args = ap.parse_args()
 
     import numpy as np
@@ -42,9 +46,10 @@ def main() -> None:
     from finemed.training.cpt import CptConfig, _trainer_classes, training_args
     from finemed.training.data import MixedBlocks, PackCollator, PackedBlocks
 
-    if not torch.cuda.is_available():
-        raise SystemExit("gpu_cpt_mfu.py needs a CUDA GPU")
-    card = torch.cuda.get_device_name(0)
+    cuda = torch.cuda.is_available()
+    if not cuda and not args.dry_run_cpu:
+        raise SystemExit("gpu_cpt_mfu.py needs a CUDA GPU (or --dry-run-cpu with small --hidden/--layers)")
+    card = torch.cuda.get_device_name(0) if cuda else "cpu (dry run)"
     peak = args.peak_tflops or next((v for k, v in PEAK_TFLOPS.items() if k in card), None)
     torch.backends.cuda.matmul.allow_tf32 = True
     try:
@@ -52,12 +57,12 @@ def main() -> None:
         attn = "flash_attention_2"
     except ImportError:
         attn = "sdpa"
-    cfg = LlamaConfig(vocab_size=32000, hidden_size=2048, intermediate_size=5632, num_hidden_layers=16,
-                      num_attention_heads=16, num_key_value_heads=8, max_position_embeddings=max(4096, args.seq_len),
+    cfg = LlamaConfig(vocab_size=32000, hidden_size=args.hidden, intermediate_size=args.hidden * 11 // 4,
+                      num_hidden_layers=args.layers, num_attention_heads=16, num_key_value_heads=8, max_position_embeddings=max(4096, args.seq_len),
                       tie_word_embeddings=False, bos_token_id=1, eos_token_id=2)
     cfg._attn_implementation = attn
     torch.manual_seed(0)
-    model = LlamaForCausalLM(cfg).to(torch.bfloat16).cuda()
+    model = LlamaForCausalLM(cfg).to(torch.bfloat16 if cuda else torch.float32).to("cuda" if cuda else "cpu")
     n_params = sum(p.numel() for p in model.parameters())
 
     tokens_needed = (args.steps + 1) * args.batch_size * args.grad_accum * args.seq_len
@@ -70,7 +75,8 @@ def main() -> None:
 
     class Clock(TrainerCallback):
         def on_step_end(self, a, state, control, **kw):
-            torch.cuda.synchronize()
+            if cuda:
+                torch.cuda.synchronize()
             marks[state.global_step] = time.perf_counter()
 
     config = CptConfig(seq_len=args.seq_len, batch_size=args.batch_size, grad_accum=args.grad_accum, lr=3e-4,
@@ -89,7 +95,8 @@ def main() -> None:
     achieved = tps * flops_per_token / 1e12
     print(f"card={card} attn={attn} compile={args.compile} params={n_params / 1e9:.3f}B "
           f"seq_len={args.seq_len} batch={args.batch_size}x{args.grad_accum} steps={args.steps}")
-    print(f"peak memory {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB")
+    if cuda:
+        print(f"peak memory {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB")
     print(f"tokens/s={tps:,.0f} achieved={achieved:.1f} TFLOP/s")
     if peak:
         print(f"mfu={achieved / peak:.3f} (peak {peak:.0f} TFLOP/s bf16 dense)")
