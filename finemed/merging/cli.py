@@ -20,7 +20,9 @@ class _DefaultToApply(TyperGroup):
 
 
 app = typer.Typer(cls=_DefaultToApply, no_args_is_help=True,
-                  help="Merge models with mergekit (finemed short form or raw mergekit YAML); sweep SLERP t.")
+                  help="Merge models with mergekit (finemed short form or raw mergekit YAML); sweep SLERP t.",
+                  epilog="Merge: finemed merge CONFIG.yaml --out DIR [--set t=0.3]. CONFIG is a mergekit YAML "
+                         "or the short form {base, cpt, method, t, density}. Sweep: finemed merge sweep --help.")
 
 
 @app.command("apply", hidden=True)
