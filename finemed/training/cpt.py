@@ -264,6 +264,10 @@ def _tensorboard(config: CptConfig, run_dir: Path) -> list:
 
 def run(config: CptConfig, run_dir: Path, callbacks: list | None = None) -> CptResult:
     """Stage entry: CPT ``config.model``; writes ``model/``, ``checkpoints/``, ``tb/``, ``metrics.json``."""
+    import os
+
+    import torch
+
     from finemed.models.loading import load_causal_lm
     from finemed.training.data import PackCollator
 
@@ -271,10 +275,6 @@ def run(config: CptConfig, run_dir: Path, callbacks: list | None = None) -> CptR
     run_dir.mkdir(parents=True, exist_ok=True)
     ckpt_dir = run_dir / "checkpoints"
     bf16 = use_bf16(config.precision)
-    import os
-
-    import torch
-
     device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu"
     model, tok = load_causal_lm(config.model, device=device)
     if config.attn_implementation:
