@@ -118,13 +118,14 @@ def dropped_samples(run_dir: Path, per_reason: int = 5) -> dict[str, list[dict]]
 
 
 def funnel(blocks: list[dict]) -> list[tuple[str, int]]:
+    """(block, docs kept after it) for the reader and every dropping block, in pipeline order."""
     steps = []
     for b in blocks:
-        if b["stage"] in ("filter", "final") and ("reasons" in b or "Parquet" in b["block"] or "Jsonl" in b["block"]
-                                                  or b["dropped"]):
-            if b["stage"] == "final" and ("Jsonl" in b["block"] or "Parquet" in b["block"]):
-                continue
-            steps.append((b["block"], b["kept"]))
+        short = b["block"].split(": ", 1)[-1]
+        if b["stage"] == "filter" and "READER" in b["block"]:
+            steps.append(("read", b["kept"]))
+        elif b["stage"] in ("filter", "final") and ("FILTER" in b["block"] or "stage 4" in b["block"]):
+            steps.append(("minhash dedup" if "stage 4" in b["block"] else short, b["kept"]))
     return steps
 
 
