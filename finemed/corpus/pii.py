@@ -1,8 +1,9 @@
 """German PII/PHI de-identification: Presidio pattern recognizers plus German rules, typed placeholders.
 
-Presidio's ``PatternRecognizer`` runs the regexes (and its own Email/IBAN/IP/URL recognizers); its
-spaCy NLP engine is not used because no German spaCy model is available offline, so names come from
-rules instead of NER, which is why the German rules are hand-written here:
+Presidio's IBAN (checksum-validated) and IP recognizers run without its spaCy NLP engine (no German
+spaCy model offline; its Email recognizer fetches the public-suffix list at run time, so e-mails use a
+regex here). Presidio has no German rules for names, dates, phone/fax formats, IDs or addresses, and
+without NER names must come from rules, so those are hand-written here:
 
 - titles (Dr. med., Prof. Dr., PD, OA, Univ.-Prof., …) → ``NAME_TITLE``; the capitalised words after a
   title, ``Herr``/``Frau``, ``Patient(in)``, ``Name:`` or a greeting line → ``NAME_*``;
@@ -64,8 +65,6 @@ def _rx(label: str, pattern: str, group: int | str = 0, flags: int = 0):
 
 RULES = [
     _rx("CONTACT_EMAIL", r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b"),
-    _rx("IBAN", r"\b[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]{4}){3,7}(?:[ ]?[A-Z0-9]{1,3})?\b"),
-    _rx("IP_ADDRESS", r"\b(?:\d{1,3}\.){3}\d{1,3}\b|\b(?:[0-9a-fA-F]{1,4}:){7}[0-9a-fA-F]{1,4}\b"),
     _rx("URL", r"\bhttps?://[^\s/]+/(?:~|user/|users/|profile/|profil/|u/|people/)[^\s]+|\bhttps?://[^\s]*@[^\s]+"),
     _rx("CONTACT_FAX", rf"(?i:fax)[.:]?[ \t]*(?:nr\.?|nummer)?[:.]?[ \t]*(?P<v>{PHONE})", "v"),
     _rx("CONTACT_PHONE", rf"(?i:tel(?:efon)?|handy|mobil|fon|rückruf unter der nummer|nummer|unter)[.:]?[ \t]*(?:nr\.?)?[:.]?[ \t]*(?P<v>{PHONE})", "v"),
@@ -102,10 +101,30 @@ RULES = [
 ]
 
 
+_PRESIDIO: list | None = None
+PRESIDIO_LABELS = {"IBAN_CODE": "IBAN", "IP_ADDRESS": "IP_ADDRESS"}
+
+
+def presidio_spans(text: str, skip: set[str]) -> list[Span]:
+    """Presidio's IBAN (checksum-validated) and IP recognizers, run without an NLP engine."""
+    global _PRESIDIO
+    if _PRESIDIO is None:
+        from presidio_analyzer.predefined_recognizers import IbanRecognizer, IpRecognizer
+
+        _PRESIDIO = [IbanRecognizer(supported_language="de"), IpRecognizer(supported_language="de")]
+    out = []
+    for rec in _PRESIDIO:
+        for r in rec.analyze(text, entities=rec.supported_entities, nlp_artifacts=None):
+            label = PRESIDIO_LABELS.get(r.entity_type, r.entity_type)
+            if label not in skip:
+                out.append(Span(r.start, r.end, label))
+    return out
+
+
 def detect(text: str, skip: set[str] | None = None, propagate: bool = True) -> list[Span]:
     """All PII spans, merged (longest first wins on overlap) and, with ``propagate``, every recurrence."""
     skip = skip or set()
-    spans: list[Span] = []
+    spans: list[Span] = presidio_spans(text, skip)
     for label, rx, group in RULES:
         if label in skip:
             continue
