@@ -1,0 +1,22 @@
+"""SmolLM2-135M-Instruct on XQuAD-en 1-shot (n=10) through ``eval qa``: lm-eval's numbers equal the official-
+script rescoring of its predictions, and the model does extract some answers."""
+
+import json
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def test_smollm2_xquad_en_1shot(tmp_path):
+    from finemed.data.loaders import load_squad
+    from finemed.evaluation.qa import QaEvalConfig, run
+    from finemed.evaluation.qa_metrics import score_predictions
+
+    res = run(QaEvalConfig(model="smollm2", tasks=["xquad_en_1shot"], limit=10), tmp_path)
+    r = res["tasks"]["xquad_en_1shot"]
+    preds = json.loads((tmp_path / "predictions_xquad_en_1shot.json").read_text())
+    again = score_predictions(load_squad(name="xquad.en")[:10], preds, "en")
+    assert r["n"] == 10 and again["exact_match"] == pytest.approx(r["exact_match"]) and again["f1"] == pytest.approx(r["f1"])
+    assert r["f1"] > 10.0  # a 1-shot prompt makes SmolLM2 copy spans; a random model scores 0
+    assert json.loads((tmp_path / "metrics.json").read_text())["summary"].startswith("xquad_en_1shot EM")
