@@ -217,9 +217,8 @@ class WinrateStageConfig(StageConfig):
 
 
 def run(config: WinrateStageConfig, run_dir: Path) -> dict[str, Any]:
-    from finemed.evaluation.answers import load_answers
+    from finemed.evaluation.answers import load_answers, write_answers
     from finemed.evaluation.judge import run_pairwise
-    from finemed.evaluation.answers import write_answers
 
     run_dir = Path(run_dir)
     rows = load_answers(config.answers)
