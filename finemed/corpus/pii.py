@@ -11,7 +11,9 @@ without NER names must come from rules, so those are hand-written here:
 - dates (``12.03.2024``, ``3.7.27``, ``8/2023``, ``21/06/1967``, ISO, ``12. März 2024``, years after
   ``seit/im/ED``) → ``DATE``; phone and fax numbers in German/Austrian/Swiss formats → ``CONTACT_*``;
 - case/insurance/station/room numbers after their German keywords and long digit runs → ``ID``;
-- ``PLZ Ort`` → ``LOCATION_ZIP`` + ``LOCATION_CITY``; ``…straße 12`` → ``LOCATION_STREET``.
+- ``PLZ Ort`` → ``LOCATION_ZIP`` + ``LOCATION_CITY`` (4-digit ZIPs that look like years are skipped);
+  ``…straße 12`` → ``LOCATION_STREET`` (house number required); ``…krankenhaus X``, ``Klinikum X`` →
+  ``LOCATION_HOSPITAL``.
 
 Every detected string is then redacted wherever it recurs in the same doc (a name found once after
 ``Frau`` is also removed where it stands alone), so no found PHI string survives elsewhere.
@@ -37,6 +39,7 @@ TITLE = (r"(?:(?:o\.\s?)?Univ\.?[- ]?Prof\.|Priv\.?[- ]?Doz\.|Doz\.|Prof\.|Prim\
 TITLES = rf"{TITLE}(?:[ \t]*{TITLE})*"
 MONTHS = r"(?:(?:Jan|Feb|Mär|Apr|Jun|Jul|Aug|Sep|Sept|Okt|Nov|Dez)\.?|Januar|Jänner|Februar|März|April|Mai|Juni|Juli|August|September|Oktober|November|Dezember)"
 PHONE = r"(?:\+\d{2}[ \t]?(?:\(0\)[ \t]?)?|\b0)\(?\d{2,5}\)?(?:[ \t]?[/-]?[ \t]?\d{2,}){1,4}(?:-(?:\d+|DW))?"
+ZIP = r"(?<![\d.,/])(?:(?:[ADC]H?-)\d{4,5}|\b\d{5}|\b(?!19\d\d|20\d\d)\d{4})\b"  # 4 digits: not a year
 NOT_A_NAME = {"Der", "Die", "Das", "Den", "Dem", "Des", "Ein", "Eine", "Mit", "Bei", "Am", "Im", "In", "Zur", "Zum",
               "Und", "Oder", "Von", "Vom", "Ihre", "Ihr", "Sie", "Er", "Es", "Wir", "Patient", "Patientin",
               "Kollege", "Kollegin", "Kollegen", "Sehr", "Liebe", "Lieber", "Befund", "Diagnose", "Diagnosen",
@@ -87,9 +90,14 @@ RULES = [
     _rx("ID", r"Station:[^\n]*?[ \t](?P<v>[A-Z])[ \t]*/", "v"),
     _rx("ID", r"(?:Histologie|Histo|H-?Nr\.?:?)[ \t:(]*(?P<v>[A-Z]?\d{3,}[\dA-Za-z]*/\d{2,4})", "v"),
     _rx("LOCATION_STREET", rf"\b(?:{CAP}[- ]?)?(?:[A-ZÄÖÜ][a-zäöüß-]*(?:straße|strasse|str\.|gasse|weg|platz|allee|ring|damm|ufer|kamp)|"
-                           rf"Am [A-ZÄÖÜ][a-zäöüß]+|Hauptstr\.)[ \t]*\d{{0,4}}[a-z]?\b"),
-    _rx("LOCATION_ZIP", r"(?<![\d.,/])(?:[ADC]H?-)?\b\d{4,5}\b(?=[ \t-]+[A-ZÄÖÜ][a-zäöü])"),
-    _rx("LOCATION_CITY", rf"(?<![\d.,/])(?:[ADC]H?-)?\d{{4,5}}[ \t-]+(?P<v>{CAP}(?:[ \t]+(?:am|an der|im|bei|in der)?[ \t]*{CAP})?(?:[ \t]\([A-Z]{{2}}\))?)", "v"),
+                           rf"Am [A-ZÄÖÜ][a-zäöüß]+|Hauptstr\.)[ \t]*\d{{1,4}}[a-z]?\b"),
+    _rx("LOCATION_ZIP", ZIP + r"(?=[ \t-]+[A-ZÄÖÜ][a-zäöü])"),
+    _rx("LOCATION_CITY", ZIP + rf"[ \t-]+(?P<v>{CAP}(?:[ \t]+(?:am|an der|im|bei|in der)?[ \t]*{CAP})?(?:[ \t]\([A-Z]{{2}}\))?)", "v"),
+    _rx("LOCATION_CITY", rf"(?m)^[ \t]*(?P<v>{CAP}(?:[ \t]{CAP})?),[ \t]*(?:am|den)[ \t]+\d", "v"),
+    _rx("LOCATION_CITY", rf"\bwohnhaft (?:in )?(?:[ADC]H?-)?\d{{0,5}}[ -]?(?P<v>{CAP}(?:[ \t]{CAP})?)", "v"),
+    _rx("LOCATION_HOSPITAL", rf"\b(?:[A-ZÄÖÜ][a-zäöü]*(?:krankenhaus(?:es)?|klinik(?:um|ums)?|spital)|Krankenhaus|Klinikum|Spital|"
+                             rf"Städt\. Klinikum|Praxis)[ \t]+(?!für\b)(?:der[ \t]+|des[ \t]+)?{CAP}(?:[ \t]+{CAP})?|"
+                             rf"\b(?:{CAP}-)+(?:Spital|Klinik|Klinikum|Krankenhaus|Hospital)(?:[ \t]+{CAP})?"),
     _rx("NAME_TITLE", rf"(?<![\w.]){TITLES}(?![\w])"),
     _rx("NAME_DOCTOR", rf"{TITLES}[ \t]+(?P<v>{NAME}(?:[ \t]+{CAP})?)", "v"),
     _rx("NAME_PATIENT", rf"\b(?:Herrn?|Frau|Fr\.|Hr\.|Patientin|Patienten|Patient|Pat\.|Sohn|Tochter|Ehemann|Ehefrau|Kollegin|Kollege)(?:[ \t]+(?:Kollegin|Kollege|Dr\.|Prof\.))?[ \t]+(?P<v>{CAP},[ \t]*(?!Herrn?\b|Frau\b){CAP}|{NAME})", "v"),
