@@ -76,7 +76,10 @@ def test_cli_prints_one_line_and_exits_2(tiny_pair, tmp_path):
     assert proc.returncode == 2
     lines = [ln for ln in proc.stderr.strip().splitlines() if ln.startswith("error:")]
     assert len(lines) == 1 and "outside [0, 1]" in lines[0]
-    ok = subprocess.run([sys.executable, "-m", "finemed.cli", "merge", str(tmp_path / "m.yaml"), "--set", "t=0.25",
-                         "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=120)
-    assert ok.returncode == 0, ok.stderr[-1500:]
+    from typer.testing import CliRunner
+
+    from finemed.cli import app
+
+    ok = CliRunner().invoke(app, ["merge", str(tmp_path / "m.yaml"), "--set", "t=0.25", "--out", str(tmp_path / "out")])
+    assert ok.exit_code == 0, ok.output
     assert (tmp_path / "out" / "model.safetensors").is_file() and (tmp_path / "out" / "tokenizer.json").is_file()

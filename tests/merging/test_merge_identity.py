@@ -28,45 +28,53 @@ def _short(base, cpt, method) -> dict:
     return {"base": str(base), "cpt": str(cpt), "method": method, "t": t, "density": 0.6, "random_seed": 0}
 
 
-def test_every_method_is_bit_identical_to_mergekit_yaml(tiny_pair, tmp_path):
+RAW = {"merge_method": "slerp", "dtype": "float32",
+       "parameters": {"t": [{"filter": "self_attn", "value": [0, 0.5, 0.3, 0.7, 1]},
+                            {"filter": "mlp", "value": [1, 0.5, 0.7, 0.3, 0]}, {"value": 0.5}]}}
+
+
+@pytest.fixture(scope="module")
+def mergekit_runs(tiny_pair, tmp_path_factory):
+    """Run `mergekit-yaml` for every method plus one raw YAML, all in parallel; return the work dir."""
     base, cpt = tiny_pair
-    procs = {}
+    work = tmp_path_factory.mktemp("identity")
+    raw = {**RAW, "base_model": str(base),
+           "slices": [{"sources": [{"model": str(base), "layer_range": [0, 4]},
+                                   {"model": str(cpt), "layer_range": [0, 4]}]}]}
+    (work / "raw.mergekit.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    jobs = {"raw": []}
     for method in METHODS:
         short = _short(base, cpt, method)
-        (tmp_path / f"{method}.short.yaml").write_text(yaml.safe_dump(short))
-        raw = to_mergekit(MergeSpec(**short))
-        (tmp_path / f"{method}.mergekit.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
-        procs[method] = subprocess.Popen([MERGEKIT_YAML, str(tmp_path / f"{method}.mergekit.yaml"),
-                                          str(tmp_path / f"{method}.ref"), "--random-seed", "0"],
-                                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    for method in METHODS:
-        ours = merge_file(tmp_path / f"{method}.short.yaml", tmp_path / f"{method}.ours")
-        out, _ = procs[method].communicate(timeout=300)
-        assert procs[method].returncode == 0, out[-1500:]
-        a, b = _tensors(ours), _tensors(tmp_path / f"{method}.ref")
-        assert a.keys() == b.keys() and len(a) > 10
-        for k in a:
-            assert torch.equal(a[k], b[k]), f"{method}: {k} differs"
-        assert (ours / "tokenizer.json").read_bytes() == (base / "tokenizer.json").read_bytes()
-        # the merge really mixed the two models (not a copy of either)
-        base_t, cpt_t = _tensors(base), _tensors(cpt)
-        k = "model.layers.1.mlp.down_proj.weight"
-        assert not torch.equal(a[k], base_t[k]) and not torch.equal(a[k], cpt_t[k]), method
+        (work / f"{method}.short.yaml").write_text(yaml.safe_dump(short))
+        (work / f"{method}.mergekit.yaml").write_text(yaml.safe_dump(to_mergekit(MergeSpec(**short)), sort_keys=False))
+        jobs[method] = ["--random-seed", "0"]
+    procs = {name: subprocess.Popen([MERGEKIT_YAML, str(work / f"{name}.mergekit.yaml"), str(work / f"{name}.ref"),
+                                     *extra], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for name, extra in jobs.items()}
+    for name, proc in procs.items():
+        out, _ = proc.communicate(timeout=600)
+        assert proc.returncode == 0, f"mergekit-yaml {name}: {out[-1500:]}"
+    return work
 
 
-def test_raw_mergekit_yaml_is_accepted_as_is(tiny_pair, tmp_path):
+@pytest.mark.parametrize("method", METHODS)
+def test_method_is_bit_identical_to_mergekit_yaml(tiny_pair, mergekit_runs, method):
     base, cpt = tiny_pair
-    raw = {"merge_method": "slerp", "base_model": str(base), "dtype": "float32",
-           "slices": [{"sources": [{"model": str(base), "layer_range": [0, 4]},
-                                   {"model": str(cpt), "layer_range": [0, 4]}]}],
-           "parameters": {"t": [{"filter": "self_attn", "value": [0, 0.5, 0.3, 0.7, 1]},
-                                {"filter": "mlp", "value": [1, 0.5, 0.7, 0.3, 0]}, {"value": 0.5}]}}
-    (tmp_path / "raw.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
-    ours = merge_file(tmp_path / "raw.yaml", tmp_path / "ours")
-    ref = subprocess.run([MERGEKIT_YAML, str(tmp_path / "raw.yaml"), str(tmp_path / "ref")],
-                         capture_output=True, text=True, timeout=300)
-    assert ref.returncode == 0, ref.stderr[-1500:]
-    a, b = _tensors(ours), _tensors(tmp_path / "ref")
+    ours = merge_file(mergekit_runs / f"{method}.short.yaml", mergekit_runs / f"{method}.ours")
+    a, b = _tensors(ours), _tensors(mergekit_runs / f"{method}.ref")
+    assert a.keys() == b.keys() and len(a) > 10
+    for k in a:
+        assert torch.equal(a[k], b[k]), f"{method}: {k} differs"
+    assert (ours / "tokenizer.json").read_bytes() == (base / "tokenizer.json").read_bytes()
+    # the merge really mixed the two models (not a copy of either)
+    base_t, cpt_t = _tensors(base), _tensors(cpt)
+    k = "model.layers.1.mlp.down_proj.weight"
+    assert not torch.equal(a[k], base_t[k]) and not torch.equal(a[k], cpt_t[k]), method
+
+
+def test_raw_mergekit_yaml_is_accepted_as_is(mergekit_runs):
+    ours = merge_file(mergekit_runs / "raw.mergekit.yaml", mergekit_runs / "raw.ours")
+    a, b = _tensors(ours), _tensors(mergekit_runs / "raw.ref")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
