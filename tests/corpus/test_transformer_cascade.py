@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from finemed.corpus.cascade import build_cascade
 from finemed.corpus.classifier_transformer import save_tiny_base
 from finemed.corpus.domain import load_scorer
 from finemed.corpus.train_classifier import TrainClassifierConfig, train_classifier
 
 
+@pytest.mark.slow  # ~1 min on a loaded 2-core box (training + scoring the splits twice)
 def test_tiny_transformer_and_cascade(small_dev, small_clf, tmp_path):
     base = save_tiny_base(tmp_path / "base")
     cfg = TrainClassifierConfig(input=str(small_dev), kind="transformer", base_model=str(base), epochs=2,
