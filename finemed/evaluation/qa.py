@@ -81,6 +81,12 @@ def run(config: QaEvalConfig, run_dir: Path) -> dict[str, Any]:
     from finemed.models.loading import load_causal_lm
 
     run_dir = Path(run_dir)
+    for t in config.tasks:  # fail on bad input before the (slow) model load
+        _task_name(t)
+    if config.data:
+        from finemed.data.registry import require_file
+
+        require_file(config.data, "--data file (SQuAD-format JSON, or MCQ CSV/JSON)")
     model, tok = load_causal_lm(config.model, dtype=config.dtype, allow_pickle=config.allow_pickle)
     result = {"model": config.model, **evaluate_model(model, tok, config, run_dir)}
     atomic_write_json(run_dir / "qa_results.json", result)
