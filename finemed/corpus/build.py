@@ -66,7 +66,9 @@ def run(config: CorpusBuildConfig, run_dir: Path) -> CorpusBuildResult:
     if config.executor.kind == "slurm":
         return CorpusBuildResult(kept=0, input_docs=0, seconds=round(time.time() - t0, 2),
                                  output=str(run_dir / "output"), stats=str(result))
+    t_stats = time.time()
     stats = collect_stats(run_dir, input_path, config, threshold, clf)
+    stats["stage_seconds"] = {**(result or {}), "stats": round(time.time() - t_stats, 2)}
     stats["seconds"] = round(time.time() - t0, 2)
     atomic_write_json(run_dir / "stats.json", stats)
     res = CorpusBuildResult(kept=stats["totals"]["docs"], input_docs=stats["input_docs"],

@@ -9,6 +9,7 @@ them with ``--dependency=afterok``; nothing is submitted unless the user runs ``
 from __future__ import annotations
 
 import shlex
+import time
 from pathlib import Path
 from typing import Literal
 
@@ -34,25 +35,33 @@ class ExecutorConfig(StageConfig):
     slurm: SlurmConfig = Field(default_factory=SlurmConfig)
 
 
-def run_local(stages, run_dir: Path, cfg: ExecutorConfig, default_tasks: int) -> None:
+def run_local(stages, run_dir: Path, cfg: ExecutorConfig, default_tasks: int) -> dict[str, float]:
     from datatrove.executor import LocalPipelineExecutor
 
+    seconds = {}
     for name, steps, tasks in stages:
         n = tasks or cfg.tasks or default_tasks
+        t = time.perf_counter()
         LocalPipelineExecutor(steps, tasks=n, workers=min(cfg.workers, n), logging_dir=str(run_dir / "logs" / name),
                               skip_completed=True).run()
+        seconds[name] = round(time.perf_counter() - t, 2)
+    return seconds
 
 
-def run_ray(stages, run_dir: Path, cfg: ExecutorConfig, default_tasks: int) -> None:
+def run_ray(stages, run_dir: Path, cfg: ExecutorConfig, default_tasks: int) -> dict[str, float]:
     import ray
     from datatrove.executor.ray import RayPipelineExecutor
 
     if not ray.is_initialized():
         ray.init(num_cpus=max(1, cfg.workers), include_dashboard=False, log_to_driver=False)
+    seconds = {}
     for name, steps, tasks in stages:
         n = tasks or cfg.tasks or default_tasks
+        t = time.perf_counter()
         RayPipelineExecutor(steps, tasks=n, workers=min(cfg.workers, n), logging_dir=str(run_dir / "logs" / name),
                             skip_completed=True, cpus_per_task=1, mem_per_cpu_gb=1).run()
+        seconds[name] = round(time.perf_counter() - t, 2)
+    return seconds
 
 
 def emit_slurm(stages, run_dir: Path, cfg: ExecutorConfig, default_tasks: int) -> Path:
