@@ -54,3 +54,20 @@ def test_germediq_subset_table(tmp_path):
     assert table["qwen2.5-7B-standard"]["mean_words"] > 2 * table["human"]["mean_words"]
     worst = json.loads((tmp_path / "out" / "failures_worst.json").read_text())
     assert worst["off_language"][0]["off_lang_char_share"] >= worst["off_language"][-1]["off_lang_char_share"]
+
+
+def test_failures_stage_through_the_recipe_runner(tmp_path):
+    from finemed.recipe import STAGES, run_recipe
+
+    assert STAGES["eval.failures"].load()[0] is FailuresConfig
+    src = tmp_path / "a.jsonl"
+    src.write_text("\n".join(json.dumps(r) for r in [
+        {"model": "m1", "prompt_id": "1", "prompt": "Wie geht es?", "answer": "Mir geht es heute sehr gut, danke der Nachfrage."},
+        {"model": "m2", "prompt_id": "1", "prompt": "Wie geht es?", "answer": "I am fine, thank you very much for asking."},
+    ]), encoding="utf-8")
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"name: t\nstages:\n  - name: fail\n    kind: eval.failures\n    config: {{answers: {src}}}\n")
+    outcomes = run_recipe(recipe, None, runs_dir=tmp_path / "runs")
+    table = json.loads(next((tmp_path / "runs").rglob("failures.json")).read_text())
+    assert table["m1"]["off_lang_sentence_share"] == 0.0 and table["m2"]["off_lang_sentence_share"] == 1.0
+    assert len(outcomes) == 1
