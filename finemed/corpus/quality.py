@@ -16,7 +16,9 @@ Two settings layers, both plain keyword dicts for the datatrove classes (configu
   javascript/policy lines, repetition, hashes, ellipses, bullets).
 
 :class:`DomainAwareFilter` wraps a strict and a relaxed instance of one datatrove filter; when the
-relaxed one keeps a doc the strict one would drop, it counts ``rescued_<reason>``.
+relaxed one keeps a doc the strict one would drop, it counts ``rescued_<reason>`` (with
+``count_rescued``, off in the pipeline by default since it runs the filter twice; ``quality-report``
+measures the same thing offline).
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ class QualityConfig(StageConfig):
     base: dict[str, dict[str, Any]] = Field(default_factory=lambda: {k: dict(v) for k, v in GERMAN_BASE.items()})
     relaxed: dict[str, dict[str, Any]] = Field(default_factory=lambda: {k: dict(v) for k, v in DOMAIN_RELAXED.items()})
     relax_threshold: float | None = 0.5  # None: never relax (German base settings for all docs)
+    count_rescued: bool = False  # also run the strict settings on relaxed docs, to count rescues (2x cost)
 
 
 def make_filter(kind: str, settings: dict[str, Any], language: str) -> BaseFilter:
@@ -71,9 +74,11 @@ class DomainAwareFilter(BaseFilter):
     """One datatrove quality filter with a strict and a relaxed instance, chosen by ``domain_score``."""
 
     def __init__(self, kind: str, base: dict[str, Any], relaxed: dict[str, Any] | None,
-                 relax_threshold: float | None, language: str = "deu", exclusion_writer=None):
+                 relax_threshold: float | None, language: str = "deu", exclusion_writer=None,
+                 count_rescued: bool = True):
         super().__init__(exclusion_writer)
         self.kind = kind
+        self.count_rescued = count_rescued
         self.strict = make_filter(kind, base, language)
         self.relaxed = make_filter(kind, {**base, **relaxed}, language) if relaxed is not None else None
         self.relax_threshold = relax_threshold
@@ -89,10 +94,10 @@ class DomainAwareFilter(BaseFilter):
         if not use_relaxed:
             ok, reason = get_filter_result(self.strict.filter(doc))
             return True if ok else (False, self._reason(reason))
-        text = doc.text  # C4 rewrites doc.text; check the strict verdict on a copy
-        ok_strict, strict_reason = get_filter_result(self.strict.filter(Document(text=text, id=doc.id)))
+        if self.count_rescued:  # C4 rewrites doc.text: check the strict verdict on a copy
+            ok_strict, strict_reason = get_filter_result(self.strict.filter(Document(text=doc.text, id=doc.id)))
         ok, reason = get_filter_result(self.relaxed.filter(doc))
-        if ok and not ok_strict:
+        if self.count_rescued and ok and not ok_strict:
             self.stat_update(f"rescued_{self._reason(strict_reason)}")
         return True if ok else (False, self._reason(reason))
 
@@ -118,5 +123,5 @@ def quality_steps(cfg: QualityConfig, exclusion_writers: dict[str, Any] | None =
     for kind in cfg.enabled:
         relaxed = cfg.relaxed.get(kind) if cfg.relax_threshold is not None else None
         steps.append(AWARE_CLASSES.get(kind, DomainAwareFilter)(kind, cfg.base.get(kind, {}), relaxed, cfg.relax_threshold,
-                                       cfg.language, (exclusion_writers or {}).get(kind)))
+                                       cfg.language, (exclusion_writers or {}).get(kind), cfg.count_rescued))
     return steps
