@@ -43,11 +43,14 @@ def test_smollm2_topk_cache_and_losses(smollm2, tmp_path):
 
 
 def test_smollm2_kd_beats_ce(tmp_path):
-    """The acceptance experiment, shortened: KD student reaches lower held-out bpb than CE after the same steps."""
+    """The acceptance experiment (recipes/distill.yaml without QA generation): KD beats CE on held-out bpb.
+
+    Measured 2026-11-26 on the loaded 2-core box: teacher 1.027, init 4.447, KD 2.360, CE 2.425 bpb (~20 min).
+    """
     from finemed.training.distill import DistillConfig, run
 
-    cfg = DistillConfig(teacher="smollm2", keep_every=2, mode="offline", top_k=64, steps=16, batch_size=4,
-                        seq_len=192, max_train_sequences=64, lr=2e-4, eval_qa=0, max_heldout_docs=16,
+    cfg = DistillConfig(teacher="smollm2", keep_every=2, mode="offline", top_k=64, steps=30, batch_size=4,
+                        seq_len=128, max_train_sequences=120, lr=3e-4, eval_qa=0, max_heldout_docs=24,
                         save_student=False)
     r = run(cfg, tmp_path / "kd")
     assert r["bpb_teacher"] < r["bpb_student"] < r["bpb_student_init"]
