@@ -6,7 +6,7 @@ encode per language, word counts, per-sentence parity); the peer is the raw libr
 ``Tokenizer.from_file(...).encode_batch(texts)``. Timings are best of ``--rounds``, interleaved in alternating order. It also prints
 the ratio against the raw ``encode_batch_fast`` (no offsets) for reference. Prints ``ratio=<ours/peer>`` last.
 
-    python benchmarks/bench_tokenizer.py [--tokenizer gpt-neox-20b] [--repeat 8] [--rounds 3]
+    python benchmarks/bench_tokenizer.py [--tokenizer gpt-neox-20b] [--repeat 4] [--rounds 5]
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ def main() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
     parser = argparse.ArgumentParser()
     parser.add_argument("--tokenizer", default="gpt-neox-20b", help="a bundled name or path with a tokenizer.json")
-    parser.add_argument("--repeat", type=int, default=8)
+    parser.add_argument("--repeat", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
 
