@@ -19,7 +19,7 @@ class PyLangIdFilter(BaseFilter):
     name = "🌐 py3langid"
 
     def __init__(self, languages: tuple[str, ...] = ("de",), threshold: float = 0.65,
-                 max_chars: int = 2000, exclusion_writer: DiskWriter | None = None):
+                 max_chars: int = 1000, exclusion_writer: DiskWriter | None = None):
         super().__init__(exclusion_writer)
         self.languages = tuple(languages)
         self.threshold = threshold
