@@ -75,6 +75,10 @@ def _divergence(log_t: torch.Tensor, log_s: torch.Tensor, divergence: str, beta:
     return beta * kl_t + (1 - beta) * kl_s
 
 
+def _fast_forward(divergence: str, beta: float) -> bool:
+    return divergence == "forward_kl" or (divergence == "jsd" and beta == 0.0)
+
+
 def _sparse_log_probs(student_logits: torch.Tensor, teacher: TopKTeacher,
                       temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Teacher and student log-probs over k+1 buckets (the k cached ids, then "everything else")."""
@@ -86,12 +90,16 @@ def _sparse_log_probs(student_logits: torch.Tensor, teacher: TopKTeacher,
     if ids.numel() and int(ids.max()) >= vocab:
         raise FinemedError(f"kd_loss: cached teacher id {int(ids.max())} is outside the student vocab ({vocab}); "
                            f"teacher and student must share one tokenizer")
-    log_s_full = F.log_softmax(_up(student_logits) / temperature, dim=-1)
-    log_s_top = log_s_full.gather(-1, ids)
-    outside = log_s_full.scatter(-1, ids, _NEG)
-    log_s_rest = torch.logsumexp(outside, dim=-1, keepdim=True)
-    rest = teacher.rest_mass.to(log_s_full.dtype).clamp(0.0, 1.0).unsqueeze(-1)
-    log_t_top = F.log_softmax(_up(teacher.values) / temperature, dim=-1) + torch.log1p(-rest).clamp_min(_NEG)
+    scaled = _up(student_logits) if temperature == 1.0 else _up(student_logits) / temperature
+    log_s_top = scaled.gather(-1, ids) - torch.logsumexp(scaled, dim=-1, keepdim=True)
+    log_t_top = F.log_softmax(_up(teacher.values) / temperature, dim=-1)
+    if ids.size(-1) == vocab:  # the cache holds every token: no rest bucket, exactly the dense loss
+        return log_t_top, log_s_top
+    # student mass outside the k ids: log(1 - Σ q_i), from the k gathered values (no vocab-sized pass)
+    log_in = torch.logsumexp(log_s_top, dim=-1, keepdim=True).clamp(max=-1e-9)
+    log_s_rest = torch.log(-torch.expm1(log_in))
+    rest = teacher.rest_mass.to(log_s_top.dtype).clamp(0.0, 1.0).unsqueeze(-1)
+    log_t_top = log_t_top + torch.log1p(-rest).clamp_min(_NEG)
     log_t_rest = torch.log(rest).clamp_min(_NEG)
     return torch.cat([log_t_top, log_t_rest], -1), torch.cat([log_s_top, log_s_rest], -1)
 
@@ -127,9 +135,14 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor | TopKTea
             if teacher_logits.shape != student_logits.shape:
                 raise FinemedError(f"kd_loss: teacher logits {tuple(teacher_logits.shape)} and student logits "
                                    f"{tuple(student_logits.shape)} differ; both need the same vocab and positions")
-            log_s = F.log_softmax(_up(student_logits) / temperature, dim=-1)
-            log_t = F.log_softmax(_up(teacher_logits) / temperature, dim=-1)
-        per_pos = _divergence(log_t, log_s, divergence, beta)
+            log_s = None if _fast_forward(divergence, beta) else F.log_softmax(_up(student_logits) / temperature, -1)
+            log_t = F.log_softmax(_up(teacher_logits.detach()) / temperature, dim=-1)
+        if log_s is None:  # dense forward KL without a vocab-sized student log-softmax in the graph
+            scaled = _up(student_logits) if temperature == 1.0 else _up(student_logits) / temperature
+            p_t = log_t.exp()
+            per_pos = ((p_t * log_t).sum(-1) - (p_t * scaled).sum(-1) + torch.logsumexp(scaled, dim=-1))
+        else:
+            per_pos = _divergence(log_t, log_s, divergence, beta)
         loss = loss + (1 - alpha) * temperature ** 2 * (per_pos * valid).sum() / n
     if alpha > 0:
         safe = labels.masked_fill(~valid, 0).long()
