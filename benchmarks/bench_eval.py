@@ -57,7 +57,7 @@ def bench_qa(n: int, batch_size: int) -> tuple[float, dict, dict]:
     return peer_s / ours_s, peer, ours
 
 
-def bench_judge(judge_n: int, continuous_batching: bool = True) -> float:
+def bench_judge(judge_n: int, continuous_batching: bool = False) -> float:
     from eval_servers import smollm2_dir, start_transformers_serve, stop_process
 
     from finemed.evaluation.judge import PROMPTS
@@ -69,7 +69,7 @@ def bench_judge(judge_n: int, continuous_batching: bool = True) -> float:
         return float("nan")
     proc, base = start_transformers_serve(model_dir, continuous_batching=continuous_batching,
                                           log_path=Path(tempfile.gettempdir()) / "bench_eval_serve.log")
-    print(f"judge: transformers serve {'with' if continuous_batching else 'without'} continuous batching, bf16, CPU")
+    print(f"judge: transformers serve {'with' if continuous_batching else 'without'} continuous batching, CPU")
     try:
         p = PROMPTS["de"]
 
@@ -93,6 +93,9 @@ def bench_judge(judge_n: int, continuous_batching: bool = True) -> float:
             client.close()
     finally:
         stop_process(proc)
+    if not rates[1] or not rates[8]:
+        print("judge: no successful requests; see the server log")
+        return float("nan")
     ratio = rates[8] / rates[1]
     print(f"judge: throughput ratio concurrency 8 / 1 = {ratio:.2f}")
     return ratio
@@ -104,13 +107,13 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--judge-n", type=int, default=16)
     ap.add_argument("--skip-judge", action="store_true")
-    ap.add_argument("--no-cb", action="store_true", help="serve without continuous batching (one request at a time)")
+    ap.add_argument("--cb", action="store_true", help="serve with --continuous-batching (failed here on CPU: 500s)")
     args = ap.parse_args()
     import torch
 
     torch.manual_seed(0)
     if not args.skip_judge:
-        bench_judge(args.judge_n, continuous_batching=not args.no_cb)
+        bench_judge(args.judge_n, continuous_batching=args.cb)
     ratio, _, _ = bench_qa(args.n, args.batch_size)
     print(f"ratio={ratio:.3f}")
 

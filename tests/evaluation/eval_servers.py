@@ -33,12 +33,12 @@ def smollm2_dir() -> Path | None:
 
 
 def start_transformers_serve(model_dir: Path, *, continuous_batching: bool = False, timeout_s: float = 180.0,
-                             log_path: Path | None = None) -> tuple[subprocess.Popen, str]:
+                             log_path: Path | None = None, dtype: str = "auto") -> tuple[subprocess.Popen, str]:
     """Start ``transformers serve MODEL`` on a free 127.0.0.1 port; wait for /health; return (proc, base URL)."""
     port = free_port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
     cmd = [str(VENV_BIN / "transformers"), "serve", str(model_dir), "--host", "127.0.0.1", "--port", str(port),
-           "--device", "cpu", "--dtype", "bfloat16", "--log-level", "warning"]
+           "--device", "cpu", "--dtype", dtype, "--log-level", "warning"]
     if continuous_batching:
         cmd.append("--continuous-batching")
     log = open(log_path, "wb") if log_path else subprocess.DEVNULL
