@@ -163,6 +163,7 @@ def run(config: SweepConfig, run_dir: Path) -> SweepResult:
         atomic_write_json(run_dir / "probe" / f"t{t:g}.json", probe)
         points.append(SweepPoint(t=t, bpb=bpb, probe_pass_rate=probe.pass_rate, probe_by_lang=probe.by_lang,
                                  seconds=round(time.perf_counter() - start, 2)))
+        atomic_write_json(run_dir / "points.partial.json", points)  # progress; sweep.json is the result
     by_t = {p.t: p for p in points}
     chosen = choose_t([p for p in points if p.t in config.t_values] or points, by_t[0.0].probe_pass_rate,
                       config.min_probe_keep)
@@ -184,6 +185,7 @@ def run(config: SweepConfig, run_dir: Path) -> SweepResult:
         gain_kept=None if gain_kept is None else round(gain_kept, 4),
         meets_probe_goal=probe_kept is not None and probe_kept >= 0.8,
         meets_gain_goal=gain_kept is not None and gain_kept >= 0.5, plot=str(plot), points=points)
+    (run_dir / "points.partial.json").unlink(missing_ok=True)
     atomic_write_json(run_dir / "sweep.json", result)
     atomic_write_json(run_dir / "metrics.json", result)
     return result
