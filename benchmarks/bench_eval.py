@@ -101,6 +101,30 @@ def bench_judge(judge_n: int, continuous_batching: bool = False) -> float:
     return ratio
 
 
+def bench_client_ceiling(n: int = 32, latency_s: float = 0.25) -> float:
+    """The client's own limit: the same judge requests against a local server that answers in parallel after a
+    fixed latency (the test suite's FaultServer), concurrency 8 vs 1."""
+    from eval_servers import FaultServer
+
+    from finemed.llm import LLMClient
+
+    server = FaultServer(delay_s=latency_s)
+    server.start()
+    try:
+        rates = {}
+        for conc in (1, 8):
+            client = LLMClient(f"{server.base}#judge", concurrency=conc)
+            t0 = time.perf_counter()
+            client.chat([[{"role": "user", "content": f"c{conc}-{i}"}] for i in range(n)])
+            rates[conc] = n / (time.perf_counter() - t0)
+            client.close()
+    finally:
+        server.stop()
+    print(f"client ceiling: {n} requests, {latency_s}s server latency: concurrency 1 {rates[1]:.1f} req/s, "
+          f"concurrency 8 {rates[8]:.1f} req/s, ratio {rates[8] / rates[1]:.2f} (peak in flight {server.peak})")
+    return rates[8] / rates[1]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=40)
@@ -113,6 +137,7 @@ def main() -> None:
 
     torch.manual_seed(0)
     if not args.skip_judge:
+        bench_client_ceiling()
         bench_judge(args.judge_n, continuous_batching=args.cb)
     ratio, _, _ = bench_qa(args.n, args.batch_size)
     print(f"ratio={ratio:.3f}")
