@@ -40,20 +40,25 @@ def bench_qa(n: int, batch_size: int) -> tuple[float, dict, dict]:
     t0 = time.perf_counter()
     out = lm_eval.simple_evaluate(model="hf", model_args=f"pretrained={path},dtype=bfloat16,device=cpu",
                                   batch_size=batch_size, tasks=[TASK], limit=n, task_manager=task_manager(),
-                                  log_samples=False, bootstrap_iters=0)
+                                  log_samples=True, bootstrap_iters=0)
     peer_s = time.perf_counter() - t0
     peer = {k.split(",")[0]: v for k, v in out["results"][TASK].items() if k.split(",")[0] in ("exact_match", "f1")}
+    peer_preds = {x["doc"]["id"]: x["filtered_resps"][0].strip() for x in out["samples"][TASK]}
     # ours: finemed loads the model object (safetensors only) and hands it to lm-eval
     t0 = time.perf_counter()
     model, tok = load_causal_lm(path, dtype="bfloat16")
     with tempfile.TemporaryDirectory() as tmp:
         res = evaluate_model(model, tok, QaEvalConfig(model=str(path), tasks=["xquad_de_0shot"], limit=n,
                                                       batch_size=batch_size), Path(tmp))
+        import json
+
+        our_preds = json.loads((Path(tmp) / "predictions_xquad_de_0shot.json").read_text(encoding="utf-8"))
     ours_s = time.perf_counter() - t0
     ours = {k: res["tasks"]["xquad_de_0shot"][k] for k in ("exact_match", "f1")}
     print(f"qa: n={n} batch={batch_size} lm-eval HF backend {n / peer_s:.2f} ex/s ({peer_s:.1f}s) EM/F1 {peer}")
     print(f"qa: n={n} batch={batch_size} finemed eval qa     {n / ours_s:.2f} ex/s ({ours_s:.1f}s) EM/F1 {ours}")
-    print(f"qa: identical scores: {peer == ours}")
+    same = sum(peer_preds.get(k) == v for k, v in our_preds.items())
+    print(f"qa: identical scores: {peer == ours}; identical predictions: {same}/{len(our_preds)}")
     return peer_s / ours_s, peer, ours
 
 
