@@ -1,4 +1,4 @@
-"""SmolLM2-135M-Instruct on XQuAD-en 1-shot (n=10) through ``eval qa``: lm-eval's numbers equal the official-
+"""SmolLM2-135M-Instruct on XQuAD-en 1-shot (n=30) through ``eval qa``: lm-eval's numbers equal the official-
 script rescoring of its predictions, and the model does extract some answers."""
 
 import json
@@ -13,10 +13,10 @@ def test_smollm2_xquad_en_1shot(tmp_path):
     from finemed.evaluation.qa import QaEvalConfig, run
     from finemed.evaluation.qa_metrics import score_predictions
 
-    res = run(QaEvalConfig(model="smollm2", tasks=["xquad_en_1shot"], limit=10), tmp_path)
+    res = run(QaEvalConfig(model="smollm2", tasks=["xquad_en_1shot"], limit=30), tmp_path)
     r = res["tasks"]["xquad_en_1shot"]
     preds = json.loads((tmp_path / "predictions_xquad_en_1shot.json").read_text())
-    again = score_predictions(load_squad(name="xquad.en")[:10], preds, "en")
-    assert r["n"] == 10 and again["exact_match"] == pytest.approx(r["exact_match"]) and again["f1"] == pytest.approx(r["f1"])
-    assert r["f1"] > 10.0  # a 1-shot prompt makes SmolLM2 copy spans; a random model scores 0
+    again = score_predictions(load_squad(name="xquad.en")[:30], preds, "en")
+    assert r["n"] == 30 and again["exact_match"] == pytest.approx(r["exact_match"]) and again["f1"] == pytest.approx(r["f1"])
+    assert r["f1"] > 5.0  # a 1-shot prompt makes SmolLM2 copy spans; a random model scores 0
     assert json.loads((tmp_path / "metrics.json").read_text())["summary"].startswith("xquad_en_1shot EM")
