@@ -41,7 +41,8 @@ def test_pairwise_with_transformers_serve_and_cache(judge_server, tmp_path):
     second = run_cli(*args)
     info2 = json.loads(second.stdout.strip().splitlines()[-1])
     assert info2["judge_info"]["client"]["calls"] == 0
-    assert info2["judge_info"]["client"]["cache_hits"] == stats1["calls"]
+    # every first-run request that succeeded is a hit; retried attempts (timeouts under load) count as calls only
+    assert info2["judge_info"]["client"]["cache_hits"] == stats1["calls"] - stats1["retries"]
     assert info2["outcomes"] == info1["outcomes"]
     win2 = json.loads((tmp_path / "out" / "winrates.json").read_text())
     assert win2["pairs"] == win1["pairs"]
