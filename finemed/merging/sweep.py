@@ -170,17 +170,16 @@ def run(config: SweepConfig, run_dir: Path) -> SweepResult:
     base_pass, gain_total = by_t[0.0].probe_pass_rate, by_t[0.0].bpb["domain"] - by_t[1.0].bpb["domain"]
     probe_kept = by_t[chosen].probe_pass_rate / base_pass if base_pass > 0 else None
     gain_kept = (by_t[0.0].bpb["domain"] - by_t[chosen].bpb["domain"]) / gain_total if gain_total > 0 else None
-    chosen_dir = run_dir / "merged"
-    if chosen in merged_dirs:
-        with atomic_path(chosen_dir) as tmp:
-            shutil.copytree(merged_dirs[chosen], tmp)
+    chosen_dir = run_dir / "merged"  # always the chosen model, so later stages can name ${stage:NAME}/merged
+    with atomic_path(chosen_dir) as tmp:
+        shutil.copytree(merged_dirs.get(chosen) or (base if chosen == 0.0 else cpt), tmp)
     if config.keep == "chosen":
         for d in merged_dirs.values():
             shutil.rmtree(d, ignore_errors=True)
     plot = plot_sweep(points, chosen, run_dir / "sweep.png")
     result = SweepResult(
         chosen_t=chosen, rule=RULE.format(keep=config.min_probe_keep),
-        chosen_model=str(chosen_dir if chosen in merged_dirs else (base if chosen == 0.0 else cpt)),
+        chosen_model=str(chosen_dir),
         probe_kept=None if probe_kept is None else round(probe_kept, 4),
         gain_kept=None if gain_kept is None else round(gain_kept, 4),
         meets_probe_goal=probe_kept is not None and probe_kept >= 0.8,
