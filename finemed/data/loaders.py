@@ -165,26 +165,34 @@ def medical_documents() -> list[Document]:
     return docs
 
 
+def iter_jsonl_field(path: Path | str, field: str = "text", hint: str = "every row needs one",
+                     skip_empty: bool = False) -> Iterator[str]:
+    """``str(row[field])`` of every row of a jsonl(.gz) file (``skip_empty``: of rows whose value is truthy);
+    one-line errors name the file, the line and the field."""
+    import gzip
+
+    path = Path(path)
+    opener = gzip.open if path.name.endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise FinemedError(f"{path}:{lineno}: invalid JSON ({err.msg}); fix or remove that line") from None
+            if not isinstance(row, dict) or field not in row:
+                raise FinemedError(f"{path}:{lineno}: no {field!r} field; {hint}")
+            if row[field] or not skip_empty:
+                yield str(row[field])
+
+
 def text_file_docs(path: Path | str, field: str = "text") -> list[str]:
     """Texts from a jsonl (``field``), a txt (one doc per blank-line-separated block) or a parquet file."""
     path = require_file(path, "text data")
     suffix = "".join(path.suffixes[-2:]) if path.suffix == ".gz" else path.suffix
     if suffix in (".jsonl", ".jsonl.gz", ".json"):
-        import gzip
-        opener = gzip.open if path.suffix == ".gz" else open
-        texts = []
-        with opener(path, "rt", encoding="utf-8") as fh:
-            for lineno, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as err:
-                    raise FinemedError(f"{path}:{lineno}: invalid JSON ({err.msg}); fix or remove that line") from None
-                if field not in row:
-                    raise FinemedError(f"{path}:{lineno}: no {field!r} field; every row needs one")
-                texts.append(str(row[field]))
-        return texts
+        return list(iter_jsonl_field(path, field))
     if suffix == ".parquet" or path.is_dir():
         import pyarrow.parquet as pq
         table = pq.read_table(path, columns=[field])

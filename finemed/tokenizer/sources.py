@@ -16,11 +16,10 @@ still mixes them.
 
 from __future__ import annotations
 
-import gzip
-import json
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from finemed.data.loaders import iter_jsonl_field
 from finemed.config import FinemedError
 
 FOLDER_SUFFIXES = (".txt", ".jsonl", ".jsonl.gz", ".parquet")
@@ -63,19 +62,7 @@ def _iter_file(path: Path, field: str) -> Iterator[str]:
         for batch in pf.iter_batches(columns=[field], batch_size=1024):
             yield from (t for t in batch.column(0).to_pylist() if t)
     elif name.endswith((".jsonl", ".jsonl.gz", ".json")):
-        opener = gzip.open if name.endswith(".gz") else open
-        with opener(path, "rt", encoding="utf-8") as fh:
-            for lineno, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as err:
-                    raise FinemedError(f"{path}:{lineno}: invalid JSON ({err.msg}); fix or remove that line") from None
-                if not isinstance(row, dict) or field not in row:
-                    raise FinemedError(f"{path}:{lineno}: no {field!r} field; use PATH#field to pick another")
-                if row[field]:
-                    yield str(row[field])
+        yield from iter_jsonl_field(path, field, "use PATH#field to pick another", skip_empty=True)
     elif name.endswith(".txt") or "." not in name:
         with open(path, encoding="utf-8") as fh:
             yield from (line.rstrip("\n") for line in fh if line.strip())

@@ -23,9 +23,7 @@ exact resume). The rest (tokenisation, streaming readers, the Trainer) is librar
 
 from __future__ import annotations
 
-import gzip
 import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -33,6 +31,7 @@ from typing import Iterable, Iterator
 import numpy as np
 import torch
 
+from finemed.data.loaders import iter_jsonl_field
 from finemed.config import FinemedError
 
 
@@ -88,18 +87,7 @@ def _kind(path: Path) -> str | None:
 def _iter_file(path: Path, field: str) -> Iterator[str]:
     kind = _kind(path)
     if kind == "jsonl":
-        opener = gzip.open if path.name.endswith(".gz") else open
-        with opener(path, "rt", encoding="utf-8") as fh:
-            for lineno, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as err:
-                    raise FinemedError(f"{path}:{lineno}: invalid JSON ({err.msg}); fix or remove that line") from None
-                if not isinstance(row, dict) or field not in row:
-                    raise FinemedError(f"{path}:{lineno}: no {field!r} field; every row needs one (or set field:)")
-                yield str(row[field])
+        yield from iter_jsonl_field(path, field, "every row needs one (or set field:)")
     elif kind == "parquet":
         import pyarrow.parquet as pq
 
