@@ -15,6 +15,8 @@ scope: teacher and student must share one tokenizer, checked by :func:`check_voc
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 from transformers import Trainer
 
@@ -77,26 +79,43 @@ class KDTrainer(Trainer):
 
 def kd_step_loss(student, batch: dict, mode: str, teacher=None, kd_args: dict | None = None,
                  cache_temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
-    """The loss of one KD batch: student forward, teacher forward or cache lookup, :func:`kd_loss`."""
+    """The loss of one KD batch: student forward, teacher forward or cache lookup, :func:`kd_loss`.
+
+    Only the scored positions (label set, attention on) are projected onto the vocabulary, through the
+    models' own ``logits_to_keep`` (a boolean ``(B, L)`` mask): QA prompts and padding never reach the
+    lm-head, the softmax or the divergence. The returned logits are those rows, flattened ``(N, V)``.
+    """
     kd_args = dict(kd_args or {})
     ids, att, labels = batch["input_ids"], batch.get("attention_mask"), batch["labels"]
-    logits = student(input_ids=ids, attention_mask=att).logits
-    s_logits, s_labels = logits[:, :-1], labels[:, 1:]
-    mask = att[:, 1:] if att is not None else None
+    valid = labels[:, 1:] != -100
+    if att is not None:
+        valid &= att[:, 1:].bool()
+    keep = torch.zeros_like(ids, dtype=torch.bool)
+    keep[:, :-1] = valid
+    s_logits = _scored_logits(student, ids, att, keep)
+    s_labels = labels[:, 1:][valid]
     if mode == "ce":
         kd_args["alpha"] = 1.0
-        target = None
+        target = s_logits.detach()  # unused: alpha = 1
     elif mode == "online":
         with torch.no_grad():
-            target = teacher(input_ids=ids, attention_mask=att).logits[:, :-1]
+            target = _scored_logits(teacher, ids, att, keep)
     elif mode == "offline":
-        target = TopKTeacher(batch["teacher_ids"][:, :-1], batch["teacher_values"][:, :-1],
-                             batch["teacher_rest"][:, :-1], cache_temperature)
+        target = TopKTeacher(batch["teacher_ids"][:, :-1][valid], batch["teacher_values"][:, :-1][valid],
+                             batch["teacher_rest"][:, :-1][valid], cache_temperature)
     else:
         raise FinemedError(f"KD: mode {mode!r} unknown; use online, offline or ce")
-    if target is None:
-        target = s_logits.detach()  # unused: alpha = 1
-    return kd_loss(s_logits, target, s_labels, mask=mask, **kd_args), logits
+    return kd_loss(s_logits, target, s_labels, **kd_args), s_logits
+
+
+def _scored_logits(model, ids: torch.Tensor, att: torch.Tensor | None, keep: torch.Tensor) -> torch.Tensor:
+    """``(N, V)`` logits at the ``keep`` positions; models without ``logits_to_keep`` project every position."""
+    if "logits_to_keep" in inspect.signature(model.forward).parameters:
+        out = model(input_ids=ids, attention_mask=att, logits_to_keep=keep).logits
+        if out.dim() == 2:
+            return out
+        return out[keep]  # an older head that ignored the mask form
+    return model(input_ids=ids, attention_mask=att).logits[keep]
 
 
 def run_on_policy(student, teacher, tokenizer, prompts: list[str], out_dir, *, steps: int, batch_size: int, lr: float,
