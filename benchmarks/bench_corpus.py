@@ -116,6 +116,7 @@ def main() -> None:
         print(f"datatrove-only (reader+Gopher+C4+FineWeb+writer): {t_dt:.1f}s = {n / t_dt:.0f} docs/s")
         print(f"finemed full (LID+domain+quality+MinHash x4+PII+writer+stats): {t_ours:.1f}s = {n / t_ours:.0f} docs/s "
               f"(kept {stats['totals']['docs']})")
+        print("finemed stage seconds: " + ", ".join(f"{k}={v}" for k, v in stats.get("stage_seconds", {}).items()))
         print(f"fastText scoring: {ft:.0f} docs/s on one core")
         t_pre, share = cascade_share(clf, tmp / "input")
         print(f"cascade share: {share:.3f} of docs pass the fastText prefilter (t={t_pre:.3f}, 98% valid recall) "

@@ -84,7 +84,7 @@ def collect_stats(run_dir: Path, input_path: str, config: CorpusBuildConfig, thr
                                       source_survival)
 
     blocks = []
-    for stage in ("filter", "minhash_signatures", "minhash_buckets", "minhash_cluster", "final"):
+    for stage in ("filter", "minhash_buckets", "minhash_cluster", "final"):
         blocks += block_stats(run_dir, stage)
     totals = output_totals(run_dir / "output", config.tokenizer)
     kept_by_source = totals.pop("_by_source")

@@ -1,8 +1,12 @@
 """The FineMed-de pipeline as datatrove stages (each a list of PipelineSteps for one executor).
 
-    filter : read → length guard → py3langid → domain score (+ threshold) → quality (domain-aware) → work/filtered
-    minhash: signatures → buckets → clusters (datatrove's multi-stage MinHash)
-    final  : read work/filtered → MinHash filter → PII de-identification → FineWeb2 parquet in output/
+    filter : read → length guard → py3langid → domain score (+ threshold) → quality (domain-aware)
+             → work/filtered/<rank>.jsonl → MinHash signatures (same pass: no second read, pool or spaCy load)
+    minhash: buckets → clusters (datatrove's multi-stage MinHash)
+    final  : read work/filtered/<rank>.jsonl → MinHash filter → PII de-identification → FineWeb2 parquet in output/
+
+MinHash's filter drops docs by their index in the rank's stream, so the final stage's rank r reads exactly
+the file that filter rank r wrote (:class:`RankJsonlReader`), never a re-sharded listing.
 
 The domain filter runs before quality filtering (configurable): at FineWeb2 scale ~90% of docs leave
 at the cheapest step, so quality filters, MinHash and PII only see in-domain docs.
@@ -12,8 +16,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from datatrove.data import DocumentsPipeline
 from datatrove.pipeline.dedup import MinhashDedupBuckets, MinhashDedupCluster, MinhashDedupFilter, MinhashDedupSignature
 from datatrove.pipeline.dedup.minhash import MinhashConfig
+from datatrove.pipeline.readers import JsonlReader
 from pydantic import Field
 
 from finemed.config import StageConfig
@@ -73,16 +79,15 @@ def build_stages(input_path: str, run_dir: Path, classifier_dir: str, threshold:
         mid = [scorer, *quality, domain]
     else:
         mid = [domain, *quality]
-    stages: list[tuple[str, list, int | None]] = [
-        ("filter", pre + mid + [_intermediate_writer(filtered)], None)]
-    final: list = [_intermediate_reader(filtered)]
+    filter_steps = pre + mid + [_intermediate_writer(filtered)]
+    stages: list[tuple[str, list, int | None]] = [("filter", filter_steps, None)]
+    final: list = [RankJsonlReader(filtered)]
     if cfg.dedup.enabled:
         mh = MinhashConfig(n_grams=cfg.dedup.n_grams, num_buckets=cfg.dedup.num_buckets,
                            hashes_per_bucket=cfg.dedup.hashes_per_bucket)
         sigs, buckets, clusters = str(work / "minhash/signatures"), str(work / "minhash/buckets"), str(work / "minhash/clusters")
+        filter_steps.append(MinhashDedupSignature(sigs, config=mh, language=cfg.dedup.language))
         stages += [
-            ("minhash_signatures", [_intermediate_reader(filtered),
-                                    MinhashDedupSignature(sigs, config=mh, language=cfg.dedup.language)], None),
             ("minhash_buckets", [MinhashDedupBuckets(sigs, buckets, config=mh)], cfg.dedup.num_buckets),
             ("minhash_cluster", [MinhashDedupCluster(buckets, clusters, config=mh)], 1),
         ]
@@ -100,10 +105,20 @@ def _intermediate_writer(folder: str):  # jsonl: schema-free, whatever metadata 
     return JsonlWriter(folder, output_filename="${rank}.jsonl", compression=None)
 
 
-def _intermediate_reader(folder: str):
-    from datatrove.pipeline.readers import JsonlReader
+class RankJsonlReader(JsonlReader):
+    """Reads ``<folder>/<rank>.jsonl`` of a stage run with the same task count (nothing if that rank kept no doc)."""
 
-    return JsonlReader(folder, glob_pattern="*.jsonl", compression=None)
+    name = "🐿 Jsonl (this rank's file)"
+
+    def __init__(self, folder: str):
+        super().__init__(folder, compression=None)
+
+    def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        if data:
+            yield from data
+        path = f"{rank:05d}.jsonl"
+        if self.data_folder.exists(path):
+            yield from self.read_files_shard([path])
 
 
 def count_input_files(input_path: str) -> int:

@@ -15,14 +15,14 @@ def test_slurm_emits_chained_sbatch_scripts(small_dev, small_clf, tmp_path):
                             executor={"kind": "slurm", "slurm": {"partition": "cpu-long", "time": "02:00:00"}})
     run(cfg, tmp_path / "run")
     slurm = tmp_path / "run" / "slurm"
-    stages = ["filter", "minhash_signatures", "minhash_buckets", "minhash_cluster", "final"]
+    stages = ["filter", "minhash_buckets", "minhash_cluster", "final"]
     for name in stages:
         script = (slurm / name / "launch_script.slurm").read_text()
         assert "#SBATCH --partition=cpu-long" in script and "#SBATCH --time=02:00:00" in script
         assert "launch_pickled_pipeline" in script and (slurm / name / "executor.pik").stat().st_size > 100
     assert "#SBATCH --array=0-13" in (slurm / "minhash_buckets" / "launch_script.slurm").read_text()
     submit = (slurm / "submit.sh").read_text()
-    assert submit.count("sbatch --parsable") == 5 and "afterok" in submit
+    assert submit.count("sbatch --parsable") == 4 and "afterok" in submit
     assert not (tmp_path / "run" / "output").exists()  # nothing ran
 
 
