@@ -3,8 +3,9 @@
 1. XQuAD-de 0-shot on SmolLM2, the same n: ``finemed eval qa`` (our model object through lm-eval) vs lm-eval's own
    HF backend loading the model itself (``model="hf"``, ``dtype=bfloat16``, same batch size, same task YAML).
    Prints examples/s of both, their ratio, and both EM/F1 (they must be identical).
-2. Judge throughput against a real local ``transformers serve`` (SmolLM2): the same N unique pairwise judge
-   requests through :class:`finemed.llm.LLMClient` at concurrency 8 vs 1 (no cache).
+2. Judge throughput against a real local ``transformers serve --continuous-batching`` (SmolLM2): the same N
+   unique pairwise judge requests through :class:`finemed.llm.LLMClient` at concurrency 8 vs 1 (no cache), the
+   prefill share of a request and the Amdahl bound it sets, and the client's own ceiling against a parallel server.
 
 The last line is ``ratio=<x>``: examples/s of ours over lm-eval's HF backend (goal >= 1.0).
 
@@ -86,6 +87,13 @@ def bench_judge(judge_n: int, continuous_batching: bool = False) -> float:
 
         LLMClient(f"{base}#{model_dir}", max_tokens=8, timeout_s=300, concurrency=8).chat(convs("warm")[:8])  # warm-up
         rates = {}
+        # prefill share: the same requests at concurrency 1 with one new token; prefill is compute-bound on
+        # CPU, so batching cannot speed it up and Amdahl caps the concurrency gain at 1 / (f + (1 - f) / 8)
+        client = LLMClient(f"{base}#{model_dir}", concurrency=1, max_tokens=1, timeout_s=300)
+        t0 = time.perf_counter()
+        client.chat(convs("p-"))
+        t_prefill = time.perf_counter() - t0
+        client.close()
         for conc in (1, 8):
             client = LLMClient(f"{base}#{model_dir}", concurrency=conc, max_tokens=16, timeout_s=300)
             t0 = time.perf_counter()
@@ -102,6 +110,9 @@ def bench_judge(judge_n: int, continuous_batching: bool = False) -> float:
         print("judge: no successful requests; see the server log")
         return float("nan")
     ratio = rates[8] / rates[1]
+    f = min(1.0, t_prefill * rates[1] / judge_n)
+    print(f"judge: prefill share at concurrency 1 f={f:.2f} (1-token requests {t_prefill:.1f}s); "
+          f"Amdahl bound with decode fully batched: {1 / (f + (1 - f) / 8):.2f}x")
     print(f"judge: throughput ratio concurrency 8 / 1 = {ratio:.2f}")
     return ratio
 
@@ -136,14 +147,14 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--judge-n", type=int, default=16)
     ap.add_argument("--skip-judge", action="store_true")
-    ap.add_argument("--cb", action="store_true", help="serve with --continuous-batching (failed here on CPU: 500s)")
+    ap.add_argument("--no-cb", action="store_true", help="serve without --continuous-batching (one generate at a time)")
     args = ap.parse_args()
     import torch
 
     torch.manual_seed(0)
     if not args.skip_judge:
         bench_client_ceiling()
-        bench_judge(args.judge_n, continuous_batching=args.cb)
+        bench_judge(args.judge_n, continuous_batching=not args.no_cb)
     ratio, _, _ = bench_qa(args.n, args.batch_size)
     print(f"ratio={ratio:.3f}")
 

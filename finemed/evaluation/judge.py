@@ -73,7 +73,7 @@ class PairJudgment(BaseModel):
     verdict_ab: str | None = None  # verdict with a shown first: "A" (a wins) | "B" | "tie" | None (invalid)
     verdict_ba: str | None = None  # verdict with b shown first
     outcome: Outcome
-    len_a: int = 0  # words
+    len_a: int = 0  # characters, as AlpacaEval measures length
     len_b: int = 0
 
 
@@ -120,7 +120,7 @@ def judge_scores(triples, field: str) -> list[PairJudgment]:
         v = {"a": "A", "b": "B", "tie": "tie"}.get(outcome)
         out.append(PairJudgment(prompt_id=pid, model_a=a.model, model_b=b.model, verdict_ab=v,
                                 verdict_ba={"A": "B", "B": "A", "tie": "tie"}.get(v or "", None), outcome=outcome,
-                                len_a=len(a.answer.split()), len_b=len(b.answer.split())))
+                                len_a=len(a.answer), len_b=len(b.answer)))
     return out
 
 
@@ -153,7 +153,7 @@ def judge_llm(triples, client, lang: str = "de") -> tuple[list[PairJudgment], di
     for k, (pid, a, b) in enumerate(triples):
         v_ab, v_ba = verdicts[2 * k], verdicts[2 * k + 1]
         out.append(PairJudgment(prompt_id=pid, model_a=a.model, model_b=b.model, verdict_ab=v_ab, verdict_ba=v_ba,
-                                outcome=combine(v_ab, v_ba), len_a=len(a.answer.split()), len_b=len(b.answer.split())))
+                                outcome=combine(v_ab, v_ba), len_a=len(a.answer), len_b=len(b.answer)))
     return out, counts
 
 
