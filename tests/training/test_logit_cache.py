@@ -130,3 +130,23 @@ def test_corrupted_shard(teacher, tmp_path):
     rep = build_cache(teacher, ids, att, labels, tmp_path / "c", k=4, shard_size=4)
     assert (rep.computed_shards, rep.reused_shards) == (1, 1)
     assert torch.equal(LogitCache(tmp_path / "c")[0]["input_ids"], ids[0])
+
+
+def test_kd_step_projects_only_scored_positions(teacher):
+    """QA-style labels (prompt masked) and padding: only labelled positions reach the lm-head and the loss,
+    and the loss equals the full-logits computation restricted to those positions."""
+    from finemed.training.distill_trainer import kd_step_loss
+    from finemed.training.losses import shift_for_lm
+
+    ids, att, labels = _data(4)
+    labels[:, :10] = -100  # the "prompt"
+    student = tiny_llama(vocab_size=V, num_layers=1, seed=3)
+    loss, logits = kd_step_loss(student, {"input_ids": ids, "attention_mask": att, "labels": labels}, "online",
+                                teacher, {"divergence": "forward_kl"})
+    n_scored = int(((labels[:, 1:] != -100) & att[:, 1:].bool()).sum())
+    assert logits.shape == (n_scored, V) and n_scored == 3 * 6 + 2  # labels 10-15; row 1 is padding from 12
+    with torch.no_grad():
+        s_full, lab = shift_for_lm(student(input_ids=ids, attention_mask=att).logits, labels)
+        t_full, _ = shift_for_lm(teacher(input_ids=ids, attention_mask=att).logits, labels)
+    ref = kd_loss(s_full, t_full, lab, mask=att[:, 1:])
+    assert abs(loss.item() - ref.item()) < 1e-6
