@@ -12,7 +12,8 @@ without NER names must come from rules, so those are hand-written here:
   ``seit/im/ED``) → ``DATE``; phone and fax numbers in German/Austrian/Swiss formats → ``CONTACT_*``;
 - case/insurance/station/room numbers after their German keywords and long digit runs → ``ID``;
 - ``PLZ Ort`` → ``LOCATION_ZIP`` + ``LOCATION_CITY`` (4-digit ZIPs that look like years are skipped);
-  ``…straße 12`` → ``LOCATION_STREET`` (house number required); ``…krankenhaus X``, ``Klinikum X`` →
+  ``…straße 12``, ``Kärntner Straße 33``, ``Iris-Leber-Straße 42`` and the line above a ``PLZ Ort`` line →
+  ``LOCATION_STREET``; ``45-j.``, ``28-jährige``, ``im Alter von 15``, ``Vater mit 57`` → ``AGE``; ``…krankenhaus X``, ``Klinikum X`` →
   ``LOCATION_HOSPITAL``.
 
 Every detected string is then redacted wherever it recurs in the same doc (a name found once after
@@ -46,6 +47,9 @@ NOT_A_NAME = {"Der", "Die", "Das", "Den", "Dem", "Des", "Ein", "Eine", "Mit", "B
               "Aufnahme", "Therapie", "Station", "Klinik", "Abteilung", "Oberarzt", "Oberärztin", "Chefarzt",
               "Assistenzarzt", "Stationsarzt", "Anamnese", "Datum", "Entlassung", "Geboren", "Grüßen",
               "Freundlichen", "Mit", "Nach", "Vor", "Seit", "Zustand", "Labor", "Unterschrift", "Facharzt"}
+
+
+NOT_PROPAGATED = {"AGE"}  # a bare number: its recurrences are lab values and doses, not the age
 
 
 class PiiConfig(StageConfig):
@@ -91,6 +95,15 @@ RULES = [
     _rx("ID", r"(?:Histologie|Histo|H-?Nr\.?:?)[ \t:(]*(?P<v>[A-Z]?\d{3,}[\dA-Za-z]*/\d{2,4})", "v"),
     _rx("LOCATION_STREET", rf"\b(?:{CAP}[- ]?)?(?:[A-ZÄÖÜ][a-zäöüß-]*(?:straße|strasse|str\.|gasse|weg|platz|allee|ring|damm|ufer|kamp)|"
                            rf"Am [A-ZÄÖÜ][a-zäöüß]+|Hauptstr\.)[ \t]*\d{{1,4}}[a-z]?\b"),
+    _rx("LOCATION_STREET", rf"\b(?:{CAP}[- ])+(?:Straße|Strasse|Str\.|Gasse|Weg|Platz|Allee|Ring|Damm|Ufer)[ \t]*\d{{1,4}}[a-z]?\b"),
+    _rx("LOCATION_STREET", rf"(?m)^[ \t]*(?P<v>(?:Am |An der |Im )?{CAP}(?:[ \t]+\d{{1,4}}[a-z]?)?),?[ \t]*$"
+                           rf"(?=\n[ \t]*(?:[ADC]H?-)?\d{{4,5}}[ \t-]+[A-ZÄÖÜ])", "v"),  # the line above "PLZ Ort"
+    _rx("AGE", r"\b(?P<v>\d{1,3})(?:[ \t]?-[ \t]?(?=(?i:j\.))|[ \t]?-?[ \t]?(?=(?i:jähr(?!lich)|jahrig|jähir)))", "v"),
+    _rx("AGE", r"(?i:im Alter von|Alter:?)[ \t]+(?P<v>\d{1,3})\b", "v"),
+    _rx("AGE", r"\b(?:Vater|Mutter|Bruder|Schwester|Großvater|Großmutter|Onkel|Tante)[ \t]+mit[ \t]+(?P<v>\d{1,3})\b"
+               r"(?![ \t]*(?:mg|kg|%|mmHg|Jahren? an))", "v"),
+    _rx("AGE", r"(?i:\b(?P<v>[a-zäöüß]*(?:zig|ßig|fig|zehn|elf|zwölf|ein|zwei|drei|vier|fünf|sechs|sieben|acht|neun)))"
+               r"(?=-?jährige[nr]?[ \t]+(?:Patient|Pat\.|Frau|Mann|Junge|Mädchen|Kind))", "v"),
     _rx("LOCATION_ZIP", ZIP + r"(?=[ \t-]+[A-ZÄÖÜ][a-zäöü])"),
     _rx("LOCATION_CITY", ZIP + rf"[ \t-]+(?P<v>{CAP}(?:[ \t]+(?:am|an der|im|bei|in der)?[ \t]*{CAP})?(?:[ \t]\([A-Z]{{2}}\))?)", "v"),
     _rx("LOCATION_CITY", rf"(?m)^[ \t]*(?P<v>{CAP}(?:[ \t]{CAP})?),[ \t]*(?:am|den)[ \t]+\d", "v"),
@@ -146,7 +159,7 @@ def detect(text: str, skip: set[str] | None = None, propagate: bool = True) -> l
                     continue
             spans.append(Span(s, e, label))
     if propagate and spans:
-        found = {text[sp.start:sp.end]: sp.label for sp in spans}
+        found = {text[sp.start:sp.end]: sp.label for sp in spans if sp.label not in NOT_PROPAGATED}
         for word_span in list(spans):
             if word_span.label.startswith("NAME_") and word_span.label != "NAME_TITLE":
                 for part in re.split(r"[ ,]+", text[word_span.start:word_span.end]):
