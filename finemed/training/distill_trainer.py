@@ -110,7 +110,8 @@ def kd_step_loss(student, batch: dict, mode: str, teacher=None, kd_args: dict | 
 
 def _scored_logits(model, ids: torch.Tensor, att: torch.Tensor | None, keep: torch.Tensor) -> torch.Tensor:
     """``(N, V)`` logits at the ``keep`` positions; models without ``logits_to_keep`` project every position."""
-    if "logits_to_keep" in inspect.signature(model.forward).parameters:
+    inner = getattr(model, "module", model)  # DDP/FSDP wrappers pass keyword arguments through
+    if "logits_to_keep" in inspect.signature(inner.forward).parameters:
         out = model(input_ids=ids, attention_mask=att, logits_to_keep=keep).logits
         if out.dim() == 2:
             return out
