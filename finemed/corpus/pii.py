@@ -105,11 +105,14 @@ RULES = [
     _rx("AGE", r"(?i:\b(?P<v>[a-zäöüß]*(?:zig|ßig|fig|zehn|elf|zwölf|ein|zwei|drei|vier|fünf|sechs|sieben|acht|neun)))"
                r"(?=-?jährige[nr]?[ \t]+(?:Patient|Pat\.|Frau|Mann|Junge|Mädchen|Kind))", "v"),
     _rx("LOCATION_ZIP", ZIP + r"(?=[ \t-]+[A-ZÄÖÜ][a-zäöü])"),
-    _rx("LOCATION_CITY", ZIP + rf"[ \t-]+(?P<v>{CAP}(?:[ \t]+(?:am|an der|im|bei|in der)?[ \t]*{CAP})?(?:[ \t]\([A-Z]{{2}}\))?)", "v"),
+    _rx("LOCATION_CITY", ZIP + rf"[ \t-]+(?P<v>(?:St\.[ \t]*|Sankt[ \t]+|Bad[ \t]+)?{CAP}(?:[ \t]+(?:am|an der|im|bei|in der)?[ \t]*{CAP})?(?:[ \t]\([A-Z]{{2}}\))?)", "v"),
     _rx("LOCATION_CITY", rf"(?m)^[ \t]*(?P<v>{CAP}(?:[ \t]{CAP})?),[ \t]*(?:am|den)[ \t]+\d", "v"),
     _rx("LOCATION_CITY", rf"\bwohnhaft (?:in )?(?:[ADC]H?-)?\d{{0,5}}[ -]?(?P<v>{CAP}(?:[ \t]{CAP})?)", "v"),
     _rx("LOCATION_HOSPITAL", rf"\b(?:[A-ZÄÖÜ][a-zäöü]*(?:krankenhaus(?:es)?|klinik(?:um|ums)?|spital)|Krankenhaus|Klinikum|Spital|"
-                             rf"Städt\. Klinikum|Praxis)[ \t]+(?!für\b)(?:der[ \t]+|des[ \t]+)?{CAP}(?:[ \t]+{CAP})?|"
+                             rf"Städt\. Klinikum|Praxis)[ \t]+(?!für\b)(?:der[ \t]+|des[ \t]+)?(?:St\.[ \t]*)?{CAP}"
+                             rf"(?:[ \t]+(?:(?:am|an der|im|bei|in der)[ \t]+)?{CAP})?|"
+                             rf"\bPraxis[ \t]+{TITLES}[ \t]+{NAME}|"
+                             rf"\b(?:UNIKLINIK|UNIVERSITÄTSKLINIKUM|KLINIKUM|KRANKENHAUS)[ \t]+[A-ZÄÖÜ]{{3,}}\b|"
                              rf"\b(?:{CAP}-)+(?:Spital|Klinik|Klinikum|Krankenhaus|Hospital)(?:[ \t]+{CAP})?"),
     _rx("NAME_TITLE", rf"(?<![\w.]){TITLES}(?![\w])"),
     _rx("NAME_DOCTOR", rf"{TITLES}[ \t]+(?P<v>{NAME}(?:[ \t]+{CAP})?)", "v"),

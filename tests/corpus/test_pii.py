@@ -37,13 +37,16 @@ def test_grascco_recall_targets(tmp_path):
     assert json.loads((tmp_path / "pii_eval.json").read_text())["micro"] == res["micro"]
 
 
-def test_ages_and_street_lines_but_not_durations_or_lab_values():
+def test_ages_streets_places_but_not_durations_or_lab_values():
     text = ("Aufnahme der 73-jährigen Pat. am 02.03.2024. 45-j. Patient, Vater mit 57 an Herzinfarkt verstorben.\n"
             "Claudia Meyer\nAm Hasenstall\n20223 Klein Haasbeck\nwohnhaft Iris-Leber-Straße 42, 35745 Herborn.\n"
             "Hb 15,9 g/dl, RR 140/73 mmHg. Kontrolle nach 1J., einjährige Interferontherapie, 2-jährliche Kontrollen.")
     red, spans = redact(text)
     ages = [text[s.start:s.end] for s in spans if s.label == "AGE"]
     assert ages == ["73", "45", "57"]
+    red2, _ = redact("UNIKLINIK DEPPENDORF\nA-3336 St. Johann am Bergle\nBefund der Praxis Dr. Kropka vom Vortag.")
+    for leak in ("DEPPENDORF", "Johann am Bergle", "Kropka"):
+        assert leak not in red2, leak
     for leak in ("Am Hasenstall", "Iris-Leber-Straße 42"):
         assert leak not in red, leak
     assert "Hb 15,9 g/dl, RR 140/73 mmHg" in red  # an age is never propagated to numbers elsewhere
