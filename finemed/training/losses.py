@@ -51,9 +51,20 @@ def shift_for_lm(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tens
     return logits[..., :-1, :], labels[..., 1:]
 
 
+def _up_dtype(dtype: torch.dtype) -> torch.dtype:
+    """Half precision computes in float32; float32/float64 stay as they are."""
+    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+
+
 def _up(x: torch.Tensor) -> torch.Tensor:
     """Half-precision inputs are upcast to float32; float64 stays float64."""
-    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+    return x.to(_up_dtype(x.dtype))
+
+
+def _scaled(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Upcast logits divided by T (``logits`` itself when it is already full precision and T = 1)."""
+    x = _up(logits)
+    return x if temperature == 1.0 else x / temperature
 
 
 def _divergence(log_t: torch.Tensor, log_s: torch.Tensor, divergence: str, beta: float) -> torch.Tensor:
@@ -90,13 +101,13 @@ class _DenseForwardKL(torch.autograd.Function):
         shape = student_logits.shape[:-1]
         s_rows = student_logits.reshape(-1, student_logits.size(-1))
         t_rows = teacher_logits.reshape(-1, teacher_logits.size(-1))
-        per_pos = torch.empty(s_rows.size(0), dtype=_up(student_logits).dtype, device=student_logits.device)
+        per_pos = torch.empty(s_rows.size(0), dtype=_up_dtype(student_logits.dtype), device=student_logits.device)
         grad = torch.empty_like(s_rows)
         for i in range(0, s_rows.size(0), _ROWS):
-            s = _up(s_rows[i:i + _ROWS])
-            s = s / temperature if temperature != 1.0 else (s.clone() if s.dtype == s_rows.dtype else s)
-            log_t = _up(t_rows[i:i + _ROWS])
-            log_t = F.log_softmax(log_t / temperature if temperature != 1.0 else log_t, -1)
+            chunk = s_rows[i:i + _ROWS]
+            s = _scaled(chunk, temperature)
+            s = s.clone() if s is chunk else s  # worked on in place below
+            log_t = F.log_softmax(_scaled(t_rows[i:i + _ROWS], temperature), -1)
             p_t = log_t.exp()
             log_s = s.sub_(torch.logsumexp(s, dim=-1, keepdim=True))
             per_pos[i:i + _ROWS] = log_t.sub_(log_s).mul_(p_t).sum(-1)  # Σ p_T (log p_T − log p_S)
@@ -128,9 +139,9 @@ def _sparse_log_probs(student_logits: torch.Tensor, teacher: TopKTeacher,
     if ids.numel() and int(ids.max()) >= vocab:
         raise FinemedError(f"kd_loss: cached teacher id {int(ids.max())} is outside the student vocab ({vocab}); "
                            f"teacher and student must share one tokenizer")
-    scaled = _up(student_logits) if temperature == 1.0 else _up(student_logits) / temperature
+    scaled = _scaled(student_logits, temperature)
     log_s_top = scaled.gather(-1, ids) - torch.logsumexp(scaled, dim=-1, keepdim=True)
-    log_t_top = F.log_softmax(_up(teacher.values) / temperature, dim=-1)
+    log_t_top = F.log_softmax(_scaled(teacher.values, temperature), dim=-1)
     if ids.size(-1) == vocab:  # the cache holds every token: no rest bucket, exactly the dense loss
         return log_t_top, log_s_top
     # student mass outside the k ids: log(1 - Σ q_i), from the k gathered values (no vocab-sized pass)
@@ -165,7 +176,7 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor | TopKTea
     if mask is not None:
         valid &= mask.bool()
     n = valid.sum().clamp_min(1)
-    loss = _up(student_logits).new_zeros(())
+    loss = torch.zeros((), dtype=_up_dtype(student_logits.dtype), device=student_logits.device)
     if alpha < 1.0:
         if isinstance(teacher_logits, TopKTeacher):
             log_t, log_s = _sparse_log_probs(student_logits, teacher_logits, temperature)
@@ -173,8 +184,8 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor | TopKTea
             if teacher_logits.shape != student_logits.shape:
                 raise FinemedError(f"kd_loss: teacher logits {tuple(teacher_logits.shape)} and student logits "
                                    f"{tuple(student_logits.shape)} differ; both need the same vocab and positions")
-            log_s = None if _fast_forward(divergence, beta) else F.log_softmax(_up(student_logits) / temperature, -1)
-            log_t = None if log_s is None else F.log_softmax(_up(teacher_logits.detach()) / temperature, dim=-1)
+            log_s = None if _fast_forward(divergence, beta) else F.log_softmax(_scaled(student_logits, temperature), -1)
+            log_t = None if log_s is None else F.log_softmax(_scaled(teacher_logits.detach(), temperature), -1)
         if log_s is None:  # dense forward KL: one fused pass, gradient computed alongside the value
             per_pos = _DenseForwardKL.apply(student_logits, teacher_logits.detach(), temperature)
         else:
