@@ -35,17 +35,23 @@ class ExecutorConfig(StageConfig):
     slurm: SlurmConfig = Field(default_factory=SlurmConfig)
 
 
-def run_local(stages, run_dir: Path, cfg: ExecutorConfig, default_tasks: int) -> dict[str, float]:
-    from datatrove.executor import LocalPipelineExecutor
-
+def _run_stages(executor_cls, stages, run_dir: Path, cfg: ExecutorConfig, default_tasks: int,
+                **executor_kwargs) -> dict[str, float]:
+    """Each stage on ``executor_cls`` with its own logging dir (completion markers); seconds per stage."""
     seconds = {}
     for name, steps, tasks in stages:
         n = tasks or cfg.tasks or default_tasks
         t = time.perf_counter()
-        LocalPipelineExecutor(steps, tasks=n, workers=min(cfg.workers, n), logging_dir=str(run_dir / "logs" / name),
-                              skip_completed=True).run()
+        executor_cls(steps, tasks=n, workers=min(cfg.workers, n), logging_dir=str(run_dir / "logs" / name),
+                     skip_completed=True, **executor_kwargs).run()
         seconds[name] = round(time.perf_counter() - t, 2)
     return seconds
+
+
+def run_local(stages, run_dir: Path, cfg: ExecutorConfig, default_tasks: int) -> dict[str, float]:
+    from datatrove.executor import LocalPipelineExecutor
+
+    return _run_stages(LocalPipelineExecutor, stages, run_dir, cfg, default_tasks)
 
 
 def run_ray(stages, run_dir: Path, cfg: ExecutorConfig, default_tasks: int) -> dict[str, float]:
@@ -54,14 +60,7 @@ def run_ray(stages, run_dir: Path, cfg: ExecutorConfig, default_tasks: int) -> d
 
     if not ray.is_initialized():
         ray.init(num_cpus=max(1, cfg.workers), include_dashboard=False, log_to_driver=False)
-    seconds = {}
-    for name, steps, tasks in stages:
-        n = tasks or cfg.tasks or default_tasks
-        t = time.perf_counter()
-        RayPipelineExecutor(steps, tasks=n, workers=min(cfg.workers, n), logging_dir=str(run_dir / "logs" / name),
-                            skip_completed=True, cpus_per_task=1, mem_per_cpu_gb=1).run()
-        seconds[name] = round(time.perf_counter() - t, 2)
-    return seconds
+    return _run_stages(RayPipelineExecutor, stages, run_dir, cfg, default_tasks, cpus_per_task=1, mem_per_cpu_gb=1)
 
 
 def emit_slurm(stages, run_dir: Path, cfg: ExecutorConfig, default_tasks: int) -> Path:
