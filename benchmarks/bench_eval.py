@@ -86,24 +86,24 @@ def bench_judge(judge_n: int, continuous_batching: bool = False) -> float:
                     for i in range(judge_n)]
 
         LLMClient(f"{base}#{model_dir}", max_tokens=8, timeout_s=300, concurrency=8).chat(convs("warm")[:8])  # warm-up
-        rates = {}
+        def timed(conc: int, max_tokens: int, tag: str):
+            client = LLMClient(f"{base}#{model_dir}", concurrency=conc, max_tokens=max_tokens, timeout_s=300)
+            t0 = time.perf_counter()
+            replies = client.chat(convs(tag))
+            secs = time.perf_counter() - t0
+            client.close()
+            return secs, replies, client.stats
+
         # prefill share: the same requests at concurrency 1 with one new token; prefill is compute-bound on
         # CPU, so batching cannot speed it up and Amdahl caps the concurrency gain at 1 / (f + (1 - f) / 8)
-        client = LLMClient(f"{base}#{model_dir}", concurrency=1, max_tokens=1, timeout_s=300)
-        t0 = time.perf_counter()
-        client.chat(convs("p-"))
-        t_prefill = time.perf_counter() - t0
-        client.close()
+        t_prefill, _, _ = timed(1, 1, "p-")
+        rates = {}
         for conc in (1, 8):
-            client = LLMClient(f"{base}#{model_dir}", concurrency=conc, max_tokens=16, timeout_s=300)
-            t0 = time.perf_counter()
-            replies = client.chat(convs(f"c{conc}-"))
-            secs = time.perf_counter() - t0
+            secs, replies, stats = timed(conc, 16, f"c{conc}-")
             ok = sum(r.text is not None for r in replies)
             rates[conc] = ok / secs
             print(f"judge: concurrency {conc}: {ok}/{judge_n} ok in {secs:.1f}s = {rates[conc]:.2f} req/s "
-                  f"(calls {client.stats['calls']}, retries {client.stats['retries']}); first reply {replies[0].text!r}")
-            client.close()
+                  f"(calls {stats['calls']}, retries {stats['retries']}); first reply {replies[0].text!r}")
     finally:
         stop_process(proc)
     if not rates[1] or not rates[8]:

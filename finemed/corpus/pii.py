@@ -40,6 +40,7 @@ TITLE = (r"(?:(?:o\.\s?)?Univ\.?[- ]?Prof\.|Priv\.?[- ]?Doz\.|Doz\.|Prof\.|Prim\
 TITLES = rf"{TITLE}(?:[ \t]*{TITLE})*"
 MONTHS = r"(?:(?:Jan|Feb|Mär|Apr|Jun|Jul|Aug|Sep|Sept|Okt|Nov|Dez)\.?|Januar|Jänner|Februar|März|April|Mai|Juni|Juli|August|September|Oktober|November|Dezember)"
 PHONE = r"(?:\+\d{2}[ \t]?(?:\(0\)[ \t]?)?|\b0)\(?\d{2,5}\)?(?:[ \t]?[/-]?[ \t]?\d{2,}){1,4}(?:-(?:\d+|DW))?"
+JOIN = r"(?:am|an der|im|bei|in der)"  # joins the words of a place name: "St. Johann am Bergle"
 ZIP = r"(?<![\d.,/])(?:(?:[ADC]H?-)\d{4,5}|\b\d{5}|\b(?!19\d\d|20\d\d)\d{4})\b"  # 4 digits: not a year
 NOT_A_NAME = {"Der", "Die", "Das", "Den", "Dem", "Des", "Ein", "Eine", "Mit", "Bei", "Am", "Im", "In", "Zur", "Zum",
               "Und", "Oder", "Von", "Vom", "Ihre", "Ihr", "Sie", "Er", "Es", "Wir", "Patient", "Patientin",
@@ -105,12 +106,12 @@ RULES = [
     _rx("AGE", r"(?i:\b(?P<v>[a-zäöüß]*(?:zig|ßig|fig|zehn|elf|zwölf|ein|zwei|drei|vier|fünf|sechs|sieben|acht|neun)))"
                r"(?=-?jährige[nr]?[ \t]+(?:Patient|Pat\.|Frau|Mann|Junge|Mädchen|Kind))", "v"),
     _rx("LOCATION_ZIP", ZIP + r"(?=[ \t-]+[A-ZÄÖÜ][a-zäöü])"),
-    _rx("LOCATION_CITY", ZIP + rf"[ \t-]+(?P<v>(?:St\.[ \t]*|Sankt[ \t]+|Bad[ \t]+)?{CAP}(?:[ \t]+(?:am|an der|im|bei|in der)?[ \t]*{CAP})?(?:[ \t]\([A-Z]{{2}}\))?)", "v"),
+    _rx("LOCATION_CITY", ZIP + rf"[ \t-]+(?P<v>(?:St\.[ \t]*|Sankt[ \t]+|Bad[ \t]+)?{CAP}(?:[ \t]+{JOIN}?[ \t]*{CAP})?(?:[ \t]\([A-Z]{{2}}\))?)", "v"),
     _rx("LOCATION_CITY", rf"(?m)^[ \t]*(?P<v>{CAP}(?:[ \t]{CAP})?),[ \t]*(?:am|den)[ \t]+\d", "v"),
     _rx("LOCATION_CITY", rf"\bwohnhaft (?:in )?(?:[ADC]H?-)?\d{{0,5}}[ -]?(?P<v>{CAP}(?:[ \t]{CAP})?)", "v"),
     _rx("LOCATION_HOSPITAL", rf"\b(?:[A-ZÄÖÜ][a-zäöü]*(?:krankenhaus(?:es)?|klinik(?:um|ums)?|spital)|Krankenhaus|Klinikum|Spital|"
                              rf"Städt\. Klinikum|Praxis)[ \t]+(?!für\b)(?:der[ \t]+|des[ \t]+)?(?:St\.[ \t]*)?{CAP}"
-                             rf"(?:[ \t]+(?:(?:am|an der|im|bei|in der)[ \t]+)?{CAP})?|"
+                             rf"(?:[ \t]+(?:{JOIN}[ \t]+)?{CAP})?|"
                              rf"\bPraxis[ \t]+{TITLES}[ \t]+{NAME}|"
                              rf"\b(?:UNIKLINIK|UNIVERSITÄTSKLINIKUM|KLINIKUM|KRANKENHAUS)[ \t]+[A-ZÄÖÜ]{{3,}}\b|"
                              rf"\b(?:{CAP}-)+(?:Spital|Klinik|Klinikum|Krankenhaus|Hospital)(?:[ \t]+{CAP})?"),
