@@ -17,7 +17,6 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 import time
 from datetime import datetime, timezone
 from importlib import metadata
@@ -29,7 +28,7 @@ from pydantic import BaseModel
 MANIFEST = "manifest.json"
 TRACKED_PACKAGES = ("finemed", "torch", "transformers", "tokenizers", "datasets", "accelerate", "trl",
                     "mergekit", "lm_eval", "datatrove", "sentencepiece", "safetensors", "numpy")
-FULL_HASH_LIMIT = 1 << 30  # files above 1 GiB are fingerprinted by size, mtime and head/tail bytes
+FULL_HASH_LIMIT = 16 << 20  # files above 16 MiB are fingerprinted by size and mtime, not by content
 
 
 def now_iso() -> str:
@@ -93,30 +92,39 @@ def config_hash(config: BaseModel | dict) -> str:
 
 
 def _file_digest(path: Path) -> str:
+    """SHA-256 of a small file's bytes; size plus mtime for a large one (hashing GBs on every run costs minutes)."""
     st = path.stat()
+    if st.st_size > FULL_HASH_LIMIT:
+        return f"size:{st.st_size}:mtime:{st.st_mtime_ns}"
     h = hashlib.sha256()
     with open(path, "rb") as fh:
-        if st.st_size <= FULL_HASH_LIMIT:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-        else:
-            h.update(f"{st.st_size}:{st.st_mtime_ns}".encode())
-            h.update(fh.read(1 << 20))
-            fh.seek(-(1 << 20), os.SEEK_END)
-            h.update(fh.read(1 << 20))
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
     return h.hexdigest()
 
 
+def producing_manifest(path: Path) -> tuple[Path, "Manifest"] | None:
+    """The complete manifest of the stage dir that holds ``path`` (itself or a parent), if any."""
+    for cand in (path, *path.parents):
+        manifest = read_manifest(cand)
+        if manifest is not None:
+            return (cand, manifest) if manifest.status in ("complete", "cached") else None
+    return None
+
+
 def fingerprint(path: Path | str) -> str:
-    """Content fingerprint of a file or a directory tree (relative names + file digests)."""
+    """A file's or a tree's fingerprint: the producing stage's manifest for stage outputs, else file digests."""
     path = Path(path)
+    produced = producing_manifest(path.resolve()) if path.exists() else None
+    if produced is not None:
+        root, manifest = produced
+        key = json.dumps([manifest.config_hash, manifest.inputs, manifest.ended, str(path.resolve().relative_to(root))])
+        return "stage:" + hashlib.sha256(key.encode()).hexdigest()[:16]
     if path.is_file():
-        return _file_digest(path)[:16]
+        return hashlib.sha256(_file_digest(path).encode()).hexdigest()[:16]
     if path.is_dir():
         h = hashlib.sha256()
         for f in sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")):
-            if MANIFEST == f.name:
-                continue
             h.update(str(f.relative_to(path)).encode())
             h.update(_file_digest(f).encode())
         return h.hexdigest()[:16]
@@ -201,7 +209,3 @@ def run_cached(stage: str, config: BaseModel, run_dir: Path, fn: Callable[[], An
     manifest.seconds = round(time.perf_counter() - t0, 3)
     atomic_write_json(run_dir / MANIFEST, manifest)
     return StageOutcome(stage=stage, status="complete", seconds=manifest.seconds, result=result)
-
-
-def scratch_dir(prefix: str = "finemed-") -> Path:
-    return Path(tempfile.mkdtemp(prefix=prefix))

@@ -14,6 +14,12 @@ from typing import Optional
 
 import typer
 
+from finemed.config import FinemedError
+from finemed.logs import setup_logging
+from finemed.recipe import load_recipe, run_recipe
+from finemed.report.table import print_summary
+from finemed.stages import discover
+
 for _var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
     os.environ.setdefault(_var, "1")
 
@@ -22,19 +28,39 @@ app = typer.Typer(help="finemed: build compact, specialised domain language mode
 models_app = typer.Typer(help="Fetch and inspect models.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
 
+# Each stage package's cli.py exposes a typer ``app``; a package that fails to import is an error naming it.
 SUBAPPS = {
     "corpus": ("finemed.corpus.cli", "Build a domain corpus from FineWeb2-style shards (datatrove)."),
     "tokenizer": ("finemed.tokenizer.cli", "Train, measure and cost tokenizers."),
-    "train": ("finemed.training.cli", "Continual pre-training and knowledge distillation."),
+    "train cpt": ("finemed.cpt.cli", "Continual pre-training (packing, replay, bpb evals, exact resume)."),
+    "train distill": ("finemed.distill.cli", "Teacher → student logit distillation (online, offline top-k, on-policy)."),
     "merge": ("finemed.merging.cli", "Merge models with mergekit; sweep SLERP t."),
-    "eval": ("finemed.evaluation.cli", "Evaluate: bpb, QA, MCQ, judge win-rates, failure modes."),
+    "eval": ("finemed.evaluation.cli", "Evaluate: bpb, QA, MCQ, generation, judge win-rates, failure modes."),
 }
+train_app = typer.Typer(help="Continual pre-training and knowledge distillation.", no_args_is_help=True)
+app.add_typer(train_app, name="train")
+
+
+def _broken(module: str, err: BaseException) -> typer.Typer:
+    """A stand-in group whose every use fails with one line naming the module that did not import."""
+    broken = typer.Typer()
+
+    @broken.callback(invoke_without_command=True, context_settings={"allow_extra_args": True,
+                                                                    "ignore_unknown_options": True})
+    def _fail() -> None:
+        raise FinemedError(f"{module} failed to import ({type(err).__name__}: {err}); "
+                           f"reinstall with `make setup` or fix that module")
+
+    return broken
+
+
 for _name, (_module, _help) in SUBAPPS.items():
     try:
-        app.add_typer(importlib.import_module(_module).app, name=_name, help=_help)
-    except ModuleNotFoundError as _err:  # a stage not built yet must not break the others
-        if not (_err.name or "").startswith("finemed"):
-            raise
+        _sub = importlib.import_module(_module).app
+    except ImportError as _err:
+        _sub = _broken(_module, _err)
+    _parent, _, _leaf = _name.rpartition(" ")
+    (train_app if _parent == "train" else app).add_typer(_sub, name=_leaf, help=_help)
 
 
 @app.command("run")
@@ -44,11 +70,17 @@ def run_cmd(recipe: Path = typer.Argument(..., help="Recipe YAML, e.g. recipes/q
             only: Optional[list[str]] = typer.Option(None, "--only", help="Run only these stage names"),
             runs_dir: Optional[Path] = typer.Option(None, "--runs-dir", help="Where runs go (default: runs/)")):
     """Run a recipe's stages in order, skipping cached ones; print a summary table."""
-    from finemed.recipe import run_recipe
-    from finemed.report.table import print_summary
-
+    parsed = load_recipe(recipe, set_)
     outcomes = run_recipe(recipe, set_, force=force, only=only, runs_dir=runs_dir)
-    print_summary(recipe, outcomes, runs_dir)
+    root = Path(runs_dir or parsed.runs_dir) / parsed.name
+    print_summary(parsed.name, {s.name: s.kind for s in parsed.stages}, outcomes, root / "summary.json")
+
+
+@app.command("stages")
+def stages_cmd():
+    """List the registered stage kinds and the module of each."""
+    for kind, module in sorted(discover().items()):
+        typer.echo(f"{kind:24s} {module}")
 
 
 @models_app.command("fetch")
@@ -80,8 +112,7 @@ def models_student(teacher: str = typer.Argument(..., help="Teacher: HF dir or r
 
 
 def main() -> None:
-    from finemed.config import FinemedError
-
+    setup_logging()
     try:
         app()
     except FinemedError as err:

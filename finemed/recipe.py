@@ -13,43 +13,17 @@ that changes its output invalidates the downstream caches.
 
 from __future__ import annotations
 
-import importlib
 import re
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import Field, field_validator
 
-from finemed.artifacts import StageOutcome, atomic_write_json, run_cached, to_jsonable
+from finemed import stages
+from finemed.artifacts import StageOutcome, atomic_write_json, to_jsonable
 from finemed.config import ConfigError, StageConfig, apply_overrides, read_yaml, validate
-
-
-@dataclass(frozen=True)
-class StageSpec:
-    """A stage kind: where its config model and entry function live, and which result key to show."""
-
-    target: str  # "module:ConfigClass:run_function"
-    metric: str = ""  # dotted key into the result shown in the summary table
-
-    def load(self) -> tuple[type[BaseModel], Callable[[Any, Path], Any]]:
-        module, cfg, fn = self.target.split(":")
-        mod = importlib.import_module(module)
-        return getattr(mod, cfg), getattr(mod, fn)
-
-
-STAGES: dict[str, StageSpec] = {
-    "models.fetch": StageSpec("finemed.models.smollm2:FetchConfig:run", "parameters"),
-    "eval.bpb": StageSpec("finemed.evaluation.perplexity:BpbSetsConfig:run", "bpb"),
-    "corpus.build": StageSpec("finemed.corpus.build:CorpusBuildConfig:run", "kept"),
-    "tokenizer.compare": StageSpec("finemed.tokenizer.stage:TokenizerStageConfig:run", "extra_cost"),
-    "train.cpt": StageSpec("finemed.training.cpt:CptConfig:run", "domain_bpb_drop"),
-    "merge.sweep": StageSpec("finemed.merging.sweep:SweepConfig:run", "chosen_t"),
-    "train.distill": StageSpec("finemed.training.distill:DistillConfig:run", "bpb_student"),
-    "eval.qa": StageSpec("finemed.evaluation.qa:QaEvalConfig:run", "summary"),
-    "eval.winrates": StageSpec("finemed.evaluation.winrate:WinrateStageConfig:run", "top"),
-    "eval.failures": StageSpec("finemed.evaluation.failures:FailuresConfig:run", "summary"),
-}
+from finemed.data.registry import cache_dir, data_dir_or_none
+from finemed.models.registry import cached_path, is_registered
 
 
 class StageEntry(StageConfig):
@@ -60,8 +34,8 @@ class StageEntry(StageConfig):
     @field_validator("kind")
     @classmethod
     def _known_kind(cls, v: str) -> str:
-        if v not in STAGES:
-            raise ValueError(f"unknown stage kind; expected one of {', '.join(sorted(STAGES))}")
+        if v not in stages.discover():
+            raise ValueError(f"unknown stage kind; expected one of {', '.join(stages.known_kinds())}")
         return v
 
 
@@ -102,10 +76,14 @@ def _resolve(value: Any, refs: dict[str, str], where: str) -> Any:
     return value
 
 
-def _path_inputs(value: Any, prefix: str = "") -> dict[str, str]:
-    """Every string in the config that names an existing file or dir, keyed by its config path."""
+def path_inputs(value: Any, prefix: str = "") -> dict[str, str]:
+    """Every string in the config that names an existing file or dir, or a fetched registered model."""
     found: dict[str, str] = {}
-    if isinstance(value, str) and value and ("/" in value or "." in value):
+    if isinstance(value, str) and is_registered(value):
+        path = cached_path(value)
+        if path is not None:
+            found[prefix or "value"] = str(path)
+    elif isinstance(value, str) and value and ("/" in value or "." in value):
         try:
             if Path(value).expanduser().exists():
                 found[prefix or "value"] = str(Path(value).expanduser())
@@ -113,10 +91,10 @@ def _path_inputs(value: Any, prefix: str = "") -> dict[str, str]:
             pass
     elif isinstance(value, dict):
         for k, v in value.items():
-            found.update(_path_inputs(v, f"{prefix}.{k}" if prefix else str(k)))
+            found.update(path_inputs(v, f"{prefix}.{k}" if prefix else str(k)))
     elif isinstance(value, list):
         for i, v in enumerate(value):
-            found.update(_path_inputs(v, f"{prefix}[{i}]"))
+            found.update(path_inputs(v, f"{prefix}[{i}]"))
     return found
 
 
@@ -138,48 +116,39 @@ def load_recipe(path: Path | str, overrides: list[str] | None = None) -> Recipe:
     return validate(Recipe, data, str(path))
 
 
-def _dig(result: Any, dotted: str) -> Any:
-    for part in dotted.split(".") if dotted else []:
-        if isinstance(result, dict) and part in result:
-            result = result[part]
-        else:
-            return None
-    return result if dotted else None
+def resolve_stages(recipe: Recipe, root: Path, source: str) -> list[tuple[StageEntry, StageConfig]]:
+    """Resolve ``${...}`` references and validate every stage's config, before anything runs."""
+    refs = {"cache": str(cache_dir())}
+    data_dir = data_dir_or_none()
+    if data_dir is not None:
+        refs["data"] = str(data_dir)
+    resolved = []
+    for entry in recipe.stages:
+        refs[f"stage:{entry.name}"] = str(root / entry.name)
+        where = f"{source}: stages.{entry.name}.config"
+        raw = _resolve(entry.config, refs, where)
+        resolved.append((entry, validate(stages.get(entry.kind).config, raw, where)))
+    return resolved
 
 
 def run_recipe(path: Path | str, overrides: list[str] | None = None, *, force: bool = False,
                only: list[str] | None = None, runs_dir: Path | None = None) -> list[StageOutcome]:
     """Run every stage of the recipe in order; return their outcomes and write ``summary.json``."""
-    from finemed.data.registry import cache_dir, data_dir_or_none
-
     recipe = load_recipe(path, overrides)
     root = Path(runs_dir or recipe.runs_dir) / recipe.name
-    refs = {"cache": str(cache_dir())}
-    data_dir = data_dir_or_none()
-    if data_dir is not None:
-        refs["data"] = str(data_dir)
     # Validate every stage's config before running anything: a typo in stage 5 fails in a second.
-    plans = []
-    for entry in recipe.stages:
-        refs[f"stage:{entry.name}"] = str(root / entry.name)
-        where = f"{path}: stages.{entry.name}.config"
-        raw = _resolve(entry.config, refs, where)
-        cfg_cls, fn = STAGES[entry.kind].load()
-        plans.append((entry, validate(cfg_cls, raw, where), fn))
+    plans = resolve_stages(recipe, root, str(path))
     outcomes: list[StageOutcome] = []
     summary_rows = []
-    for entry, cfg, fn in plans:
+    for entry, cfg in plans:
         if only and entry.name not in only:
             continue
-        run_dir = root / entry.name
-        inputs = _path_inputs(to_jsonable(cfg))
-        outcome = run_cached(entry.name, cfg, run_dir, lambda cfg=cfg, fn=fn, rd=run_dir: fn(cfg, rd),
-                             inputs=inputs, kind=entry.kind, force=force)
+        outcome = stages.run_stage(entry.kind, cfg, root / entry.name, name=entry.name,
+                                   inputs=path_inputs(to_jsonable(cfg)), force=force)
         outcomes.append(outcome)
+        metric = stages.get(entry.kind).metric
         summary_rows.append({"stage": entry.name, "kind": entry.kind, "status": outcome.status,
-                             "seconds": outcome.seconds,
-                             "metric": STAGES[entry.kind].metric,
-                             "value": _dig(outcome.result, STAGES[entry.kind].metric),
-                             "result": outcome.result})
+                             "seconds": outcome.seconds, "metric": metric,
+                             "value": stages.dig(outcome.result, metric), "result": outcome.result})
         atomic_write_json(root / "summary.json", {"recipe": recipe.name, "stages": summary_rows})
     return outcomes

@@ -5,7 +5,8 @@
   is refused with one line, because unpickling runs arbitrary code.
 - Tokenizers load with ``PreTrainedTokenizerFast`` where a ``tokenizer.json`` exists (DESIGN.md trap: AutoTokenizer
   on a Qwen2-config dir swaps in Qwen2Tokenizer and changes a custom tokenizer's ids).
-- A registered name (``smollm2``) resolves to its safetensors cache, fetched once.
+- A registered name (``smollm2``) resolves to its safetensors cache, fetched once (``models/registry.py``).
+- Device and weight dtype come from the one policy in ``finemed/runtime.py``.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from pathlib import Path
 import torch
 
 from finemed.config import FinemedError
+from finemed.models.registry import resolve_model_path
+from finemed.runtime import Runtime, resolve
 
 PICKLE_PATTERNS = ("pytorch_model*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl")
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
@@ -23,21 +26,6 @@ DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfl
 
 class UnsafeWeightsError(FinemedError):
     """Pickle weights were found and ``allow_pickle`` is off."""
-
-
-def resolve_model_path(spec: str | Path) -> Path:
-    """``smollm2`` → the cached safetensors dir (fetching it once); otherwise an existing local HF dir."""
-    from finemed.models.smollm2 import REGISTERED, ensure_model
-
-    if str(spec) in REGISTERED:
-        return ensure_model(str(spec))
-    path = Path(spec).expanduser()
-    if not path.is_dir():
-        raise FinemedError(f"model {spec!r}: not a registered name ({', '.join(REGISTERED)}) and no such "
-                           f"directory; pass an HF model dir or run `finemed models fetch smollm2`")
-    if not (path / "config.json").is_file():
-        raise FinemedError(f"model dir {path} has no config.json; pass an HF model directory")
-    return path
 
 
 def check_weights(path: Path, allow_pickle: bool = False) -> None:
@@ -51,6 +39,7 @@ def check_weights(path: Path, allow_pickle: bool = False) -> None:
 
 
 def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
+    """A weight dtype from a name (``float32``, ``bf16``, ...) or a torch dtype; None means float32."""
     if dtype is None:
         return torch.float32
     if isinstance(dtype, torch.dtype):
@@ -70,17 +59,23 @@ def load_tokenizer(path: str | Path, *, trust_remote_code: bool = False):
     return AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust_remote_code)
 
 
-def load_causal_lm(spec: str | Path, *, dtype: str | torch.dtype | None = "float32", device: str = "cpu",
-                   allow_pickle: bool = False, trust_remote_code: bool = False, with_tokenizer: bool = True):
-    """Load ``(model, tokenizer)`` from a registered name or an HF dir, safely. The model is in eval mode."""
+def load_causal_lm(spec: str | Path, *, runtime: Runtime | None = None, device: str = "auto",
+                   dtype: str | torch.dtype | None = None, train: bool = False, allow_pickle: bool = False,
+                   trust_remote_code: bool = False, with_tokenizer: bool = True):
+    """Load ``(model, tokenizer)`` from a registered name or an HF dir, safely, in eval mode.
+
+    Where and in which dtype come from ``runtime`` (or ``finemed.runtime.resolve(device)``); an explicit
+    ``dtype`` overrides the weight dtype only.
+    """
     from transformers import AutoModelForCausalLM
 
+    rt = runtime or resolve(device, train=train)
     path = resolve_model_path(spec)
     check_weights(path, allow_pickle)
     model = AutoModelForCausalLM.from_pretrained(
-        str(path), dtype=resolve_dtype(dtype), trust_remote_code=trust_remote_code,
-        use_safetensors=None if allow_pickle else True)
-    model.to(device).eval()
+        str(path), dtype=resolve_dtype(dtype) if dtype is not None else rt.weight_dtype,
+        trust_remote_code=trust_remote_code, use_safetensors=None if allow_pickle else True)
+    model.to(rt.device).eval()
     tok = load_tokenizer(path, trust_remote_code=trust_remote_code) if with_tokenizer else None
     return model, tok
 

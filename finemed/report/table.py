@@ -8,6 +8,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from finemed import stages
 from finemed.artifacts import StageOutcome
 
 
@@ -21,17 +22,14 @@ def _fmt(value) -> str:
     return str(value) if not isinstance(value, (list, tuple)) else json.dumps(value)
 
 
-def print_summary(recipe_path: Path, outcomes: list[StageOutcome], runs_dir: Path | None = None) -> None:
-    from finemed.recipe import STAGES, _dig, load_recipe
-
-    recipe = load_recipe(recipe_path)
-    kinds = {s.name: s.kind for s in recipe.stages}
-    table = Table(title=f"finemed run {recipe.name}")
+def print_summary(recipe_name: str, kinds: dict[str, str], outcomes: list[StageOutcome], summary_path: Path) -> None:
+    """One row per stage: name, status, seconds and its key metric (from the recipe as run, overrides included)."""
+    table = Table(title=f"finemed run {recipe_name}")
     for col in ("stage", "status", "time (s)", "key metric"):
         table.add_column(col)
     for o in outcomes:
-        metric = STAGES[kinds[o.stage]].metric
-        table.add_row(o.stage, o.status, f"{o.seconds:.1f}", f"{metric}: {_fmt(_dig(o.result, metric))}")
+        metric = stages.get(kinds[o.stage]).metric
+        table.add_row(o.stage, o.status, f"{o.seconds:.1f}", f"{metric}: {_fmt(stages.dig(o.result, metric))}")
     console = Console()
     console.print(table)
-    console.print(f"summary: {Path(runs_dir or recipe.runs_dir) / recipe.name / 'summary.json'}")
+    console.print(f"summary: {summary_path}")

@@ -1,0 +1,148 @@
+"""The one device and dtype policy. Every path that loads a model asks here; no stage decides on its own.
+
+- ``device``: ``auto | cpu | cuda | cuda:N``. ``auto`` is the local rank's GPU (``cuda:$LOCAL_RANK``) where
+  CUDA is available, else the CPU.
+- ``dtype``: ``auto | float32 | bfloat16 | float16`` is the *compute* precision. ``auto`` is bf16 on a GPU
+  that supports it (fp16 on one that does not), and bf16 autocast on a CPU with native bf16
+  (avx512_bf16/AMX), else fp32.
+- Weights: for inference (``train=False``) a GPU holds them in the compute dtype; a CPU keeps fp32 weights
+  and runs bf16 autocast (CPU kernels are fast for autocast, and fp32 master weights lose nothing).
+  For training, weights stay fp32 and the compute dtype is mixed precision (autocast / Trainer ``bf16``).
+
+Stage configs declare ``device: Device = "auto"`` and ``dtype: DType = "auto"`` and call :func:`resolve`.
+torch is imported lazily so that configs validate without it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import AfterValidator
+from typing_extensions import Annotated
+
+from finemed.config import FinemedError
+
+DTYPE_NAMES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16",
+               "float16": "float16", "fp16": "float16", "auto": "auto"}
+
+
+def _check_device(value: str) -> str:
+    v = value.strip().lower()
+    if v in ("auto", "cpu", "cuda") or (v.startswith("cuda:") and v[5:].isdigit()):
+        return v
+    raise ValueError("expected auto, cpu, cuda or cuda:N")
+
+
+def _check_dtype(value: str) -> str:
+    v = value.strip().lower()
+    if v not in DTYPE_NAMES:
+        raise ValueError("expected auto, float32, bfloat16 or float16")
+    return DTYPE_NAMES[v]
+
+
+Device = Annotated[str, AfterValidator(_check_device)]
+DType = Annotated[str, AfterValidator(_check_dtype)]
+Precision = Literal["float32", "bfloat16", "float16"]
+
+
+def cpu_bf16_supported() -> bool:
+    """True where the CPU has native bf16 (avx512_bf16 / AMX): autocast is then ~3x faster than fp32."""
+    import torch
+
+    try:
+        return bool(torch.cpu._is_avx512_bf16_supported()) or bool(torch.cpu._is_amx_tile_supported())
+    except AttributeError:
+        return False
+
+
+def cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """A resolved policy: where the model lives, its weight dtype and the autocast dtype (None: no autocast)."""
+
+    device: str  # "cpu" or "cuda:N"
+    compute: Precision
+    train: bool = False
+
+    @property
+    def is_cuda(self) -> bool:
+        return self.device.startswith("cuda")
+
+    @property
+    def weight_dtype(self) -> Any:
+        import torch
+
+        if self.train or not self.is_cuda:
+            return torch.float32
+        return getattr(torch, self.compute)
+
+    @property
+    def autocast_dtype(self) -> Any:
+        import torch
+
+        if self.compute == "float32":
+            return None
+        if self.is_cuda and not self.train:
+            return None  # weights already hold the compute dtype
+        return getattr(torch, self.compute)
+
+    def autocast(self):
+        """The autocast context for forward passes (a no-op where weights already have the compute dtype)."""
+        import torch
+
+        dtype = self.autocast_dtype
+        if dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast("cuda" if self.is_cuda else "cpu", dtype=dtype)
+
+    def trainer_kwargs(self) -> dict[str, Any]:
+        """``TrainingArguments`` keys for this policy: CPU or GPU, and bf16/fp16 mixed precision."""
+        return {"use_cpu": not self.is_cuda, "bf16": self.compute == "bfloat16", "fp16": self.compute == "float16"}
+
+    def describe(self) -> dict[str, str]:
+        return {"device": self.device, "compute_dtype": self.compute,
+                "weight_dtype": str(self.weight_dtype).replace("torch.", "")}
+
+
+def resolve_device(device: str = "auto") -> str:
+    device = _check_device(device)
+    if device == "auto":
+        return f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if cuda_available() else "cpu"
+    if device.startswith("cuda") and not cuda_available():
+        raise FinemedError(f"device {device!r} asked for, but CUDA is not available here; use device: auto or cpu")
+    if device == "cuda":
+        return f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
+    return device
+
+
+def resolve_compute(dtype: str, device: str) -> Precision:
+    dtype = _check_dtype(dtype)
+    if dtype != "auto":
+        return dtype  # type: ignore[return-value]
+    if device.startswith("cuda"):
+        import torch
+
+        return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+    return "bfloat16" if cpu_bf16_supported() else "float32"
+
+
+def resolve(device: str = "auto", dtype: str = "auto", *, train: bool = False) -> Runtime:
+    """The policy for a stage: ``resolve(cfg.device, cfg.dtype)``."""
+    dev = resolve_device(device)
+    return Runtime(device=dev, compute=resolve_compute(dtype, dev), train=train)
+
+
+def for_model(model) -> Runtime:
+    """The policy of an already-loaded model: its device, and bf16 autocast on a CPU that supports it."""
+    param = next(model.parameters())
+    if param.device.type == "cuda":
+        return Runtime(device=str(param.device), compute=str(param.dtype).replace("torch.", ""))  # type: ignore[arg-type]
+    return Runtime(device="cpu", compute=resolve_compute("auto", "cpu"))
