@@ -25,11 +25,26 @@ import json
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator
 
-from finemed.config import FinemedError
+from pydantic import Field
+
+from finemed.config import FinemedError, StageConfig
 from finemed.data import loaders
 
 SUFFIXES = {".jsonl.gz": "jsonl", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet", ".txt": "txt",
             ".md": "txt"}
+
+
+class TextSet(StageConfig):
+    """A text source in a config: ``source`` in the grammar above, at most ``max_docs`` texts."""
+
+    source: str
+    max_docs: int | None = Field(default=None, ge=1)
+
+
+def general_eval_default() -> dict[str, TextSet]:
+    """The general-language held-out sets CPT and the merge sweep watch by default (German and English)."""
+    return {"general_de": TextSet(source="builtin:fortunes_de", max_docs=150),
+            "general_en": TextSet(source="builtin:xquad.en", max_docs=12)}
 
 
 @dataclass(frozen=True)
