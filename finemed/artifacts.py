@@ -146,6 +146,7 @@ class Manifest(BaseModel):
     kind: str = ""
     status: str
     config_hash: str
+    config: Any = None
     inputs: dict[str, str] = {}
     versions: dict[str, str] = {}
     started: str | None = None
@@ -193,7 +194,8 @@ def run_cached(stage: str, config: BaseModel, run_dir: Path, fn: Callable[[], An
         return StageOutcome(stage=stage, status="cached", seconds=0.0, result=old.result)
     run_dir.mkdir(parents=True, exist_ok=True)
     started, t0 = now_iso(), time.perf_counter()
-    manifest = Manifest(stage=stage, kind=kind, status="incomplete", config_hash=chash, inputs=fps,
+    manifest = Manifest(stage=stage, kind=kind, status="incomplete", config_hash=chash, config=to_jsonable(config),
+                        inputs=fps,
                         versions=package_versions(), started=started)
     atomic_write_json(run_dir / MANIFEST, manifest)
     try:

@@ -17,6 +17,7 @@ import typer
 from finemed.config import FinemedError
 from finemed.logs import setup_logging
 from finemed.recipe import load_recipe, run_recipe
+from finemed.report.html import write_report
 from finemed.report.table import print_summary
 from finemed.stages import discover
 
@@ -74,6 +75,17 @@ def run_cmd(recipe: Path = typer.Argument(..., help="Recipe YAML, e.g. recipes/q
     outcomes = run_recipe(recipe, set_, force=force, only=only, runs_dir=runs_dir)
     root = Path(runs_dir or parsed.runs_dir) / parsed.name
     print_summary(parsed.name, {s.name: s.kind for s in parsed.stages}, outcomes, root / "summary.json")
+
+
+@app.command("report")
+def report_cmd(run_dir: Path = typer.Argument(..., help="A recipe's run dir, e.g. runs/quickstart"),
+               recipe: Optional[Path] = typer.Option(None, "--recipe", help="Mark this recipe's stages not run yet"),
+               out: Optional[Path] = typer.Option(None, "--out", help="HTML file (default RUN_DIR/report.html)")):
+    """Write one self-contained HTML report from what the run's stages wrote."""
+    if not run_dir.is_dir():
+        raise FinemedError(f"{run_dir}: no such run dir; run `finemed run RECIPE.yaml` first")
+    planned = [(s.name, s.kind) for s in load_recipe(recipe).stages] if recipe else None
+    typer.echo(str(write_report(run_dir, out, planned)))
 
 
 @app.command("stages")
