@@ -16,7 +16,7 @@ import typer
 
 from finemed.config import FinemedError
 from finemed.logs import setup_logging
-from finemed.recipe import load_recipe, run_recipe
+from finemed.recipe import load_recipe, run_recipe, run_root
 from finemed.report.html import write_report
 from finemed.report.table import print_summary
 from finemed.stages import discover

@@ -23,13 +23,18 @@ from finemed import stages
 from finemed.artifacts import StageOutcome, atomic_write_json, to_jsonable
 from finemed.config import ConfigError, StageConfig, apply_overrides, read_yaml, validate
 from finemed.data.registry import cache_dir, data_dir_or_none
+from finemed.logs import get_logger
 from finemed.models.registry import cached_path, is_registered
+from finemed.rehearse import rehearse_config
+
+log = get_logger(__name__)
 
 
 class StageEntry(StageConfig):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     kind: str
     config: dict[str, Any] = {}
+    rehearse: dict[str, Any] = {}  # dotted-key overrides applied by `finemed run --rehearse` (see rehearse.py)
 
     @field_validator("kind")
     @classmethod
@@ -116,8 +121,13 @@ def load_recipe(path: Path | str, overrides: list[str] | None = None) -> Recipe:
     return validate(Recipe, data, str(path))
 
 
-def resolve_stages(recipe: Recipe, root: Path, source: str) -> list[tuple[StageEntry, StageConfig]]:
-    """Resolve ``${...}`` references and validate every stage's config, before anything runs."""
+def resolve_stages(recipe: Recipe, root: Path, source: str, *, rehearse: bool = False,
+                   swaps: list[tuple[str, str, str, str]] | None = None) -> list[tuple[StageEntry, StageConfig]]:
+    """Resolve ``${...}`` references and validate every stage's config, before anything runs.
+
+    ``rehearse``: swap hub models, endpoints and remote data for local stand-ins and apply each stage's
+    ``rehearse:`` overrides; the replacements are appended to ``swaps`` as (stage, key, old, new).
+    """
     refs = {"cache": str(cache_dir())}
     data_dir = data_dir_or_none()
     if data_dir is not None:
@@ -127,17 +137,34 @@ def resolve_stages(recipe: Recipe, root: Path, source: str) -> list[tuple[StageE
         refs[f"stage:{entry.name}"] = str(root / entry.name)
         where = f"{source}: stages.{entry.name}.config"
         raw = _resolve(entry.config, refs, where)
+        if rehearse:
+            raw, changed = rehearse_config(entry.name, raw, entry.rehearse)
+            if swaps is not None:
+                swaps += [(entry.name, *c) for c in changed]
         resolved.append((entry, validate(stages.get(entry.kind).config, raw, where)))
     return resolved
 
 
+def run_root(recipe: Recipe, runs_dir: Path | None = None, rehearse: bool = False) -> Path:
+    return Path(runs_dir or recipe.runs_dir) / (f"{recipe.name}-rehearsal" if rehearse else recipe.name)
+
+
 def run_recipe(path: Path | str, overrides: list[str] | None = None, *, force: bool = False,
-               only: list[str] | None = None, runs_dir: Path | None = None) -> list[StageOutcome]:
-    """Run every stage of the recipe in order; return their outcomes and write ``summary.json``."""
+               only: list[str] | None = None, runs_dir: Path | None = None,
+               rehearse: bool = False) -> list[StageOutcome]:
+    """Run every stage of the recipe in order; return their outcomes and write ``summary.json``.
+
+    ``rehearse``: run it on CPU with tiny stand-ins under ``RUNS/<name>-rehearsal`` (see :mod:`finemed.rehearse`).
+    """
     recipe = load_recipe(path, overrides)
-    root = Path(runs_dir or recipe.runs_dir) / recipe.name
+    root = run_root(recipe, runs_dir, rehearse)
     # Validate every stage's config before running anything: a typo in stage 5 fails in a second.
-    plans = resolve_stages(recipe, root, str(path))
+    swaps: list[tuple[str, str, str, str]] = []
+    plans = resolve_stages(recipe, root, str(path), rehearse=rehearse, swaps=swaps)
+    if rehearse:
+        log.info("rehearsal of %s: %d replacements", recipe.name, len(swaps))
+        for stage, key, old, new in swaps:
+            log.info("  %s.%s: %s -> %s", stage, key, old, new)
     outcomes: list[StageOutcome] = []
     summary_rows = []
     for entry, cfg in plans:

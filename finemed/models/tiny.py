@@ -9,7 +9,6 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-import torch
 
 TINY_VOCAB = 512
 SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<pad>"]
@@ -68,6 +67,8 @@ def tiny_llama(vocab_size: int = TINY_VOCAB, hidden_size: int = 64, num_layers: 
                          num_hidden_layers=num_layers, num_attention_heads=4, num_key_value_heads=2,
                          max_position_embeddings=max_position_embeddings, tie_word_embeddings=tie_word_embeddings,
                          bos_token_id=0, eos_token_id=2, pad_token_id=3)
+    import torch
+
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config)
     return model.eval()
