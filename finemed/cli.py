@@ -16,9 +16,10 @@ import typer
 
 from finemed.config import FinemedError
 from finemed.logs import setup_logging
-from finemed.recipe import load_recipe, run_recipe, run_root
+from finemed.plan import make_plan
+from finemed.recipe import load_recipe, run_recipe
 from finemed.report.html import write_report
-from finemed.report.table import print_summary
+from finemed.report.table import print_plan, print_summary
 from finemed.stages import discover
 
 for _var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
@@ -34,7 +35,7 @@ SUBAPPS = {
     "corpus": ("finemed.corpus.cli", "Build a domain corpus from FineWeb2-style shards (datatrove)."),
     "tokenizer": ("finemed.tokenizer.cli", "Train, measure and cost tokenizers."),
     "train cpt": ("finemed.cpt.cli", "Continual pre-training (packing, replay, bpb evals, exact resume)."),
-    "train distill": ("finemed.distill.cli", "Teacher → student logit distillation (online, offline top-k, on-policy)."),
+    "train distill": ("finemed.distill.cli", "Teacher → student logit distillation (online, offline top-k)."),
     "merge": ("finemed.merging.cli", "Merge models with mergekit; sweep SLERP t."),
     "eval": ("finemed.evaluation.cli", "Evaluate: bpb, QA, MCQ, generation, judge win-rates, failure modes."),
 }
@@ -75,6 +76,19 @@ def run_cmd(recipe: Path = typer.Argument(..., help="Recipe YAML, e.g. recipes/q
     outcomes = run_recipe(recipe, set_, force=force, only=only, runs_dir=runs_dir)
     root = Path(runs_dir or parsed.runs_dir) / parsed.name
     print_summary(parsed.name, {s.name: s.kind for s in parsed.stages}, outcomes, root / "summary.json")
+
+
+@app.command("plan")
+def plan_cmd(recipe: Path = typer.Argument(..., help="Recipe YAML"),
+             set_: Optional[list[str]] = typer.Option(None, "--set", help="Override: STAGE.key=value or name=value"),
+             mfu: float = typer.Option(0.4, "--mfu", help="Model FLOPs utilisation the GPU-hours assume"),
+             gpu: str = typer.Option("h100", "--gpu", help="GPU whose bf16 peak sizes GPU-hours: h100 h200 a100 ..."),
+             runs_dir: Optional[Path] = typer.Option(None, "--runs-dir", help="Where runs go (default: runs/)")):
+    """Print what each stage reads, writes and costs (tokens, FLOPs, GPU-hours, memory, disk, judge calls)."""
+    plan = make_plan(recipe, set_, mfu=mfu, gpu=gpu, runs_dir=runs_dir)
+    print_plan(plan)
+    if plan.problems:
+        raise FinemedError(f"{recipe}: {len(plan.problems)} problem(s): " + "; ".join(plan.problems[:3]))
 
 
 @app.command("report")

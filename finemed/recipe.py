@@ -48,6 +48,7 @@ class Recipe(StageConfig):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     description: str = ""
     runs_dir: str = "runs"
+    plan: dict[str, Any] = {}  # hints for `finemed plan`, e.g. {cpt: {tokens: 1.5e10}} where a size is unknown
     stages: list[StageEntry]
 
     @field_validator("stages")

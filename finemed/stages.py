@@ -69,6 +69,7 @@ class StageDef:
 
 _REGISTRY: dict[str, StageDef] = {}
 _ALIASES: dict[str, str] = {}
+_PLANNERS: dict[str, Callable[..., dict[str, Any]]] = {}
 
 
 def stage(kind: str, *, aliases: list[str] | None = None) -> Callable:
@@ -88,6 +89,21 @@ def stage(kind: str, *, aliases: list[str] | None = None) -> Callable:
         return fn
 
     return deco
+
+
+def planner(kind: str) -> Callable:
+    """Register ``estimate(config, ctx) -> dict`` for ``finemed plan``: what the stage will cost (tokens, FLOPs,
+    GPU-hours, memory per process, disk, judge calls), without running it (``ctx``: a ``finemed.plan.PlanContext``)."""
+
+    def deco(fn: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
+        _PLANNERS[kind] = fn
+        return fn
+
+    return deco
+
+
+def get_planner(kind: str) -> Callable[..., dict[str, Any]] | None:
+    return _PLANNERS.get(get(kind).kind)
 
 
 @lru_cache(maxsize=1)

@@ -82,7 +82,8 @@ BUILTINS: dict[str, Builtin] = {
     "grascco": Builtin("GraSCCo German clinical letters", lambda s, f: [d.text for d in loaders.load_grascco()]),
     "germedbench": Builtin("GerMedBench case texts", lambda s, f: [
         d.text for d in loaders.medical_documents() if d.source.startswith("germedbench")]),
-    "fortunes_de": Builtin("general German (Debian fortunes-de)", lambda s, f: [d.text for d in loaders.load_fortunes()]),
+    "fortunes_de": Builtin("general German (Debian fortunes-de)",
+                           lambda s, f: [d.text for d in loaders.load_fortunes()]),
     "xquad.de": Builtin("XQuAD German Wikipedia contexts (#question: questions)", _squad("xquad.de")),
     "xquad.en": Builtin("XQuAD English Wikipedia contexts (#question: questions)", _squad("xquad.en")),
     "xquad.es": Builtin("XQuAD Spanish Wikipedia contexts (#question: questions)", _squad("xquad.es")),
@@ -176,7 +177,8 @@ def iter_file(fs, path: str, field: str = "text") -> Iterator[str]:
                 yield from (str(t) for t in batch.column(0).to_pylist() if t is not None)
         return
     if kind not in ("jsonl", "txt"):
-        raise FinemedError(f"{path}: unsupported text format; use .jsonl (field {field!r}), .jsonl.gz, .parquet or .txt")
+        raise FinemedError(f"{path}: unsupported text format; use .jsonl (field {field!r}), .jsonl.gz, .parquet "
+                           f"or .txt")
     with fs.open(path, "rb") as raw:
         stream = gzip.open(raw) if path.endswith(".gz") else raw
         lines = io.TextIOWrapper(stream, encoding="utf-8")

@@ -85,7 +85,7 @@ def stage_view(stage_dir: Path, name: str | None = None, kind: str | None = None
     return StageView(name=name or stage_dir.name, kind=kind, status=manifest.status if manifest else "not run",
                      seconds=manifest.seconds if manifest else None,
                      config_hash=manifest.config_hash if manifest else "", result=result,
-                     seed=(manifest.config or {}).get("seed") if manifest and isinstance(manifest.config, dict) else None,
+                     seed=manifest.config.get("seed") if manifest and isinstance(manifest.config, dict) else None,
                      images=_images(stage_dir) if stage_dir.is_dir() else [], extra=extra,
                      versions=manifest.versions if manifest else {}, error=manifest.error if manifest else None)
 

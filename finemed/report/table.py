@@ -33,3 +33,23 @@ def print_summary(recipe_name: str, kinds: dict[str, str], outcomes: list[StageO
     console = Console()
     console.print(table)
     console.print(f"summary: {summary_path}")
+
+
+def print_plan(plan) -> None:
+    """The plan: one row per stage (cached, inputs, held-out sizes, estimate), then the totals."""
+    table = Table(title=f"finemed plan {plan.recipe} (MFU {plan.mfu:.0%} on {plan.gpu})")
+    for col in ("stage", "kind", "cached", "inputs", "held-out", "estimate"):
+        table.add_column(col)
+    for p in plan.stages:
+        inputs = "\n".join(f"{k}: {v}" for k, v in p.inputs.items())
+        table.add_row(p.name, p.kind, "yes" if p.cached else "no", inputs, _fmt(p.heldout) if p.heldout else "-",
+                      _fmt(p.estimate) if p.estimate else "-")
+    console = Console()
+    console.print(table)
+    totals = Table(title="totals")
+    for col in plan.totals:
+        totals.add_column(col)
+    totals.add_row(*(_fmt(v) for v in plan.totals.values()))
+    console.print(totals)
+    for problem in plan.problems:
+        console.print(f"[red]problem:[/red] {problem}")
