@@ -18,6 +18,7 @@ from finemed.config import FinemedError
 from finemed.logs import setup_logging
 from finemed.plan import make_plan
 from finemed.recipe import load_recipe, run_recipe
+from finemed.report.card import write_card
 from finemed.report.html import write_report
 from finemed.report.table import print_plan, print_summary
 from finemed.stages import discover
@@ -100,6 +101,13 @@ def report_cmd(run_dir: Path = typer.Argument(..., help="A recipe's run dir, e.g
         raise FinemedError(f"{run_dir}: no such run dir; run `finemed run RECIPE.yaml` first")
     planned = [(s.name, s.kind) for s in load_recipe(recipe).stages] if recipe else None
     typer.echo(str(write_report(run_dir, out, planned)))
+
+
+@app.command("card")
+def card_cmd(run_dir: Path = typer.Argument(..., help="A recipe's run dir, e.g. runs/quickstart"),
+             stage: str = typer.Option("merge", "--stage", help="The merge stage whose model gets the card")):
+    """Write a Hugging Face model card (README.md) next to the merged model of RUN_DIR/STAGE."""
+    typer.echo(str(write_card(run_dir, stage)))
 
 
 @app.command("stages")
