@@ -14,7 +14,6 @@ from __future__ import annotations
 import math
 import random
 
-import torch
 from pydantic import BaseModel
 
 from finemed.config import FinemedError
@@ -49,6 +48,8 @@ def _windows(ids: list[int], max_length: int, stride: int) -> list[tuple[list[in
 def compute_bpb(model, tokenizer, texts: list[str], *, max_length: int | None = None, stride: int | None = None,
                 batch_size: int = 8, progress: bool = True, runtime: Runtime | None = None) -> BpbResult:
     """Bits per byte and mean token NLL of ``model`` on ``texts`` (empty texts are skipped)."""
+    import torch
+
     texts = [t for t in texts if t and t.strip()]
     if not texts:
         raise FinemedError("bpb: the text set is empty; pass a file with at least one non-empty text")

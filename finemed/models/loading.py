@@ -12,16 +12,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-
-import torch
+from typing import Any
 
 from finemed.config import FinemedError
 from finemed.models.registry import resolve_model_path
 from finemed.runtime import Runtime, resolve
 
 PICKLE_PATTERNS = ("pytorch_model*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl")
-DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-          "float16": torch.float16, "fp16": torch.float16}
+DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16", "float16": "float16",
+          "fp16": "float16"}
 
 
 class UnsafeWeightsError(FinemedError):
@@ -38,15 +37,17 @@ def check_weights(path: Path, allow_pickle: bool = False) -> None:
         raise FinemedError(f"{path}: no model weights (*.safetensors) found; pass a complete HF model dir")
 
 
-def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
-    """A weight dtype from a name (``float32``, ``bf16``, ...) or a torch dtype; None means float32."""
+def resolve_dtype(dtype: Any) -> Any:
+    """A torch dtype from a name (``float32``, ``bf16``, ...) or a torch dtype; None means float32."""
+    import torch
+
     if dtype is None:
         return torch.float32
     if isinstance(dtype, torch.dtype):
         return dtype
     if dtype not in DTYPES:
         raise FinemedError(f"dtype {dtype!r} unknown; expected one of {', '.join(DTYPES)}")
-    return DTYPES[dtype]
+    return getattr(torch, DTYPES[dtype])
 
 
 def load_tokenizer(path: str | Path, *, trust_remote_code: bool = False):
@@ -60,7 +61,7 @@ def load_tokenizer(path: str | Path, *, trust_remote_code: bool = False):
 
 
 def load_causal_lm(spec: str | Path, *, runtime: Runtime | None = None, device: str = "auto",
-                   dtype: str | torch.dtype | None = None, train: bool = False, allow_pickle: bool = False,
+                   dtype: Any = None, train: bool = False, allow_pickle: bool = False,
                    trust_remote_code: bool = False, with_tokenizer: bool = True):
     """Load ``(model, tokenizer)`` from a registered name or an HF dir, safely, in eval mode.
 
@@ -80,7 +81,7 @@ def load_causal_lm(spec: str | Path, *, runtime: Runtime | None = None, device: 
     return model, tok
 
 
-def count_parameters(model: torch.nn.Module) -> int:
+def count_parameters(model: Any) -> int:
     """Unique parameters (tied embeddings counted once)."""
     seen, total = set(), 0
     for p in model.parameters():

@@ -17,7 +17,6 @@ import zipfile
 from pathlib import Path
 from typing import ClassVar
 
-
 from finemed.artifacts import atomic_path, atomic_write_json
 from finemed.config import FinemedError, StageConfig
 from finemed.data.registry import cache_dir

@@ -75,7 +75,8 @@ def init_student(teacher, keep_every: int | None = None, layers: list[int] | Non
         missing, unexpected = student.load_state_dict(dst, strict=False)
         missing = [m for m in missing if "rotary" not in m]
         if missing or unexpected:
-            raise FinemedError(f"student init: state dict mismatch (missing {missing[:3]}, unexpected {unexpected[:3]})")
+            raise FinemedError(f"student init: state dict mismatch (missing {missing[:3]}, "
+                               f"unexpected {unexpected[:3]})")
     for i, layer in enumerate(student_layers):  # attention layers carry their index for the KV cache
         attn = getattr(layer, "self_attn", None)
         if attn is not None and hasattr(attn, "layer_idx"):
