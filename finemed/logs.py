@@ -38,7 +38,9 @@ def setup_logging(level: int | str | None = None) -> None:
 
 
 def progress_enabled() -> bool:
-    return os.environ.get("FINEMED_PROGRESS", "1") != "0"
+    """Bars show on a terminal; ``FINEMED_PROGRESS=1`` forces them into a log file, ``0`` turns them off."""
+    flag = os.environ.get("FINEMED_PROGRESS")
+    return flag == "1" if flag is not None else sys.stderr.isatty()
 
 
 def progress(items: Iterable[T], description: str, total: int | None = None, *, enabled: bool = True) -> Iterator[T]:
@@ -69,7 +71,7 @@ class Counter:
 
             self._bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                                  TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
-                                 console=Console(stderr=True), transient=not sys.stderr.isatty())
+                                 console=Console(stderr=True), transient=False)
             self._task = self._bar.add_task(description, total=total)
 
     def __enter__(self) -> "Counter":

@@ -176,6 +176,8 @@ def run_stage(kind: str, config: StageConfig, run_dir: Path | str, *, name: str 
 
     try:
         outcome = run_cached(name, config, run_dir, call, inputs=inputs, kind=sdef.kind, force=force)
+    except FinemedError:
+        raise  # a user-facing error: the CLI prints its one line; the manifest keeps it
     except BaseException as err:
         log.error("stage %s (%s) failed after %.1f s: %s", name, sdef.kind, time.perf_counter() - t0,
                   str(err).splitlines()[0] if str(err) else type(err).__name__)
