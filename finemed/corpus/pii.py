@@ -13,11 +13,15 @@ without NER names must come from rules, so those are hand-written here:
 - case/insurance/station/room numbers after their German keywords and long digit runs → ``ID``;
 - ``PLZ Ort`` → ``LOCATION_ZIP`` + ``LOCATION_CITY`` (4-digit ZIPs that look like years are skipped);
   ``…straße 12``, ``Kärntner Straße 33``, ``Iris-Leber-Straße 42`` and the line above a ``PLZ Ort`` line →
-  ``LOCATION_STREET``; ``45-j.``, ``28-jährige``, ``im Alter von 15``, ``Vater mit 57`` → ``AGE``; ``…krankenhaus X``, ``Klinikum X`` →
-  ``LOCATION_HOSPITAL``.
+  ``LOCATION_STREET``; ``45-j.``, ``28-jährige``, ``im Alter von 15``, ``Vater mit 57`` → ``AGE``;
+  ``…krankenhaus X``, ``Klinikum X`` → ``LOCATION_HOSPITAL``.
 
 Every detected string is then redacted wherever it recurs in the same doc (a name found once after
-``Frau`` is also removed where it stands alone), so no found PHI string survives elsewhere.
+``Frau`` is also removed where it stands alone), so no found PHI string survives elsewhere, except where a
+surname is also a German word or medical term (:mod:`finemed.corpus.pii_lexicon`): "Frau Dr. Leber" is a
+name, "die Leber ist vergrößert" is not. Context guards keep clinical text intact: titles and acronyms
+match only as whole words (``COPD`` never yields ``PD``), a bare ``PD``/``OA`` is a title only next to a
+name, and ``Apgar 9/10/10``, ``RR 90/60``, ``1-0-1/2`` are no dates. Patterns: :mod:`finemed.corpus.pii_rules`.
 """
 
 from __future__ import annotations
@@ -31,26 +35,23 @@ from datatrove.pipeline.base import PipelineStep
 from pydantic import Field
 
 from finemed.config import StageConfig
-
-CAP = r"(?:[A-ZÄÖÜ][a-zäöüßéèáàóòíìúñçğš]+|[A-ZÄÖÜ]{2,}(?![A-Za-z]))(?:-[A-ZÄÖÜ][a-zäöüßéèáàóòíìúñç]+)?"
-INITIAL = r"[A-ZÄÖÜ]\."
-NAME = rf"(?:{CAP}|{INITIAL})(?:[ \t]+(?:(?:von|zur|zu|van|de|der)[ \t]+)?(?:{CAP}|{INITIAL}))?"
-TITLE = (r"(?:(?:o\.\s?)?Univ\.?[- ]?Prof\.|Priv\.?[- ]?Doz\.|Doz\.|Prof\.|Prim\.|PD\.?|OA|OÄ|FA|DDr\.|Drs\.|Drª|Dr\.?in|"
-         r"Dr\.?\s{0,2}med\.?(?:\s?univ(?:ers?)?\.)?|Dra\.|Dr\.a\.|Mag\.|Dr\.med\.(?:univ(?:er)?\.)?|Dr\.|Dipl\.-Med\.|DGKS|DGKP|MSc|Msc|PhD|MD)")
-TITLES = rf"{TITLE}(?:[ \t]*{TITLE})*"
-MONTHS = r"(?:(?:Jan|Feb|Mär|Apr|Jun|Jul|Aug|Sep|Sept|Okt|Nov|Dez)\.?|Januar|Jänner|Februar|März|April|Mai|Juni|Juli|August|September|Oktober|November|Dezember)"
-PHONE = r"(?:\+\d{2}[ \t]?(?:\(0\)[ \t]?)?|\b0)\(?\d{2,5}\)?(?:[ \t]?[/-]?[ \t]?\d{2,}){1,4}(?:-(?:\d+|DW))?"
-JOIN = r"(?:am|an der|im|bei|in der)"  # joins the words of a place name: "St. Johann am Bergle"
-ZIP = r"(?<![\d.,/])(?:(?:[ADC]H?-)\d{4,5}|\b\d{5}|\b(?!19\d\d|20\d\d)\d{4})\b"  # 4 digits: not a year
-NOT_A_NAME = {"Der", "Die", "Das", "Den", "Dem", "Des", "Ein", "Eine", "Mit", "Bei", "Am", "Im", "In", "Zur", "Zum",
-              "Und", "Oder", "Von", "Vom", "Ihre", "Ihr", "Sie", "Er", "Es", "Wir", "Patient", "Patientin",
-              "Kollege", "Kollegin", "Kollegen", "Sehr", "Liebe", "Lieber", "Befund", "Diagnose", "Diagnosen",
-              "Aufnahme", "Therapie", "Station", "Klinik", "Abteilung", "Oberarzt", "Oberärztin", "Chefarzt",
-              "Assistenzarzt", "Stationsarzt", "Anamnese", "Datum", "Entlassung", "Geboren", "Grüßen",
-              "Freundlichen", "Mit", "Nach", "Vor", "Seit", "Zustand", "Labor", "Unterschrift", "Facharzt"}
-
-
-NOT_PROPAGATED = {"AGE"}  # a bare number: its recurrences are lab values and doses, not the age
+from finemed.corpus.pii_lexicon import is_lexical, is_medical
+from finemed.corpus.pii_rules import (
+    CAP,
+    DATE_CUE,
+    DOSING,
+    HONORIFIC_LEAD,
+    INITIAL,
+    NAME_CUE,
+    NOT_A_NAME,
+    NOT_PROPAGATED,
+    NOUN_CUE,
+    NOUN_SUFFIX,
+    RULES,
+    TITLE,
+    WEAK_ONLY,
+    WEAK_TITLE,
+)
 
 
 class PiiConfig(StageConfig):
@@ -65,65 +66,6 @@ class Span:
     start: int
     end: int
     label: str
-
-
-def _rx(label: str, pattern: str, group: int | str = 0, flags: int = 0):
-    return label, re.compile(pattern, flags), group
-
-
-RULES = [
-    _rx("CONTACT_EMAIL", r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b"),
-    _rx("URL", r"\bhttps?://[^\s/]+/(?:~|user/|users/|profile/|profil/|u/|people/)[^\s]+|\bhttps?://[^\s]*@[^\s]+"),
-    _rx("CONTACT_FAX", rf"(?i:fax)[.:]?[ \t]*(?:nr\.?|nummer)?[:.]?[ \t]*(?P<v>{PHONE})", "v"),
-    _rx("CONTACT_PHONE", rf"(?i:tel(?:efon)?|handy|mobil|fon|rückruf unter der nummer|nummer|unter)[.:]?[ \t]*(?:nr\.?)?[:.]?[ \t]*(?P<v>{PHONE})", "v"),
-    _rx("CONTACT_PHONE", r"(?:\+\d{2}[ \t]?(?:\(0\)[ \t]?)?\(?\d{2,4}\)?[ \t/-]?\d{2,}(?:[ \t/-]?\d{2,}){0,3})"),
-    _rx("CONTACT_PHONE", r"\b0\d{2,5}(?:[ \t]?/[ \t]?|-|[ \t])\d{2,}(?:[ -]\d{2,})*\b"),
-    _rx("DATE", r"\b\d{4}-\d{2}-\d{2}\b"),
-    _rx("DATE", r"\b\d{1,2}\.[ ]?\d{1,2}\.(?:[ ]?\d{4}|\d{2})?(?!\d)"),
-    _rx("DATE", r"\b\d{1,2}/\d{1,2}/\d{2,4}\b|\b\d{1,2}/\d{4}\b|\b\d{1,2}/\d{2}\b"),
-    _rx("DATE", rf"\b\d{{1,2}}\.?[ ]?{MONTHS}(?:[ ]?\d{{4}})?(?!\w)|\b{MONTHS}[ ]?\d{{4}}\b"),
-    _rx("DATE", r"\b\d{1,2}\.\d{1,2}[ ]\d{4}\b|\b\d{1,2}[ ]\d{2}\.\d{4}\b|\b\d{1,2}\.\d{1,2}(?=[ ]?[-–][ ]?\d)"),
-    _rx("DATE", rf"\b\d{{1,2}}\.?(?=[ ]*(?:-|–|bis(?:[ ]zum)?|und)[ ]*\d{{1,2}}(?:[./]\d|\.?[ ]?{MONTHS}))"),
-    _rx("DATE", rf"\b{MONTHS}[ ]\d{{2}}\b|\b(?:Januar|Jänner|Februar|März|April|Juni|Juli|August|September|Oktober|November|Dezember)\b"),
-    _rx("DATE", r"\b(?:19|20)\d{2}\b"),
-    _rx("ID", r"(?i:fall[- ]?(?:nr|nummer|zahl)|pat(?:ienten)?[.-]?(?:nr|nummer|id)|piz|sv|vers(?:icherten)?[.-]?nr|"
-              r"e-nr|aufn(?:ahme)?[.-]?nr|auftrags?[.-]?nr|befund[.-]?nr|zi(?:mmer)?|station|kh[.-]?nr|akz|"
-              r"labor[.-]?nr)[.:]?[ \t]*(?:nr\.?)?[ \t]*(?P<v>[A-Z]{0,3}-?\d[\dA-Z/-]*|[IVX]{1,4}\b)", "v"),
-    _rx("ID", r"(?:Intensiv(?:station)?|OP|Saal|Station|Ambulanz)[ \t]+(?P<v>[A-Z]?\d{1,4}[a-z]?|[IVX]{1,4})\b", "v"),
-    _rx("ID", r"\b[A-Z]?-?\d{7,}\b|\b\d{4,6}/(?:19|20)\d{2}\b"),
-    _rx("ID", r"(?:Onkologie|Chirurgie|Kardiologie|Neurologie|Innere|Medizin|Urologie|Gynäkologie|Pädiatrie)[ \t]+(?P<v>[A-Z]\d{1,3})\b", "v"),
-    _rx("ID", r"Station:[^\n]*?[ \t](?P<v>[A-Z])[ \t]*/", "v"),
-    _rx("ID", r"(?:Histologie|Histo|H-?Nr\.?:?)[ \t:(]*(?P<v>[A-Z]?\d{3,}[\dA-Za-z]*/\d{2,4})", "v"),
-    _rx("LOCATION_STREET", rf"\b(?:{CAP}[- ]?)?(?:[A-ZÄÖÜ][a-zäöüß-]*(?:straße|strasse|str\.|gasse|weg|platz|allee|ring|damm|ufer|kamp)|"
-                           rf"Am [A-ZÄÖÜ][a-zäöüß]+|Hauptstr\.)[ \t]*\d{{1,4}}[a-z]?\b"),
-    _rx("LOCATION_STREET", rf"\b(?:{CAP}[- ])+(?:Straße|Strasse|Str\.|Gasse|Weg|Platz|Allee|Ring|Damm|Ufer)[ \t]*\d{{1,4}}[a-z]?\b"),
-    _rx("LOCATION_STREET", rf"(?m)^[ \t]*(?P<v>(?:Am |An der |Im )?{CAP}(?:[ \t]+\d{{1,4}}[a-z]?)?),?[ \t]*$"
-                           rf"(?=\n[ \t]*(?:[ADC]H?-)?\d{{4,5}}[ \t-]+[A-ZÄÖÜ])", "v"),  # the line above "PLZ Ort"
-    _rx("AGE", r"\b(?P<v>\d{1,3})(?:[ \t]?-[ \t]?(?=(?i:j\.))|[ \t]?-?[ \t]?(?=(?i:jähr(?!lich)|jahrig|jähir)))", "v"),
-    _rx("AGE", r"(?i:im Alter von|Alter:?)[ \t]+(?P<v>\d{1,3})\b", "v"),
-    _rx("AGE", r"\b(?:Vater|Mutter|Bruder|Schwester|Großvater|Großmutter|Onkel|Tante)[ \t]+mit[ \t]+(?P<v>\d{1,3})\b"
-               r"(?![ \t]*(?:mg|kg|%|mmHg|Jahren? an))", "v"),
-    _rx("AGE", r"(?i:\b(?P<v>[a-zäöüß]*(?:zig|ßig|fig|zehn|elf|zwölf|ein|zwei|drei|vier|fünf|sechs|sieben|acht|neun)))"
-               r"(?=-?jährige[nr]?[ \t]+(?:Patient|Pat\.|Frau|Mann|Junge|Mädchen|Kind))", "v"),
-    _rx("LOCATION_ZIP", ZIP + r"(?=[ \t-]+[A-ZÄÖÜ][a-zäöü])"),
-    _rx("LOCATION_CITY", ZIP + rf"[ \t-]+(?P<v>(?:St\.[ \t]*|Sankt[ \t]+|Bad[ \t]+)?{CAP}(?:[ \t]+{JOIN}?[ \t]*{CAP})?(?:[ \t]\([A-Z]{{2}}\))?)", "v"),
-    _rx("LOCATION_CITY", rf"(?m)^[ \t]*(?P<v>{CAP}(?:[ \t]{CAP})?),[ \t]*(?:am|den)[ \t]+\d", "v"),
-    _rx("LOCATION_CITY", rf"\bwohnhaft (?:in )?(?:[ADC]H?-)?\d{{0,5}}[ -]?(?P<v>{CAP}(?:[ \t]{CAP})?)", "v"),
-    _rx("LOCATION_HOSPITAL", rf"\b(?:[A-ZÄÖÜ][a-zäöü]*(?:krankenhaus(?:es)?|klinik(?:um|ums)?|spital)|Krankenhaus|Klinikum|Spital|"
-                             rf"Städt\. Klinikum|Praxis)[ \t]+(?!für\b)(?:der[ \t]+|des[ \t]+)?(?:St\.[ \t]*)?{CAP}"
-                             rf"(?:[ \t]+(?:{JOIN}[ \t]+)?{CAP})?|"
-                             rf"\bPraxis[ \t]+{TITLES}[ \t]+{NAME}|"
-                             rf"\b(?:UNIKLINIK|UNIVERSITÄTSKLINIKUM|KLINIKUM|KRANKENHAUS)[ \t]+[A-ZÄÖÜ]{{3,}}\b|"
-                             rf"\b(?:{CAP}-)+(?:Spital|Klinik|Klinikum|Krankenhaus|Hospital)(?:[ \t]+{CAP})?"),
-    _rx("NAME_TITLE", rf"(?<![\w.]){TITLES}(?![\w])"),
-    _rx("NAME_DOCTOR", rf"{TITLES}[ \t]+(?P<v>{NAME}(?:[ \t]+{CAP})?)", "v"),
-    _rx("NAME_PATIENT", rf"\b(?:Herrn?|Frau|Fr\.|Hr\.|Patientin|Patienten|Patient|Pat\.|Sohn|Tochter|Ehemann|Ehefrau|Kollegin|Kollege)(?:[ \t]+(?:Kollegin|Kollege|Dr\.|Prof\.))?[ \t]+(?P<v>{CAP},[ \t]*(?!Herrn?\b|Frau\b){CAP}|{NAME})", "v"),
-    _rx("NAME_DOCTOR", rf"\b(?:Assistenzärztin|Assistenzarzt|Oberarzt|Oberärztin|Stationsarzt|Stationsärztin|Chefarzt|Chefärztin|FÄ|FA|Drs\.[^\n]{{0,20}}und)[ \t]+(?P<v>{NAME})", "v"),
-    _rx("NAME_PATIENT", rf"(?i:name|patient(?:in)?|pat\.)[ \t]*:[ \t]*(?P<v>{CAP},[ \t]*{CAP}|{NAME})", "v"),
-    _rx("NAME_PATIENT", rf"(?P<v>{CAP},[ \t]*{CAP}|{CAP}[ \t]+{CAP}(?:[ \t]+{CAP})?)[ \t,]*\(?(?:\*|geb\.|geboren)", "v"),
-    _rx("NAME_DOCTOR", rf"(?:Grüßen|Grüssen|gez\.)[ \t,]*\n+[ \t]*(?:{TITLES}[ \t]*)?(?P<v>{NAME})", "v"),
-    _rx("NAME_PATIENT", rf"(?m)^[ \t]*(?P<v>{CAP}[ \t]+{CAP})[ \t]*$(?=\n[ \t]*(?:{CAP}[ \t]+\d|Am |[A-ZÄÖÜ][a-zäöüß-]*(?:straße|str\.|gasse|weg|platz)))", "v"),
-]
 
 
 _PRESIDIO: list | None = None
@@ -146,6 +88,83 @@ def presidio_spans(text: str, skip: set[str]) -> list[Span]:
     return out
 
 
+def _is_name_word(word: str) -> bool:
+    """A capitalised word after a weak title (PD, OA) that may be a surname: no function word, medical term
+    or noun-like word ("PD Progression", "OA Visite")."""
+    return bool(word) and word not in NOT_A_NAME and not is_medical(word) and not NOUN_SUFFIX.search(word)
+
+
+def _plausible_date(text: str, before: str) -> bool:
+    """Slash/dot dates need a valid day and month and no score context ("Apgar 9/10/10", "RR 90/60", "NRS 7/10")."""
+    parts = re.split(r"[./]", text.strip())
+    if "/" in text:
+        if DATE_CUE.search(before):
+            return False
+        nums = [int(x) for x in parts if x.isdigit()]
+        if len(nums) == 3:
+            return 1 <= nums[0] <= 31 and 1 <= nums[1] <= 12
+        if len(nums) == 2:
+            return 1 <= nums[0] <= 12
+    return True
+
+
+def _keep(label: str, text: str, s: int, e: int) -> bool:
+    """Context checks on one rule match; False drops it."""
+    if label == "DATE":
+        a, b = s, e
+        while a > 0 and not text[a - 1].isspace():
+            a -= 1
+        while b < len(text) and not text[b].isspace():
+            b += 1
+        if DOSING.fullmatch(text[a:b].rstrip(".,;")):
+            return False
+        return _plausible_date(text[s:e], text[max(0, s - 30):s])
+    if label == "NAME_TITLE":
+        if not WEAK_ONLY.match(text[s:e]):
+            return True  # Dr., Prof., …: a title on its own
+        nxt = re.match(rf"[ \t]+(?:{TITLE}|(?P<w>{CAP}))", text[e:e + 60])
+        prev = re.search(rf"({CAP})[ \t]*,?[ \t]*$", text[max(0, s - 60):s])  # "László Kanyuk PhD"
+        return (bool(nxt) and (nxt.group("w") is None or _is_name_word(nxt.group("w").split("-")[0]))
+                or bool(prev) and _is_name_word(prev.group(1)))
+    if label in ("LOCATION_CITY", "LOCATION_ZIP"):  # "6700 Leuko", "5000 IE": a count before a lab/unit word
+        word = re.match(r"[\s-]*([A-Za-zÄÖÜäöüß]+)", text[e:e + 40] if label == "LOCATION_ZIP" else text[s:e])
+        return not (word and is_medical(word.group(1)))  # not NOUN_SUFFIX: "Konstanz", "Bregenz" are cities
+    if label.startswith("NAME_"):
+        words = text[s:e].replace(",", " ").split()
+        if not words or words[0] in NOT_A_NAME:
+            return False
+        before = text[max(0, s - 60):s]
+        strong = re.search(r"(?i:dr|prof|doz|prim|mag|med)\.[ \t]*$", before)
+        if re.search(rf"{WEAK_TITLE}[ \t]*$", before) and not strong:  # "OA Meier" yes, "PD Progression" no
+            return all(_is_name_word(w) for w in words if not re.fullmatch(INITIAL, w))
+        if not NAME_CUE.search(before) and (all(is_medical(w) for w in words)
+                                            or any(NOUN_SUFFIX.search(w) for w in words)):  # "Empfohlene Therapie"
+            return False
+    return True
+
+
+def _propagate_here(word: str, text: str, s: int, e: int, name_parts: set[str]) -> bool:
+    """Whether a recurrence of found string ``word`` at ``text[s:e]`` is a name (and is to be redacted).
+
+    A word that is not a German common word or medical term is redacted everywhere. "Leber", "Herz", "Kopf"
+    are redacted only where they stand as names: after Herr/Frau/a title/a first name, or before ", Vorname";
+    a frequent word that is not a medical term ("Weber", "Fischer") also wherever no article or number stands
+    before it and it heads no compound ("Weber-B-Fraktur"): for those, a missed name weighs more than a noun.
+    """
+    if " " in word or not word[:1].isalpha() or not is_lexical(word):
+        return True
+    before, after = text[max(0, s - 60):s], text[e:e + 40]
+    prev = re.search(r"([A-ZÄÖÜ][\w-]*)[ \t]+$", before)
+    if NAME_CUE.search(before) or (prev and prev.group(1) in name_parts):
+        return True
+    nxt = re.match(r",[ \t]*([A-ZÄÖÜ]\w+)", after)
+    if nxt and nxt.group(1) in name_parts:
+        return True
+    if is_medical(word) or NOUN_CUE.search(before) or re.match(r"[-:]", after):
+        return False
+    return True
+
+
 def detect(text: str, skip: set[str] | None = None, propagate: bool = True) -> list[Span]:
     """All PII spans, merged (longest first wins on overlap) and, with ``propagate``, every recurrence."""
     skip = skip or set()
@@ -155,25 +174,28 @@ def detect(text: str, skip: set[str] | None = None, propagate: bool = True) -> l
             continue
         for m in rx.finditer(text):
             s, e = m.span(group)
-            if s < 0 or e <= s:
+            if label.startswith("NAME_") and label != "NAME_TITLE":  # "Patienten Herrn Beat Wankel": from "Beat"
+                s += len(HONORIFIC_LEAD.match(text, s).group())
+            if s < 0 or e <= s or not _keep(label, text, s, e):
                 continue
-            if label.startswith("NAME_") and label != "NAME_TITLE":
-                words = text[s:e].replace(",", " ").split()
-                if not words or words[0] in NOT_A_NAME:
-                    continue
             spans.append(Span(s, e, label))
     if propagate and spans:
-        found = {text[sp.start:sp.end]: sp.label for sp in spans if sp.label not in NOT_PROPAGATED}
+        found = {text[sp.start:sp.end]: sp.label for sp in spans if sp.label not in NOT_PROPAGATED
+                 and not re.fullmatch(r"[\d.,/ -]{1,5}", text[sp.start:sp.end])}  # "11.", "21": counts elsewhere
+        name_parts: set[str] = set()
         for word_span in list(spans):
             if word_span.label.startswith("NAME_") and word_span.label != "NAME_TITLE":
                 for part in re.split(r"[ ,]+", text[word_span.start:word_span.end]):
                     if len(part) >= 3 and part[0].isupper() and part not in NOT_A_NAME:
                         found.setdefault(part, word_span.label)
+                        if not is_lexical(part):
+                            name_parts.add(part)
         for s_text, label in found.items():
             if len(s_text) < 2:
                 continue
             for m in re.finditer(rf"(?<![\w]){re.escape(s_text)}(?![\w])", text):
-                spans.append(Span(m.start(), m.end(), label))
+                if _propagate_here(s_text, text, m.start(), m.end(), name_parts):
+                    spans.append(Span(m.start(), m.end(), label))
     return merge_spans(spans)
 
 

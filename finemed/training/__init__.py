@@ -1,1 +1,0 @@
-"""Training: data packing and mixing, continual pre-training, knowledge distillation."""
