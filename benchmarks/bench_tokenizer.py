@@ -3,8 +3,9 @@
 Same input for both: the SIB-200 sentences of EN/DE/FR/IT/ES (all splits), repeated ``--repeat`` times.
 Ours is ``finemed.tokenizer.metrics.fertility_parity`` on a tokenizer from ``load_any_tokenizer`` (one batched
 encode per language, word counts, per-sentence parity); the peer is the raw library call that only encodes,
-``Tokenizer.from_file(...).encode_batch(texts)``. Timings are best of ``--rounds``, interleaved in alternating order. It also prints
-the ratio against the raw ``encode_batch_fast`` (no offsets) for reference. Prints ``ratio=<ours/peer>`` last.
+``Tokenizer.from_file(...).encode_batch(texts)``. Timings are best of ``--rounds``, interleaved in alternating
+order. It also prints the ratio against the raw ``encode_batch_fast`` (no offsets) for reference. Prints
+``ratio=<ours/peer>`` last.
 
     python benchmarks/bench_tokenizer.py [--tokenizer gpt-neox-20b] [--repeat 4] [--rounds 5]
 """

@@ -1,7 +1,7 @@
 """Does an intrinsic metric predict downstream scores? Spearman and Pearson correlation, with n.
 
 Scores come as a CSV with a ``tokenizer`` column and one or more score columns; the metric is read from a
-``metrics.json`` (``{tokenizer: {lang: {metric: x}}}``). scipy computes the coefficients and p-values.
+``tokenizer_metrics.json`` (``{tokenizer: {lang: {metric: x}}}``). scipy computes the coefficients and p-values.
 """
 
 from __future__ import annotations

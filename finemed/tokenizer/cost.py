@@ -14,13 +14,22 @@ The extra cost of tokenizer A over B on a mix with weights ``w_L`` (shares of th
 
 This is how the paper's "up to 68%" arises: an English tokenizer has a higher fertility on the other
 languages. No library ships this model (it is three lines of arithmetic), so it lives here.
+
+The ``tokenizer.cost`` stage costs the tokenizers of an eval run dir (``tokenizer_metrics.json`` +
+``details.json``) on one mix and writes ``cost.json``, ``cost.md`` and ``cost.png``.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import ClassVar, Optional
+
 from pydantic import BaseModel, Field
 
+from finemed.artifacts import atomic_write_json, atomic_write_text
 from finemed.config import FinemedError, StageConfig
+from finemed.stages import StageResult, stage
+from finemed.tokenizer.evaluate import eval_folder, read_eval
 
 
 class ModelShape(StageConfig):
@@ -50,9 +59,9 @@ def flops_per_token(shape: ModelShape, vocab_size: int, *, recompute: bool = Tru
     """Megatron's training FLOPs per token (forward + backward [+ recomputed forward])."""
     if vocab_size <= 0:
         raise FinemedError(f"vocab size must be positive, got {vocab_size}")
-    l, h, s = shape.layers, shape.hidden, shape.seq_len
+    layers, h, s = shape.layers, shape.hidden, shape.seq_len
     factor = 96 if recompute else 72
-    return factor * l * h * h * (1 + s / (6 * h) + vocab_size / (16 * l * h))
+    return factor * layers * h * h * (1 + s / (6 * h) + vocab_size / (16 * layers * h))
 
 
 def normalise_mix(mix: dict[str, float]) -> dict[str, float]:
@@ -115,7 +124,8 @@ def cost_table(metrics: dict, vocab_sizes: dict[str, int], mix: dict[str, float]
 def extra_cost(metrics: dict, vocab_sizes: dict[str, int], mix: dict[str, float], shape: ModelShape,
                tokenizer: str, baseline: str, *, recompute: bool = True) -> float:
     """Extra training FLOPs per word of ``tokenizer`` over ``baseline`` on ``mix`` (0.68 = +68%)."""
-    rows = {r.tokenizer: r for r in cost_table(metrics, vocab_sizes, mix, shape, baseline=baseline, recompute=recompute)}
+    table = cost_table(metrics, vocab_sizes, mix, shape, baseline=baseline, recompute=recompute)
+    rows = {r.tokenizer: r for r in table}
     if tokenizer not in rows:
         raise FinemedError(f"tokenizer {tokenizer!r} not in the metrics; have {', '.join(rows)}")
     return rows[tokenizer].extra_vs_baseline
@@ -128,3 +138,90 @@ def table_markdown(rows: list[CostRow], baseline: str) -> str:
         lines.append(f"| {r.tokenizer} | {r.vocab_size} | {r.fertility_mix:.3f} | {r.flops_per_token / 1e9:.3f} | "
                      f"{r.flops_per_word / 1e9:.3f} | {100 * r.extra_vs_baseline:+.1f}% |")
     return "\n".join(lines) + "\n"
+
+
+class CostSpec(StageConfig):
+    """One cost table: a language mix, a model shape, and optionally the headline pair (tokenizer vs baseline)."""
+
+    mix: dict[str, float] = Field(min_length=1)  # lang → weight (share of words)
+    model: str = "2.6b"  # a preset of PRESETS, or "custom" with layers/hidden/seq_len
+    layers: Optional[int] = None
+    hidden: Optional[int] = None
+    seq_len: Optional[int] = None
+    tokenizer: Optional[str] = None  # the headline: extra cost of this one ...
+    baseline: Optional[str] = None  # ... over this one (default: the cheapest per word)
+    recompute: bool = True
+
+    def shape(self) -> ModelShape:
+        if self.model == "custom":
+            if not (self.layers and self.hidden and self.seq_len):
+                raise FinemedError("cost model 'custom' needs layers, hidden and seq_len")
+            return ModelShape(name="custom", layers=self.layers, hidden=self.hidden, seq_len=self.seq_len)
+        base = preset(self.model)
+        return base.model_copy(update={k: v for k, v in {"layers": self.layers, "hidden": self.hidden,
+                                                           "seq_len": self.seq_len}.items() if v})
+
+
+class CostOutcome(BaseModel):
+    """One costed mix: what ``cost.json`` holds, plus the headline when the spec names a tokenizer."""
+
+    mix: dict[str, float]
+    model: dict
+    baseline: str
+    rows: list[CostRow]
+    extra: Optional[float] = None
+    headline: Optional[str] = None
+
+
+def cost_spec(spec: CostSpec, metrics: dict, vocab_sizes: dict[str, int], out_dir: Path, stem: str) -> CostOutcome:
+    """Cost ``spec`` and write ``STEM.md`` and ``STEM.png`` under ``out_dir``."""
+    from finemed.tokenizer.plots import plot_cost_table
+
+    mix, shape = normalise_mix(spec.mix), spec.shape()
+    rows = cost_table(metrics, vocab_sizes, mix, shape, baseline=spec.baseline, recompute=spec.recompute)
+    base = spec.baseline or rows[0].tokenizer
+    md = table_markdown(rows, base)
+    title = (f"{shape.name} ({shape.layers}L, h={shape.hidden}, s={shape.seq_len}) on "
+             + ", ".join(f"{k} {v:.0%}" for k, v in mix.items()))
+    atomic_write_text(out_dir / f"{stem}.md", f"{title}\n\n{md}")
+    plot_cost_table(md, out_dir / f"{stem}.png", title)
+    outcome = CostOutcome(mix=mix, model=shape.model_dump(), baseline=base, rows=rows)
+    if spec.tokenizer:
+        row = next((r for r in rows if r.tokenizer == spec.tokenizer), None)
+        if row is None:
+            raise FinemedError(f"cost tokenizer {spec.tokenizer!r} is not among {', '.join(vocab_sizes)}")
+        outcome.extra = row.extra_vs_baseline
+        outcome.headline = f"{100 * row.extra_vs_baseline:+.1f}% {spec.tokenizer} vs {base} ({', '.join(mix)})"
+    return outcome
+
+
+class CostConfig(CostSpec):
+    metrics: str  # an eval run dir (tokenizer_metrics.json + details.json), or its tokenizer_metrics.json
+
+
+class CostResult(StageResult):
+    key_metric: ClassVar[str] = "extra_cost"
+    extra_cost: Optional[str]  # e.g. "+41.3% gpt2 vs o200k_base (deu_Latn)" when a tokenizer is named
+    extra_cost_fraction: Optional[float]
+    baseline: str
+    cheapest: str
+    model: dict
+    mix: dict[str, float]
+    extra_vs_baseline: dict[str, float]  # per tokenizer
+    table: str  # cost.md
+
+
+@stage("tokenizer.cost")
+def run(cfg: CostConfig, run_dir: Path) -> CostResult:
+    """Stage entry: cost the eval run dir ``cfg.metrics`` on ``cfg.mix``; write cost.json/.md/.png."""
+    run_dir = Path(run_dir)
+    if eval_folder(Path(cfg.metrics)).resolve() == run_dir.resolve():
+        raise FinemedError(f"cost: --out {run_dir} is the eval run dir itself; write the cost to its own folder")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    metrics, details = read_eval(Path(cfg.metrics))
+    out = cost_spec(cfg, metrics, {n: d["vocab_size"] for n, d in details.items()}, run_dir, "cost")
+    atomic_write_json(run_dir / "cost.json", out.model_dump(exclude={"headline"}))
+    return CostResult(extra_cost=out.headline, extra_cost_fraction=out.extra, baseline=out.baseline,
+                      cheapest=out.rows[0].tokenizer, model=out.model, mix=out.mix,
+                      extra_vs_baseline={r.tokenizer: r.extra_vs_baseline for r in out.rows},
+                      table=str(run_dir / "cost.md"))

@@ -1,25 +1,33 @@
-"""Evaluate tokenizers on parallel data and write ``metrics.json``, ``metrics.csv`` and ``details.json``.
+"""The ``tokenizer.eval`` stage: tokenizers on parallel data → ``tokenizer_metrics.json``/``.csv``, ``details.json``.
 
-``metrics.json`` is exactly ``{tokenizer_name: {lang: {"fertility", "parity", "parity_sum", "continued_words",
-"bytes_per_token"}}}``. ``details.json`` adds, per tokenizer, its kind, source, vocab size, and per language the
-raw counts (sentences, tokens, words, bytes), vocab use and skipped parity pairs; the CSV has one row per
-(tokenizer, language) with all of it.
+``tokenizer_metrics.json`` (the eval table; the run's ``metrics.json`` is the stage Result) is exactly
+``{tokenizer_name: {lang: {"fertility", "parity", "parity_sum", "continued_words", "bytes_per_token"}}}``.
+``details.json`` adds, per tokenizer, its kind, source, vocab size, and per language the raw counts (sentences,
+tokens, words, bytes), vocab use and skipped parity pairs; the CSV has one row per (tokenizer, language).
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import json
 from pathlib import Path
-from typing import Sequence
+from typing import ClassVar, Optional, Sequence
+
+from pydantic import Field, field_validator
 
 from finemed.artifacts import atomic_write_json, atomic_write_text
-from finemed.config import FinemedError
+from finemed.config import FinemedError, StageConfig
 from finemed.data.tokenizers import AnyTokenizer, load_any_tokenizer
+from finemed.logs import progress
+from finemed.stages import StageResult, stage
 from finemed.tokenizer.metrics import METRIC_KEYS, check_words, count_language, language_metrics, parity
 from finemed.tokenizer.parallel import SIB_SPLITS, ParallelSet, load_parallel
 
 REF_LANG = "eng_Latn"
+METRICS_FILE = "tokenizer_metrics.json"  # the eval table (metrics.json is the stage Result)
+METRICS_CSV = "tokenizer_metrics.csv"
+DETAILS_FILE = "details.json"
 
 
 def load_tokenizers(specs: Sequence[str]) -> list[AnyTokenizer]:
@@ -54,7 +62,7 @@ def evaluate(tokenizers: Sequence[AnyTokenizer], data: ParallelSet, langs: Seque
     """``(metrics, details)`` for every tokenizer × language (see the module docstring)."""
     check_words(words)
     metrics, details = {}, {}
-    for tok in tokenizers:
+    for tok in progress(tokenizers, "evaluating tokenizers"):
         counts = {lang: count_language(tok, data.texts[lang], words) for lang in data.texts}
         ref = counts.get(ref_lang)
         used_all = set().union(*(c.ids for c in counts.values()))
@@ -93,11 +101,67 @@ def _fmt(x: float | None) -> str:
 
 def write_eval(metrics: dict, details: dict, out_dir: Path) -> dict[str, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {"details": out_dir / "details.json", "csv": out_dir / "metrics.csv", "metrics": out_dir / "metrics.json"}
+    paths = {"details": out_dir / DETAILS_FILE, "csv": out_dir / METRICS_CSV, "metrics": out_dir / METRICS_FILE}
     atomic_write_json(paths["details"], details)
     atomic_write_text(paths["csv"], csv_text(metrics, details))
     atomic_write_json(paths["metrics"], metrics)  # last: its presence means the eval finished
     return paths
+
+
+def eval_folder(path: Path) -> Path:
+    """The eval run dir of ``path``: the dir itself, or the folder of its ``tokenizer_metrics.json``."""
+    path = Path(path)
+    return path.parent if path.is_file() else path
+
+
+def read_eval(path: Path, *, need_details: bool = True) -> tuple[dict, dict]:
+    """``(metrics, details)`` of an eval run dir (or its ``tokenizer_metrics.json``); details ``{}`` if not needed."""
+    folder = eval_folder(path)
+    needed = [folder / METRICS_FILE] + ([folder / DETAILS_FILE] if need_details else [])
+    for p in needed:
+        if not p.is_file():
+            raise FinemedError(f"{p} is missing; run `finemed tokenizer eval --out {folder}` (or compare) first")
+    metrics = json.loads((folder / METRICS_FILE).read_text(encoding="utf-8"))
+    details = json.loads((folder / DETAILS_FILE).read_text(encoding="utf-8")) if need_details else {}
+    return metrics, details
+
+
+class EvalConfig(StageConfig):
+    tokenizers: list[str] = Field(min_length=1)  # bundled names (gpt2, smollm2, …), HF dirs, .json/.model/.tiktoken
+    parallel: str = "sib200"  # sib200 | xquad | a SIB-200-style folder | a TSV | a folder of LANG.txt
+    langs: list[str] = ["eng_Latn", "deu_Latn"]
+    splits: list[str] = list(SIB_SPLITS)
+    words: str = "whitespace"  # whitespace | punct
+    ref_lang: str = REF_LANG
+    plots: bool = True
+
+    @field_validator("words")
+    @classmethod
+    def _words(cls, v: str) -> str:
+        check_words(v)
+        return v
+
+
+class EvalResult(StageResult):
+    key_metric: ClassVar[str] = "lowest_fertility"
+    lowest_fertility: Optional[str]  # e.g. "o200k_base 1.608 (deu_Latn)": the best on the first non-reference lang
+    tokenizers: list[str]
+    fertility: dict[str, dict[str, float]]
+    parity: dict[str, dict[str, Optional[float]]]  # parity_sum per tokenizer and language
+    table: str  # the file with the full table
+
+
+def fertility_table(metrics: dict) -> dict[str, dict[str, float]]:
+    return {n: {lang: m["fertility"] for lang, m in per.items()} for n, per in metrics.items()}
+
+
+def lowest_fertility(metrics: dict, langs: Sequence[str], ref_lang: str = REF_LANG) -> str | None:
+    """``"NAME FERT (LANG)"`` for the tokenizer with the lowest fertility on the first non-reference language."""
+    lang = next((x for x in langs if x != ref_lang), langs[0] if langs else None)
+    if lang is None or not metrics:
+        return None
+    name = min(metrics, key=lambda n: metrics[n][lang]["fertility"])
+    return f"{name} {metrics[name][lang]['fertility']:.3f} ({lang})"
 
 
 def run_eval(tokenizer_specs: Sequence[str], *, parallel: str | Path | None, langs: Sequence[str], out_dir: Path,
@@ -117,10 +181,19 @@ def run_eval(tokenizer_specs: Sequence[str], *, parallel: str | Path | None, lan
     return metrics, details
 
 
+@stage("tokenizer.eval")
+def run(cfg: EvalConfig, run_dir: Path) -> EvalResult:
+    """Stage entry: fertility, parity, continued words, bytes/token and vocab use, written under ``run_dir``."""
+    metrics, _ = run_eval(cfg.tokenizers, parallel=cfg.parallel, langs=cfg.langs, out_dir=Path(run_dir),
+                          words=cfg.words, splits=cfg.splits, ref_lang=cfg.ref_lang, plots=cfg.plots)
+    return EvalResult(lowest_fertility=lowest_fertility(metrics, cfg.langs, cfg.ref_lang), tokenizers=list(metrics),
+                      fertility=fertility_table(metrics),
+                      parity={n: {lang: m["parity_sum"] for lang, m in per.items()} for n, per in metrics.items()},
+                      table=str(Path(run_dir) / METRICS_FILE))
+
+
 def sweep_info(toks: Sequence[AnyTokenizer]) -> dict[str, dict]:
     """Vocab size per tokenizer, plus corpus/algorithm/library for ones trained here (finemed_tokenizer.json)."""
-    import json
-
     info = {}
     for tok in toks:
         info[tok.name] = {"vocab_size": tok.vocab_size}

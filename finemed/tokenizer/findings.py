@@ -4,7 +4,8 @@
    same algorithm, library and size.
 2. The multilingual tokenizer needs a larger vocabulary to reach the English-only one's English fertility.
 
-Both read the trained tokenizers' records (corpus, algorithm, library, vocab size) and ``metrics.json``.
+Both read the trained tokenizers' records (corpus, algorithm, library, vocab size) and the eval table
+(``tokenizer_metrics.json``).
 """
 
 from __future__ import annotations
@@ -50,12 +51,14 @@ def vocab_to_match_english(metrics: dict, trained: list[TrainedTokenizer], en: s
 
 def findings_markdown(cmp_rows: list[dict], match_rows: list[dict], en: str, multi: str) -> str:
     lines = [f"## {en}-only vs {multi}: fertility on the other languages", "",
-             "| alg | lib | vocab | lang | fert " + en + " | fert " + multi + " | " + en + " higher |", "|---|---|---|---|---|---|---|"]
+             f"| alg | lib | vocab | lang | fert {en} | fert {multi} | {en} higher |", "|---|---|---|---|---|---|---|"]
     for r in cmp_rows:
-        lines.append(f"| {r['algorithm']} | {r['library']} | {r['vocab_size']} | {r['lang']} | {r['fertility_en_only']:.3f} "
-                     f"| {r['fertility_multi']:.3f} | {'yes' if r['en_only_higher'] else 'NO'} |")
+        lines.append(f"| {r['algorithm']} | {r['library']} | {r['vocab_size']} | {r['lang']} "
+                     f"| {r['fertility_en_only']:.3f} | {r['fertility_multi']:.3f} "
+                     f"| {'yes' if r['en_only_higher'] else 'NO'} |")
     lines += ["", f"## Vocab {multi} needs to reach {en}'s English fertility", "",
-              f"| alg | lib | {en} vocab | English fertility | {multi} vocab needed | ratio |", "|---|---|---|---|---|---|"]
+              f"| alg | lib | {en} vocab | English fertility | {multi} vocab needed | ratio |",
+              "|---|---|---|---|---|---|"]
     for r in match_rows:
         need = r["multi_vocab_needed"] or "> sweep"
         ratio = f"{r['ratio']:.1f}x" if r["ratio"] else "-"

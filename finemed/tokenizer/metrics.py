@@ -105,7 +105,8 @@ def fertility(counts: LangCounts) -> float:
 def parity(counts: LangCounts, ref: LangCounts) -> tuple[float, float, int]:
     """(mean of per-sentence ratios, ratio of sums, pairs skipped because the reference had 0 tokens)."""
     if len(counts.tokens) != len(ref.tokens):
-        raise FinemedError(f"parity needs aligned sentences: {len(counts.tokens)} vs {len(ref.tokens)} in the reference")
+        raise FinemedError(f"parity needs aligned sentences: {len(counts.tokens)} vs {len(ref.tokens)} "
+                           f"in the reference")
     ratios = [a / b for a, b in zip(counts.tokens, ref.tokens) if b > 0]
     if not ratios:
         raise FinemedError("parity is undefined: the reference sentences have no tokens")
@@ -113,7 +114,7 @@ def parity(counts: LangCounts, ref: LangCounts) -> tuple[float, float, int]:
 
 
 def language_metrics(counts: LangCounts, ref: LangCounts | None) -> dict[str, float | None]:
-    """The five per-language numbers of metrics.json (parity ``None`` without a reference language)."""
+    """The five per-language numbers of tokenizer_metrics.json (parity ``None`` without a reference language)."""
     mean_ratio, sum_ratio = (parity(counts, ref)[:2]) if ref is not None else (None, None)
     return {
         "fertility": fertility(counts),

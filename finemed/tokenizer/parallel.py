@@ -3,9 +3,9 @@
 ``load_parallel(spec, langs)`` reads
 
 - a folder laid out like ``shared/data/sib200`` (``LANG/{train,dev,test}.tsv`` with ``index_id``; ``sib200``
-  names the bundled one). Rows are aligned by ``index_id``; all chosen splits are used;
-- ``xquad`` (the bundled XQuAD contexts, de/en/es) or a folder of ``xquad.XX.json`` files, aligned by
-  article and paragraph order;
+  or ``builtin:sib200`` names the bundled one). Rows are aligned by ``index_id``; all chosen splits are used;
+- ``xquad`` or ``builtin:xquad`` (the bundled XQuAD contexts, de/en/es) or a folder of ``xquad.XX.json``
+  files, aligned by article and paragraph order;
 - a TSV file whose header names the languages (plus an optional ``id`` column), one aligned row per line;
 - a folder of ``LANG.txt`` (one sentence per line, aligned by line) or ``LANG.tsv`` (columns ``id`` and
   ``text``, aligned by id).
@@ -41,8 +41,8 @@ class ParallelSet:
 
 
 def _unknown(lang: str, available: list[str], where: str) -> FinemedError:
-    return FinemedError(f"unknown language code {lang!r} in {where}; available: {', '.join(sorted(available)) or 'none'} "
-                        f"(FLORES-200 codes such as eng_Latn, deu_Latn)")
+    return FinemedError(f"unknown language code {lang!r} in {where}; available: "
+                        f"{', '.join(sorted(available)) or 'none'} (FLORES-200 codes such as eng_Latn, deu_Latn)")
 
 
 def _check_aligned(lang: str, ids: list[str], ref_lang: str, ref_ids: list[str], where: str) -> None:
@@ -156,6 +156,8 @@ def load_parallel(spec: str | Path | None, langs: list[str], splits: tuple[str, 
     if bad:
         raise FinemedError(f"unknown split {bad[0]!r}; expected some of {', '.join(SIB_SPLITS)}")
     spec = str(spec) if spec is not None else "sib200"
+    if spec in ("builtin:sib200", "builtin:xquad"):
+        spec = spec[len("builtin:"):]
     if spec == "sib200":
         return _sib_like(bundled_path("sib200"), langs, splits)
     if spec == "xquad":

@@ -56,7 +56,8 @@ def plot_fertility_vs_vocab(metrics: dict, info: dict[str, dict], path: Path) ->
     axes[0][0].set_ylabel("fertility (tokens / word)")
     handles, labels = axes[0][0].get_legend_handles_labels()
     if handles:
-        fig.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), fontsize=7, bbox_to_anchor=(0.5, -0.2))
+        fig.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), fontsize=7,
+                   bbox_to_anchor=(0.5, -0.2))
     return _save(fig, path)
 
 

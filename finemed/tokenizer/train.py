@@ -13,20 +13,27 @@ Set-ups (the vocab size asked for *includes* the specials ``<unk> <s> </s>``):
 - ``bpe``/``unigram`` + ``sp``: SentencePiece defaults (nmt_nfkc, dummy prefix) with byte fallback
   (its 256 byte pieces count towards the vocab size).
 
-A vocab larger than the corpus allows is an error, not a silently smaller tokenizer.
+A vocab larger than the corpus allows is an error, not a silently smaller tokenizer. Both trainers stream the
+lines from an iterator (``train_from_iterator``, SentencePiece's ``sentence_iterator``); HF shows its own progress
+bar, SentencePiece logs (its own log at ``FINEMED_LOG_LEVEL=DEBUG``).
 """
 
 from __future__ import annotations
 
 import io
 import json
+import logging
+import time
 from pathlib import Path
-from typing import Iterable, Literal
+from typing import Iterable, Literal, Sized
 
 from pydantic import BaseModel
 
 from finemed.artifacts import atomic_path
 from finemed.config import FinemedError
+from finemed.logs import get_logger, progress_enabled
+
+log = get_logger(__name__)
 
 Algorithm = Literal["bpe", "unigram"]
 Library = Literal["hf", "sp"]
@@ -59,11 +66,11 @@ class VocabTooLargeError(FinemedError):
 
 
 def _too_large(vocab_size: int, got: int, what: str) -> FinemedError:
-    return VocabTooLargeError(f"vocab size {vocab_size} is larger than possible for {what}: training reached only {got} "
-                        f"tokens; lower vocab_sizes or add training text")
+    return VocabTooLargeError(f"vocab size {vocab_size} is larger than possible for {what}: training reached only "
+                              f"{got} tokens; lower vocab_sizes or add training text")
 
 
-def train_hf(lines: list[str], algorithm: Algorithm, vocab_size: int):
+def train_hf(lines: Iterable[str], algorithm: Algorithm, vocab_size: int):
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
     if algorithm == "bpe":
@@ -75,22 +82,23 @@ def train_hf(lines: list[str], algorithm: Algorithm, vocab_size: int):
             raise FinemedError(f"vocab size {vocab_size} is too small for byte-level BPE: it needs at least "
                                f"{len(alphabet) + len(SPECIALS) + 1} (256 bytes + specials + 1 merge)")
         trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIALS, initial_alphabet=alphabet,
-                                      show_progress=False)
+                                      show_progress=progress_enabled())
     else:
         tok = Tokenizer(models.Unigram())
         tok.normalizer = normalizers.NFKC()
         tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
         tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
         trainer = trainers.UnigramTrainer(vocab_size=vocab_size, special_tokens=SPECIALS, unk_token="<unk>",
-                                          show_progress=False)
-    tok.train_from_iterator(lines, trainer=trainer, length=len(lines))
+                                          show_progress=progress_enabled())
+    tok.train_from_iterator(iter(lines), trainer=trainer,
+                            length=len(lines) if isinstance(lines, Sized) else None)
     got = tok.get_vocab_size(with_added_tokens=True)
     if got < vocab_size:
         raise _too_large(vocab_size, got, f"HF {algorithm} on this corpus")
     return tok
 
 
-def train_sp(lines: list[str], algorithm: Algorithm, vocab_size: int, *, character_coverage: float = 0.9995,
+def train_sp(lines: Iterable[str], algorithm: Algorithm, vocab_size: int, *, character_coverage: float = 0.9995,
              threads: int = 2, seed_sentences: int = 1_000_000) -> bytes:
     """Train SentencePiece in memory and return the serialized ``.model``."""
     import sentencepiece as spm
@@ -101,13 +109,15 @@ def train_sp(lines: list[str], algorithm: Algorithm, vocab_size: int, *, charact
             sentence_iterator=iter(lines), model_writer=buf, vocab_size=vocab_size, model_type=algorithm,
             character_coverage=character_coverage, byte_fallback=True, num_threads=threads,
             max_sentence_length=1 << 16, input_sentence_size=seed_sentences, shuffle_input_sentence=True,
-            unk_piece="<unk>", bos_piece="<s>", eos_piece="</s>", pad_id=-1, minloglevel=2,
+            unk_piece="<unk>", bos_piece="<s>", eos_piece="</s>", pad_id=-1,
+            minloglevel=0 if log.isEnabledFor(logging.DEBUG) else 2,
         )
     except RuntimeError as err:
         msg = str(err).strip().splitlines()[-1]
         if "Vocabulary size" in msg or "vocab_size" in msg:
-            raise VocabTooLargeError(f"vocab size {vocab_size} is larger than possible for SentencePiece {algorithm} on this "
-                               f"corpus ({msg.split(') ', 1)[-1]}); lower vocab_sizes or add training text") from None
+            raise VocabTooLargeError(f"vocab size {vocab_size} is larger than possible for SentencePiece {algorithm} "
+                                     f"on this corpus ({msg.split(') ', 1)[-1]}); lower vocab_sizes or add training "
+                                     f"text") from None
         raise FinemedError(f"SentencePiece {algorithm} training failed: {msg}") from None
     return buf.getvalue()
 
@@ -149,16 +159,20 @@ def save_hf_dir(tok, out_dir: Path, *, model_bytes: bytes | None = None, meta: d
 def train_one(lines: Iterable[str], *, algorithm: Algorithm, library: Library, vocab_size: int, out_dir: Path,
               corpus: str = "", train_bytes: int = 0, character_coverage: float = 0.9995,
               threads: int = 2) -> TrainedTokenizer:
-    """Train one tokenizer on ``lines`` and save it under ``out_dir`` (HF-loadable)."""
-    import time
+    """Train one tokenizer on ``lines`` and save it under ``out_dir`` (HF-loadable).
 
-    lines = [ln for ln in lines if ln.strip()]
+    ``lines`` is streamed to the trainer; a sized re-iterable (a :class:`~finemed.tokenizer.sources.LinesFile`)
+    is read as is, anything else is first collected without its blank lines.
+    """
+    if not isinstance(lines, Sized) or isinstance(lines, (list, tuple)):
+        lines = [ln for ln in lines if ln.strip()]
     if not lines:
         raise FinemedError(f"empty corpus{' ' + corpus if corpus else ''}: no training text; check its sources")
     if algorithm not in ALG_TAG or library not in ("hf", "sp"):
         raise FinemedError(f"unknown tokenizer {algorithm}/{library}; algorithm is bpe|unigram, library hf|sp")
     start = time.perf_counter()
     model_bytes = None
+    log.debug("training %s %s, vocab %d, on %s lines", library.upper(), algorithm, vocab_size, f"{len(lines):,}")
     if library == "hf":
         tok = train_hf(lines, algorithm, vocab_size)
     else:

@@ -42,7 +42,8 @@ def test_missing_bundled_file_names_what_and_where(tmp_path, monkeypatch):
     msg = str(err.value)
     assert "xquad.de" in msg and str(tmp_path) in msg and "deepmind/xquad" in msg and "\n" not in msg
     with pytest.raises(DataMissingError, match="SIB-200 language 'xxx_Latn'"):
-        loaders.load_sib200("xxx_Latn", root=bundled_path.__globals__["REPO_ROOT"].parent / "shared" / "data" / "sib200")
+        sib_root = bundled_path.__globals__["REPO_ROOT"].parent / "shared" / "data" / "sib200"
+        loaders.load_sib200("xxx_Latn", root=sib_root)
 
 
 def test_missing_data_dir_is_one_clear_line(tmp_path):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from finemed.config import FinemedError
-from finemed.tokenizer.cost import ModelShape, cost_table, extra_cost, flops_per_token, parse_mix
+from finemed.tokenizer.cost import ModelShape, cost_table, extra_cost, flops_per_token, parse_mix, preset
 
 
 def test_formula_hand_computed():
@@ -47,3 +47,14 @@ def test_cost_bad_input():
         parse_mix("eng_Latn=x")
     with pytest.raises(FinemedError, match="baseline tokenizer 'gpt2' not in the metrics"):
         cost_table(metrics, {"en": 64}, {"eng_Latn": 1.0}, shape, baseline="gpt2")
+
+
+def test_cost_spec_shapes():
+    from finemed.tokenizer.cost import CostSpec
+
+    assert CostSpec(mix={"deu_Latn": 1}, model="smollm2").shape() == preset("smollm2")
+    assert CostSpec(mix={"deu_Latn": 1}, model="7b", seq_len=2048).shape().seq_len == 2048
+    custom = CostSpec(mix={"deu_Latn": 1}, model="custom", layers=2, hidden=4, seq_len=12).shape()
+    assert flops_per_token(custom, 64) == 6144
+    with pytest.raises(FinemedError, match="needs layers, hidden and seq_len"):
+        CostSpec(mix={"deu_Latn": 1}, model="custom", layers=2).shape()

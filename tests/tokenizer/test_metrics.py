@@ -7,8 +7,16 @@ import pytest
 from finemed.config import FinemedError
 from finemed.data.tokenizers import load_any_tokenizer
 from finemed.tokenizer.evaluate import evaluate
-from finemed.tokenizer.metrics import (count_language, count_words, fertility, fertility_parity, language_metrics,
-                                       parity, tokens_per_word, word_spans)
+from finemed.tokenizer.metrics import (
+    count_language,
+    count_words,
+    fertility,
+    fertility_parity,
+    language_metrics,
+    parity,
+    tokens_per_word,
+    word_spans,
+)
 from finemed.tokenizer.parallel import ParallelSet
 
 EN = ["the cat", "a dog runs"]  # chunk3: the|cat = 2 ; a|dog|run s = 4 → 6 tokens, 5 words

@@ -27,6 +27,11 @@ def test_bundled_xquad_contexts():
     assert len(data) == 240
 
 
+def test_builtin_prefix_names_the_bundled_sets():
+    assert load_parallel("builtin:xquad", ["deu_Latn"]).texts == load_parallel("xquad", ["deu_Latn"]).texts
+    assert len(load_parallel("builtin:sib200", ["deu_Latn"], ("dev",))) == 99
+
+
 def test_unknown_language_code():
     with pytest.raises(FinemedError, match=r"unknown language code 'xx_Latn'.*available: .*deu_Latn"):
         load_parallel("sib200", ["eng_Latn", "xx_Latn"])

@@ -9,14 +9,14 @@ import pytest
 from finemed.config import FinemedError
 from finemed.data.loaders import load_sib200
 from finemed.data.tokenizers import load_any_tokenizer
-from finemed.tokenizer.sources import language_texts, training_lines
+from finemed.tokenizer.sources import LinesFile, language_texts, training_lines
 from finemed.tokenizer.sweep import CorpusSpec, SweepConfig, run_sweep
 from finemed.tokenizer.train import SPECIALS, tokenizer_name, train_one
 
 
 @pytest.fixture(scope="module")
 def lines():
-    texts, used = language_texts(["sib200:eng_Latn", "sib200:deu_Latn"], 60_000)
+    texts, used = language_texts(["builtin:sib200.eng_Latn", "builtin:sib200.deu_Latn"], 60_000)
     assert used <= 60_000 and used > 59_000
     return list(training_lines(texts))
 
@@ -64,21 +64,35 @@ def test_empty_corpus(tmp_path):
 def test_sources_and_budget(tmp_path):
     jsonl = tmp_path / "c.jsonl"
     jsonl.write_text("\n".join(json.dumps({"text": f"Satz {i} über Ärzte."}) for i in range(100)), encoding="utf-8")
-    texts, used = language_texts([str(jsonl), "fortunes_de"], 200)
+    texts, used = language_texts([str(jsonl), "builtin:fortunes_de"], 200)
     # round-robin: one text from each source in turn; the last one is cut to the budget
     assert texts[0] == "Satz 0 über Ärzte." and texts[1].startswith("Ein Mathematikprofessor")
     assert used == sum(len(t.encode("utf-8")) for t in texts) and 195 <= used <= 200
     with pytest.raises(FinemedError, match="no 'body' field"):
         language_texts([f"{jsonl}#body"], 100)
-    with pytest.raises(FinemedError, match="not a bundled source"):
+    with pytest.raises(FinemedError, match="no such file or folder"):
         language_texts([str(tmp_path / "missing.txt")], 100)
+    with pytest.raises(FinemedError, match="unknown bundled text set"):
+        language_texts(["builtin:xquad_de"], 100)  # old names are gone
+    # .txt: one text per blank-line-separated block, as everywhere in finemed
+    txt = tmp_path / "notes.txt"
+    txt.write_text("Erste Zeile\nzweite Zeile\n\nDritter Text\n", encoding="utf-8")
+    texts, _ = language_texts([str(txt)], 1000)
+    assert texts == ["Erste Zeile\nzweite Zeile", "Dritter Text"]
+    assert list(training_lines(texts)) == ["Erste Zeile", "zweite Zeile", "Dritter Text"]
+    # the sources the recipes name: questions and contexts of XQuAD, SIB-200 splits
+    q, _ = language_texts(["builtin:xquad.de#question"], 10_000)
+    c, _ = language_texts(["builtin:xquad.de"], 10_000)
+    assert q[0].endswith("?") and len(c[0]) > len(q[0])
+    dev, _ = language_texts(["builtin:sib200.deu_Latn@dev"], 10**6)
+    assert len(dev) == 99
 
 
 def test_sweep_names_and_files(tmp_path):
     cfg = SweepConfig(vocab_sizes=[400, 600], algorithms=["bpe"], libraries=["hf", "sp"],
                       corpora=[CorpusSpec(name="DE", total_bytes=30_000,
-                                          languages={"deu_Latn": {"sources": ["sib200:deu_Latn"]}})])
-    result = run_sweep(cfg, tmp_path, log=lambda *_: None)
+                                          languages={"deu_Latn": {"sources": ["builtin:sib200.deu_Latn"]}})])
+    result = run_sweep(cfg, tmp_path)
     assert [t.name for t in result.tokenizers] == ["DE-BPE-HF-0.4", "DE-BPE-HF-0.6", "DE-BPE-SP-0.4", "DE-BPE-SP-0.6"]
     assert 29_000 < result.corpora["DE"]["deu_Latn"] <= 30_000
     assert (tmp_path / "DE-BPE-SP-0.6" / "tokenizer.model").is_file()
@@ -88,14 +102,15 @@ def test_sweep_names_and_files(tmp_path):
 
 
 def test_sweep_skips_impossible_vocab_when_asked(tmp_path):
-    corpus = CorpusSpec(name="S", total_bytes=3_000, languages={"deu_Latn": {"sources": ["sib200:deu_Latn"]}})
+    corpus = CorpusSpec(name="S", total_bytes=3_000, languages={"deu_Latn": {"sources": ["builtin:sib200.deu_Latn"]}})
     cfg = SweepConfig(vocab_sizes=[400, 40_000], algorithms=["bpe"], libraries=["sp"], corpora=[corpus])
     with pytest.raises(FinemedError, match="vocab size 40000 is larger than possible"):
-        run_sweep(cfg, tmp_path / "strict", log=lambda *_: None)
+        run_sweep(cfg, tmp_path / "strict")
     cfg = cfg.model_copy(update={"skip_impossible": True})
-    result = run_sweep(cfg, tmp_path / "lenient", log=lambda *_: None)
+    result = run_sweep(cfg, tmp_path / "lenient")
     assert [t.name for t in result.tokenizers] == ["S-BPE-SP-0.4"]
-    assert [s["name"] for s in result.skipped] == ["S-BPE-SP-40"] and "larger than possible" in result.skipped[0]["reason"]
+    assert [s["name"] for s in result.skipped] == ["S-BPE-SP-40"]
+    assert "larger than possible" in result.skipped[0]["reason"]
 
 
 def test_parquet_folder_source_like_the_corpus_stage(tmp_path):
@@ -111,3 +126,28 @@ def test_parquet_folder_source_like_the_corpus_stage(tmp_path):
     texts, used = language_texts([str(tmp_path / "corpus")], 10_000)
     assert texts == ["Der Patient hat Fieber.", "Die Ärztin misst den Blutdruck."]
     assert used == sum(len(t.encode("utf-8")) for t in texts)
+
+
+def test_lines_file_streams_the_same_lines(tmp_path):
+    lines = LinesFile(tmp_path / "l.txt")
+    lines.extend(["Der Patient.", "  ", "Zeile mit\nUmbruch"])
+    assert len(lines) == 2 and lines.n_bytes == len("Der Patient.Zeile mit Umbruch".encode())
+    assert list(lines) == list(lines) == ["Der Patient.", "Zeile mit Umbruch"]  # re-iterable
+    lines.remove()
+    assert list(lines) == [] and not (tmp_path / "l.txt").exists()
+
+
+def test_train_one_streams_a_lines_file(lines, tmp_path):
+    stream = LinesFile(tmp_path / "lines.txt")
+    stream.extend(lines)
+    from_file = train_one(stream, algorithm="bpe", library="hf", vocab_size=600, out_dir=tmp_path / "a")
+    from_list = train_one(lines, algorithm="bpe", library="hf", vocab_size=600, out_dir=tmp_path / "b")
+    assert from_file.train_bytes == from_list.train_bytes
+    assert (tmp_path / "a" / "tokenizer.json").read_text() == (tmp_path / "b" / "tokenizer.json").read_text()
+
+
+def test_budgets_default_per_language():
+    corpus = CorpusSpec(languages={"deu_Latn": {"sources": ["x"]}, "eng_Latn": {"sources": ["y"], "weight": 3}},
+                        bytes_per_language=1000)
+    assert corpus.name == "CUSTOM" and corpus.budgets() == {"deu_Latn": 500, "eng_Latn": 1500}
+    assert CorpusSpec(languages={"deu_Latn": {"sources": ["x"]}}, total_bytes=700).budgets() == {"deu_Latn": 700}
