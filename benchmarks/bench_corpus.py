@@ -67,8 +67,8 @@ def run_ours(inp: Path, out: Path, clf: Path, workers: int) -> tuple[float, dict
 
 
 def fasttext_rate(clf: Path, inp: Path) -> float:
-    from finemed.corpus.domain import load_scorer
-    from finemed.corpus.readers import read_rows
+    from finemed.corpus.rows import read_rows
+    from finemed.corpus.scorers import load_scorer
 
     texts = [r["text"] for r in read_rows(inp, columns=["text"])][:10000]
     scorer = load_scorer(clf)
@@ -84,9 +84,9 @@ def cascade_share(clf: Path, inp: Path, prefilter_recall: float = 0.98) -> tuple
     import numpy as np
 
     from finemed.corpus.classifier_eval import recall_threshold, split_by_source
-    from finemed.corpus.domain import load_scorer
-    from finemed.corpus.readers import read_rows
+    from finemed.corpus.rows import read_rows
     from finemed.corpus.sample_input import default_dev_input
+    from finemed.corpus.scorers import load_scorer
 
     scorer = load_scorer(clf)
     dev = [r for r in read_rows(default_dev_input()) if r.get("medical") in (0, 1)]

@@ -1,4 +1,4 @@
-"""Small datatrove glue steps: a length guard, a sampling exclusion writer and the FineWeb2 writer.
+"""Small datatrove glue steps: a length guard, PII as a step, a sampling exclusion writer and the writers.
 
 - :class:`DocLengthFilter` drops docs over ``max_chars`` (reason ``too_long``) before any
   tokenizer sees them: spaCy refuses texts over 1M characters and a 5 MB doc would stall a worker.
@@ -8,6 +8,8 @@
   ``domain_score``, ``lid_language``, ``lid_score``, ``pii_count`` and ``pii_labels``; every other
   metadata key (e.g. the dev input's ``source``) goes into one JSON ``meta`` column, so the schema
   is fixed whatever the input carries.
+
+Steps ``length`` (``pipeline.max_doc_chars``) and ``pii`` (``pipeline.pii``; :mod:`finemed.corpus.pii`).
 """
 
 from __future__ import annotations
@@ -19,10 +21,12 @@ from datatrove.data import Document
 from datatrove.pipeline.filters.base_filter import BaseFilter
 from datatrove.pipeline.writers import JsonlWriter, ParquetWriter
 
+from finemed.corpus.pii import PiiRedactor
+from finemed.corpus.registry import BlockContext, block, section
+
 FINEWEB2_STR = ("dump", "url", "date", "file_path", "language", "language_script", "top_langs")
 FINEWEB2_FLOAT = ("language_score",)
 FINEWEB2_INT = ("minhash_cluster_size",)
-ADDED = ("domain_score", "lid_language", "lid_score", "pii_count", "pii_labels")
 
 
 class DocLengthFilter(BaseFilter):
@@ -40,6 +44,17 @@ class DocLengthFilter(BaseFilter):
         if n < self.min_chars or not doc.text.strip():
             return False, "empty"
         return True
+
+
+@block("length")
+def length_guard(ctx: BlockContext, max_chars: int | None = None) -> DocLengthFilter:
+    return DocLengthFilter(max_chars or ctx.pipeline.max_doc_chars, exclusion_writer=ctx.exclusion_writer("length"))
+
+
+@block("pii")
+def pii_redactor(ctx: BlockContext, **params) -> PiiRedactor | None:
+    cfg = section(ctx.pipeline.pii, params)
+    return PiiRedactor(cfg) if cfg.enabled else None
 
 
 class SampledJsonlWriter(JsonlWriter):
@@ -97,3 +112,8 @@ def fineweb2_schema():
 def fineweb2_writer(output_folder: str, filename: str = "${rank}.parquet") -> ParquetWriter:
     return ParquetWriter(output_folder, output_filename=filename, adapter=_fineweb2_adapter,
                          schema=fineweb2_schema())
+
+
+def intermediate_writer(folder: str) -> JsonlWriter:
+    """jsonl between the chain's stages: schema-free, whatever metadata the input carries."""
+    return JsonlWriter(folder, output_filename="${rank}.jsonl", compression=None)

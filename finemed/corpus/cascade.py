@@ -1,74 +1,78 @@
-"""Cascade: a fastText prefilter with a recall-oriented threshold, the transformer only on survivors.
+"""Stage ``corpus.cascade``: a fastText prefilter with a recall-oriented threshold, the transformer on survivors.
 
 The prefilter threshold is the highest one that keeps ``prefilter_recall`` of the positives of the
 valid split. Docs under it score 0; the rest get the transformer's score, compared against the
-transformer's own tuned threshold. ``build_cascade`` reports on the test split the share of docs
-that reach the transformer and the cascade's recall relative to transformer-only.
+transformer's own tuned threshold. Reported on the test split: the share of docs that reach the
+transformer and the cascade's recall relative to transformer-only. Writes ``classifier.json``
+(kind ``cascade``), usable as ``classifier`` of ``corpus.build``; the scorer is
+:class:`finemed.corpus.scorers.CascadeScorer`.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
+from pydantic import Field
 
-from finemed.artifacts import atomic_write_json, read_json
-from finemed.corpus.classifier_eval import prf_at, recall_threshold, split_by_source
-from finemed.corpus.domain import CLASSIFIER_JSON, load_scorer
-
-
-class CascadeScorer:
-    def __init__(self, fasttext_dir: str, transformer_dir: str, prefilter_threshold: float):
-        self.fasttext_dir, self.transformer_dir = fasttext_dir, transformer_dir
-        self.prefilter_threshold = prefilter_threshold
-        self._ft = self._tr = None
-        self.reached = 0
-        self.seen = 0
-
-    @classmethod
-    def from_meta(cls, clf_dir: Path, meta: dict) -> "CascadeScorer":
-        return cls(meta["fasttext_dir"], meta["transformer_dir"], meta["prefilter_threshold"])
-
-    def score(self, texts: list[str]) -> np.ndarray:
-        if self._ft is None:
-            self._ft, self._tr = load_scorer(self.fasttext_dir), load_scorer(self.transformer_dir)
-        ft = self._ft.score(texts)
-        out = np.zeros(len(texts))
-        idx = np.where(ft >= self.prefilter_threshold)[0]
-        if len(idx):
-            out[idx] = self._tr.score([texts[i] for i in idx])
-        self.seen += len(texts)
-        self.reached += len(idx)
-        return out
-
-    def __getstate__(self):
-        return {**self.__dict__, "_ft": None, "_tr": None}
+from finemed.artifacts import atomic_write_json
+from finemed.config import StageConfig
+from finemed.corpus.classifier_eval import Prf, prf_at, recall_threshold, split_by_source
+from finemed.corpus.rows import read_rows
+from finemed.corpus.sample_input import default_dev_input
+from finemed.corpus.scorers import CLASSIFIER_JSON, CascadeScorer, classifier_threshold, load_scorer
+from finemed.runtime import Device, DType
+from finemed.stages import StageResult, stage
 
 
-def build_cascade(input_path: str, fasttext_dir: Path, transformer_dir: Path, out: Path,
-                  prefilter_recall: float = 0.98, label_field: str = "medical", seed: int = 0) -> dict:
-    from finemed.corpus.readers import read_rows
+class CascadeConfig(StageConfig):
+    fasttext: str  # a fastText train-classifier dir
+    transformer: str  # a transformer train-classifier dir
+    input: str | None = None  # labelled input for the valid/test splits; None: the dev input
+    prefilter_recall: float = Field(0.98, gt=0, le=1)  # recall of the valid positives the prefilter must keep
+    label_field: str = "medical"
+    seed: int = 0
+    device: Device = "auto"
+    dtype: DType = "auto"
 
-    rows = [r for r in read_rows(input_path) if r.get(label_field) in (0, 1) and str(r.get("text") or "").strip()]
-    sp = split_by_source(rows, seed=seed)
-    ft, tr = load_scorer(fasttext_dir), load_scorer(transformer_dir)
-    yv = np.array([r[label_field] for r in sp["valid"]])
-    t_pre = recall_threshold(yv, ft.score([r["text"] for r in sp["valid"]]), prefilter_recall)
-    t_tr = float(read_json(Path(transformer_dir) / CLASSIFIER_JSON)["threshold"])
+
+class CascadeResult(StageResult):
+    key_metric: ClassVar[str] = "recall_relative_to_transformer"
+    threshold: float
+    prefilter_threshold: float
+    share_to_transformer: float
+    recall_relative_to_transformer: float
+    test_cascade: Prf
+    test_transformer_only: Prf
+    classifier: str
+
+
+@stage("corpus.cascade")
+def run(cfg: CascadeConfig, run_dir: Path) -> CascadeResult:
+    source = cfg.input or str(default_dev_input())
+    rows = [r for r in read_rows(source) if r.get(cfg.label_field) in (0, 1) and str(r.get("text") or "").strip()]
+    sp = split_by_source(rows, seed=cfg.seed)
+    ft, tr = load_scorer(cfg.fasttext), load_scorer(cfg.transformer, cfg.device, cfg.dtype)
+    yv = np.array([r[cfg.label_field] for r in sp["valid"]])
+    t_pre = recall_threshold(yv, ft.score([r["text"] for r in sp["valid"]]), cfg.prefilter_recall)
+    t_tr = classifier_threshold(cfg.transformer)
     texts = [r["text"] for r in sp["test"]]
-    y = np.array([r[label_field] for r in sp["test"]])
-    tr_only = tr.score(texts)
-    cascade = CascadeScorer(str(fasttext_dir), str(transformer_dir), t_pre)
-    cs = cascade.score(texts)
+    y = np.array([r[cfg.label_field] for r in sp["test"]])
+    tr_only = tr.score(texts, progress="transformer on test")
+    cascade = CascadeScorer(cfg.fasttext, cfg.transformer, t_pre, device=cfg.device, dtype=cfg.dtype)
+    cs = cascade.score(texts, progress="cascade on test")
     found_tr = (tr_only >= t_tr) & (y == 1)
     found_cs = (cs >= t_tr) & (y == 1)
-    meta = {"kind": "cascade", "threshold": t_tr, "prefilter_threshold": t_pre, "prefilter_recall_target": prefilter_recall,
-            "fasttext_dir": str(fasttext_dir), "transformer_dir": str(transformer_dir),
-            "share_to_transformer": round(cascade.reached / max(1, cascade.seen), 4),
-            "recall_relative_to_transformer": round(found_cs.sum() / max(1, found_tr.sum()), 4),
-            "test_cascade": prf_at(y, cs, t_tr).model_dump(), "test_transformer_only": prf_at(y, tr_only, t_tr).model_dump()}
-    out = Path(out)
+    out = Path(run_dir)
+    res = CascadeResult(threshold=t_tr, prefilter_threshold=t_pre,
+                        share_to_transformer=round(cascade.reached / max(1, cascade.seen), 4),
+                        recall_relative_to_transformer=round(float(found_cs.sum() / max(1, found_tr.sum())), 4),
+                        test_cascade=prf_at(y, cs, t_tr), test_transformer_only=prf_at(y, tr_only, t_tr),
+                        classifier=str(out))
+    meta = {"kind": "cascade", **res.model_dump(mode="json", exclude={"classifier"}),
+            "prefilter_recall_target": cfg.prefilter_recall, "fasttext_dir": str(cfg.fasttext),
+            "transformer_dir": str(cfg.transformer)}
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / "metrics.json", meta)
     atomic_write_json(out / CLASSIFIER_JSON, meta)
-    return meta
+    return res

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 from pydantic import BaseModel
-from sklearn.metrics import precision_recall_curve
+
+from finemed.artifacts import atomic_path
 
 
 class Prf(BaseModel):
@@ -66,6 +67,8 @@ def prf_at(y: np.ndarray, scores: np.ndarray, threshold: float) -> Prf:
 
 def tune_threshold(y: np.ndarray, scores: np.ndarray, target_precision: float) -> float:
     """Lowest threshold whose precision is ≥ target (max recall); the max-precision one if none is."""
+    from sklearn.metrics import precision_recall_curve
+
     prec, _rec, thr = precision_recall_curve(y, scores)
     ok = np.where(prec[:-1] >= target_precision)[0]
     if len(ok):
@@ -88,8 +91,7 @@ def plot_pr_curve(curves: dict[str, tuple[np.ndarray, np.ndarray]], points: dict
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from finemed.artifacts import atomic_path
+    from sklearn.metrics import precision_recall_curve
 
     fig, ax = plt.subplots(figsize=(5.5, 4.5))
     for name, (y, s) in curves.items():

@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel
 
+from finemed.artifacts import atomic_path
+
 _WS = re.compile(r"\s+")
 
 
@@ -36,8 +38,6 @@ def normalize(text: str, max_chars: int = 4000) -> str:
 def train_fasttext(texts: list[str], labels: list[int], out: Path, params: FastTextParams | None = None) -> Path:
     """Train on (text, 0/1) pairs and save ``out`` (a .bin file, written atomically)."""
     import fasttext
-
-    from finemed.artifacts import atomic_path
 
     params = params or FastTextParams()
     with tempfile.NamedTemporaryFile("w", suffix=".txt", encoding="utf-8", delete=False) as fh:
@@ -71,7 +71,8 @@ class FastTextScorer:
             self._model = fasttext.load_model(self.model_path)
         return self._model
 
-    def score(self, texts: list[str]) -> np.ndarray:
+    def score(self, texts: list[str], progress: str | None = None) -> np.ndarray:
+        """P(medical) per text (``progress``: accepted for the scorer interface; fastText needs no bar)."""
         if not texts:
             return np.zeros(0)
         labels, probs = self.model.predict([normalize(t, self.max_chars) for t in texts], k=2)

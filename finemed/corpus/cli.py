@@ -1,130 +1,108 @@
-"""``finemed corpus ...``: thin commands over the corpus stage (parse, load config, call)."""
+"""``finemed corpus ...``: one thin command per corpus stage (``-c/--set/--out/--force`` plus a few flags)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Optional
 
 import typer
 
+from finemed.artifacts import read_json
+from finemed.corpus.build import format_funnel
+from finemed.stage_cli import CONFIG, FORCE, OUT, SET, echo_json, run_command
+
 app = typer.Typer(help="Build a domain corpus from FineWeb2-style shards (datatrove).", no_args_is_help=True)
 
 
 @app.command("sample-input")
-def sample_input(out: Path = typer.Option(..., "--out", help="Output dir for the dev parquet shards"),
-                 shards: int = typer.Option(4, help="Number of parquet shards"),
-                 seed: int = typer.Option(0, help="Shuffle seed")):
-    """Write the FineWeb2-schema dev input mixed from the bundled texts."""
-    from finemed.corpus.sample_input import write_sample_input
-
-    typer.echo(json.dumps(write_sample_input(out, shards=shards, seed=seed)))
+def sample_input(config: Optional[Path] = CONFIG, set_: Optional[list[str]] = SET, out: Path = OUT,
+                 force: bool = FORCE,
+                 shards: Optional[int] = typer.Option(None, help="Number of parquet shards"),
+                 seed: Optional[int] = typer.Option(None, help="Shuffle seed")):
+    """Write the FineWeb2-schema dev input mixed from the bundled texts (OUT/data/*.parquet)."""
+    res = run_command("corpus.sample_input", config, set_, out, flags={"shards": shards, "seed": seed}, force=force)
+    echo_json(res)
 
 
 @app.command("build")
-def build(input: Optional[str] = typer.Option(None, "--input", help="FineWeb2-schema parquet/jsonl file or dir (default: dev input)"),
-          out: Path = typer.Option(..., "--out", help="Output dir"),
-          config: Optional[Path] = typer.Option(None, "--config", help="YAML with CorpusBuildConfig keys"),
-          classifier: Optional[str] = typer.Option(None, "--classifier", help="train-classifier dir (default: cached fastText)"),
+def build(config: Optional[Path] = CONFIG, set_: Optional[list[str]] = SET, out: Path = OUT, force: bool = FORCE,
+          input: Optional[str] = typer.Option(None, "--input", help="FineWeb2-schema parquet/jsonl file or dir"),
+          classifier: Optional[str] = typer.Option(None, "--classifier", help="train-classifier dir"),
           executor: Optional[str] = typer.Option(None, "--executor", help="local | ray | slurm (emit scripts)"),
-          workers: Optional[int] = typer.Option(None, "--workers", help="Parallel workers"),
-          set_: Optional[list[str]] = typer.Option(None, "--set", help="Override: key.sub=value")):
-    """Run the whole chain: LID, domain score, quality, MinHash, PII, FineWeb2 parquet + stats."""
-    from finemed.config import load_config
-    from finemed.corpus.build import CorpusBuildConfig, format_funnel, run
-
-    overrides = list(set_ or [])
-    for key, val in (("input", input), ("classifier", classifier), ("executor.kind", executor), ("executor.workers", workers)):
-        if val is not None:
-            overrides.append(f"{key}={val}")
-    cfg = load_config(CorpusBuildConfig, config, overrides)
-    res = run(cfg, out)
-    if cfg.executor.kind == "slurm":
-        typer.echo(f"slurm scripts written to {res.stats}; submit with {res.stats}/submit.sh")
+          workers: Optional[int] = typer.Option(None, "--workers", help="Parallel workers")):
+    """Run the chain (pipeline.steps: LID, domain score, quality, MinHash, PII), FineWeb2 parquet + stats."""
+    res = run_command("corpus.build", config, set_, out, force=force, flags={
+        "input": input, "classifier": classifier, "executor.kind": executor, "executor.workers": workers})
+    if res.get("slurm"):
+        typer.echo(f"slurm scripts written to {res['slurm']}; submit with {res['slurm']}/submit.sh")
         return
-    from finemed.artifacts import read_json
-
     typer.echo(format_funnel(read_json(out / "stats.json")))
-    typer.echo(f"kept={res.kept} output={res.output}")
+    typer.echo(f"kept={res['kept']} output={res['output']}")
 
 
 @app.command("train-classifier")
-def train_classifier(input: Optional[str] = typer.Option(None, "--input", help="Labelled parquet/jsonl (default: dev input)"),
-                     out: Path = typer.Option(..., "--out"),
-                     kind: str = typer.Option("fasttext", help="fasttext | transformer"),
+def train_classifier(config: Optional[Path] = CONFIG, set_: Optional[list[str]] = SET, out: Path = OUT,
+                     force: bool = FORCE,
+                     input: Optional[str] = typer.Option(None, "--input", help="Labelled parquet/jsonl"),
+                     kind: Optional[str] = typer.Option(None, help="fasttext | transformer"),
                      labels: Optional[str] = typer.Option(None, help="annotate labels.jsonl (id, label)"),
-                     target_precision: float = typer.Option(0.95, help="Tune the threshold for this precision"),
-                     base_model: Optional[str] = typer.Option(None, help="transformer base model (default xlm-roberta-base)"),
-                     set_: Optional[list[str]] = typer.Option(None, "--set", help="Override: key=value")):
+                     target_precision: Optional[float] = typer.Option(None, help="Tune the threshold for this"),
+                     base_model: Optional[str] = typer.Option(None, help="transformer base model dir or hub id")):
     """Train the domain classifier; tune its threshold on a held-out split; P/R/F1 + PR curve."""
-    from finemed.config import load_config
-    from finemed.corpus.sample_input import default_dev_input
-    from finemed.corpus.train_classifier import TrainClassifierConfig
-    from finemed.corpus.train_classifier import train_classifier as train
-
-    base = {"input": input or str(default_dev_input()), "kind": kind, "labels": labels, "target_precision": target_precision}
-    if base_model:
-        base["base_model"] = base_model
-    cfg = load_config(TrainClassifierConfig, None, set_, base=base)
-    meta = train(cfg, out)
-    typer.echo(f"threshold={meta['threshold']:.4f} test: " + json.dumps(meta["test"]))
-
-
-@app.command("pii-eval")
-def pii_eval(input: Optional[Path] = typer.Option(None, "--input", help="GraSCCo jsonl (default: bundled)"),
-             out: Path = typer.Option(..., "--out")):
-    """Score the German de-identifier on GraSCCo PHI spans; writes DIR/pii_eval.json."""
-    from finemed.corpus.pii_eval import run_pii_eval
-
-    res = run_pii_eval(input, out)
-    typer.echo(f"{'label':<24}{'precision':>10}{'recall':>8}{'support':>9}")
-    for label, v in res["per_label"].items():
-        p = "-" if v["precision"] is None else f"{v['precision']:.3f}"
-        r = "-" if v["recall"] is None else f"{v['recall']:.3f}"
-        typer.echo(f"{label:<24}{p:>10}{r:>8}{v['support']:>9}")
-    typer.echo(f"micro: {res['micro']}  groups: {res['groups']}  leaks: {res['leaks']}")
-
-
-@app.command("quality-report")
-def quality_report(input: Optional[str] = typer.Option(None, "--input", help="Dev-input parquet dir (default: dev input)"),
-                   out: Path = typer.Option(..., "--out"),
-                   classifier: Optional[str] = typer.Option(None, "--classifier")):
-    """Per filter and setting, the survival of medical positives and negatives, with dropped examples."""
-    from finemed.corpus.quality_report import run_quality_report
-
-    res = run_quality_report(input, out, classifier)
-    for setting, filters in res["survival"].items():
-        for name, v in filters.items():
-            typer.echo(f"{setting:<13} {name:<9} medical {v['medical']:.3f}  german_other {v['german_other']:.3f}")
-
-
-@app.command("annotate")
-def annotate_cmd(input: Optional[str] = typer.Option(None, "--input", help="Parquet/jsonl to sample (default: dev input)"),
-                 llm: str = typer.Option(..., "--llm", help='"http://127.0.0.1:PORT/v1#MODEL" or "local:PATH"'),
-                 out: Path = typer.Option(..., "--out"),
-                 sample: int = typer.Option(200, help="Docs to label"),
-                 template: str = typer.Option("de", help="de | en | a custom template with {text}"),
-                 human_labels: Optional[str] = typer.Option(None, help="jsonl with id,label for judge P/R/F1"),
-                 label_field: Optional[str] = typer.Option(None, help="or an input column with gold labels")):
-    """Label sampled docs medical/not with a zero-shot LLM (cached verdicts); judge P/R/F1 with CI."""
-    from finemed.corpus.annotate import AnnotateConfig, annotate
-    from finemed.corpus.sample_input import default_dev_input
-
-    cfg = AnnotateConfig(input=input or str(default_dev_input()), llm=llm, sample=sample, template=template,
-                         human_labels=human_labels, label_field=label_field)
-    typer.echo(json.dumps(annotate(cfg, out), indent=1))
+    res = run_command("corpus.train_classifier", config, set_, out, force=force, flags={
+        "input": input, "kind": kind, "labels": labels, "target_precision": target_precision,
+        "base_model": base_model})
+    typer.echo(f"{res['kind']}: threshold={res['threshold']:.4f} test: {res['test']}")
 
 
 @app.command("cascade")
-def cascade_cmd(fasttext: Path = typer.Option(..., "--fasttext", help="fastText classifier dir"),
-                transformer: Path = typer.Option(..., "--transformer", help="transformer classifier dir"),
-                out: Path = typer.Option(..., "--out"),
-                input: Optional[str] = typer.Option(None, "--input", help="Labelled input (default: dev input)"),
-                prefilter_recall: float = typer.Option(0.98, help="Recall the fastText prefilter must keep")):
+def cascade_cmd(config: Optional[Path] = CONFIG, set_: Optional[list[str]] = SET, out: Path = OUT,
+                force: bool = FORCE,
+                fasttext: Optional[str] = typer.Option(None, "--fasttext", help="fastText classifier dir"),
+                transformer: Optional[str] = typer.Option(None, "--transformer", help="transformer classifier dir"),
+                input: Optional[str] = typer.Option(None, "--input", help="Labelled input"),
+                prefilter_recall: Optional[float] = typer.Option(None, help="Recall the prefilter must keep")):
     """Build a fastText→transformer cascade; report the share reaching the transformer and relative recall."""
-    from finemed.corpus.cascade import build_cascade
-    from finemed.corpus.sample_input import default_dev_input
+    res = run_command("corpus.cascade", config, set_, out, force=force, flags={
+        "fasttext": fasttext, "transformer": transformer, "input": input, "prefilter_recall": prefilter_recall})
+    echo_json({k: res[k] for k in ("share_to_transformer", "recall_relative_to_transformer", "test_cascade",
+                                   "test_transformer_only")})
 
-    meta = build_cascade(input or str(default_dev_input()), fasttext, transformer, out, prefilter_recall)
-    typer.echo(json.dumps({k: meta[k] for k in ("share_to_transformer", "recall_relative_to_transformer",
-                                                 "test_cascade", "test_transformer_only")}, indent=1))
+
+@app.command("quality-report")
+def quality_report(config: Optional[Path] = CONFIG, set_: Optional[list[str]] = SET, out: Path = OUT,
+                   force: bool = FORCE,
+                   input: Optional[str] = typer.Option(None, "--input", help="Dev-input-style parquet dir"),
+                   classifier: Optional[str] = typer.Option(None, "--classifier", help="train-classifier dir")):
+    """Per filter and setting, the survival of medical positives and negatives, with dropped examples."""
+    res = run_command("corpus.quality_report", config, set_, out, force=force,
+                      flags={"input": input, "classifier": classifier})
+    for setting, filters in res["survival"].items():
+        for name, v in filters.items():
+            rates = "  ".join(f"{c} {r:.3f}" for c, r in v.items())
+            typer.echo(f"{setting:<18} {name:<9} {rates}")
+
+
+@app.command("annotate")
+def annotate_cmd(config: Optional[Path] = CONFIG, set_: Optional[list[str]] = SET, out: Path = OUT,
+                 force: bool = FORCE,
+                 input: Optional[str] = typer.Option(None, "--input", help="Parquet/jsonl to sample"),
+                 llm: Optional[str] = typer.Option(None, "--llm", help='"http://HOST:PORT/v1#MODEL" or "local:PATH"'),
+                 sample: Optional[int] = typer.Option(None, help="Docs to label"),
+                 template: Optional[str] = typer.Option(None, help="de | en | a custom template with {text}"),
+                 label_field: Optional[str] = typer.Option(None, help="an input column with gold labels"),
+                 human_labels: Optional[str] = typer.Option(None, help="jsonl with id,label for judge P/R/F1")):
+    """Label sampled docs medical/not with a zero-shot LLM (cached verdicts); judge P/R/F1 with CI."""
+    res = run_command("corpus.annotate", config, set_, out, force=force, flags={
+        "input": input, "llm": llm, "sample": sample, "template": template, "label_field": label_field,
+        "human_labels": human_labels})
+    echo_json(res)
+
+
+@app.command("pii-eval")
+def pii_eval(config: Optional[Path] = CONFIG, set_: Optional[list[str]] = SET, out: Path = OUT,
+             force: bool = FORCE,
+             input: Optional[str] = typer.Option(None, "--input", help="GraSCCo-style jsonl (default: bundled)")):
+    """Score the German de-identifier on GraSCCo PHI spans (span-level P/R per label)."""
+    res = run_command("corpus.pii_eval", config, set_, out, force=force, flags={"input": input})
+    echo_json(res)

@@ -1,49 +1,19 @@
-"""The domain scorer as a datatrove step, and loading a trained classifier dir.
+"""The domain scorer as a datatrove step (blocks ``domain`` and ``domain_score``).
 
-A classifier dir holds ``classifier.json`` (``kind``: fasttext | transformer | cascade, the tuned
-``threshold``, metrics) and the model files. :class:`DomainScoreFilter` writes
-``metadata["domain_score"]`` for every doc and, with ``keep_threshold`` set, drops docs below it with
-the reason ``domain_below_threshold``.
+:class:`DomainScoreFilter` writes ``metadata["domain_score"]`` for every doc and, with ``keep_threshold``
+set, drops docs below it with the reason ``domain_below_threshold``. Step ``domain`` scores and drops
+(the classifier's tuned threshold unless ``pipeline.domain_threshold`` is set); ``domain_score`` only
+scores, for a chain that runs quality filters before it drops by domain
+(``[length, langid, domain_score, gopher, c4, fineweb, domain, ...]``).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from datatrove.data import Document
 from datatrove.pipeline.filters.base_filter import BaseFilter
 
-from finemed.artifacts import read_json
-from finemed.config import FinemedError
-
-CLASSIFIER_JSON = "classifier.json"
-
-
-def load_scorer(clf_dir: Path | str):
-    """The scorer of a classifier dir: an object with ``score(texts) -> np.ndarray`` of P(medical)."""
-    clf_dir = Path(clf_dir)
-    meta_path = clf_dir / CLASSIFIER_JSON
-    if not meta_path.is_file():
-        raise FinemedError(f"{clf_dir}: no {CLASSIFIER_JSON}; pass a dir written by `finemed corpus train-classifier`")
-    meta = read_json(meta_path)
-    kind = meta.get("kind")
-    if kind == "fasttext":
-        from finemed.corpus.classifier_fasttext import FastTextScorer
-
-        return FastTextScorer(clf_dir / "model.bin", max_chars=meta.get("max_chars", 4000))
-    if kind == "transformer":
-        from finemed.corpus.classifier_transformer import TransformerScorer
-
-        return TransformerScorer(clf_dir / "model", max_length=meta.get("max_length", 256))
-    if kind == "cascade":
-        from finemed.corpus.cascade import CascadeScorer
-
-        return CascadeScorer.from_meta(clf_dir, meta)
-    raise FinemedError(f"{meta_path}: unknown classifier kind {kind!r}; expected fasttext, transformer or cascade")
-
-
-def classifier_threshold(clf_dir: Path | str) -> float:
-    return float(read_json(Path(clf_dir) / CLASSIFIER_JSON)["threshold"])
+from finemed.corpus.registry import BlockContext, block
+from finemed.corpus.scorers import load_scorer
 
 
 class DomainScoreFilter(BaseFilter):
@@ -78,3 +48,16 @@ class DomainScoreFilter(BaseFilter):
 
     def __getstate__(self):
         return {**self.__dict__, "_scorer": None}
+
+
+@block("domain")
+def domain_filter(ctx: BlockContext, batch_size: int = 256) -> DomainScoreFilter:
+    clf, threshold = ctx.classifier()
+    return DomainScoreFilter(clf, keep_threshold=threshold, batch_size=batch_size,
+                             exclusion_writer=ctx.exclusion_writer("domain"))
+
+
+@block("domain_score")
+def domain_score(ctx: BlockContext, batch_size: int = 256) -> DomainScoreFilter:
+    clf, _threshold = ctx.classifier()
+    return DomainScoreFilter(clf, keep_threshold=None, batch_size=batch_size)

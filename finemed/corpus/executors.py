@@ -15,6 +15,7 @@ from typing import Literal
 
 from pydantic import Field
 
+from finemed.artifacts import atomic_write_bytes, atomic_write_text
 from finemed.config import StageConfig
 
 
@@ -68,11 +69,9 @@ def emit_slurm(stages, run_dir: Path, cfg: ExecutorConfig, default_tasks: int) -
     import dill
     from datatrove.executor.slurm import SlurmPipelineExecutor
 
-    from finemed.artifacts import atomic_write_bytes, atomic_write_text
-
     out = run_dir / "slurm"
-    lines = ["#!/bin/bash", "# submit the corpus stages in order; each waits for the previous (afterok)", "set -euo pipefail",
-             "prev=''"]
+    lines = ["#!/bin/bash", "# submit the corpus stages in order; each waits for the previous (afterok)",
+             "set -euo pipefail", "prev=''"]
     for name, steps, tasks in stages:
         n = tasks or cfg.tasks or default_tasks
         ex = SlurmPipelineExecutor(steps, tasks=n, time=cfg.slurm.time, partition=cfg.slurm.partition,
@@ -88,7 +87,7 @@ def emit_slurm(stages, run_dir: Path, cfg: ExecutorConfig, default_tasks: int) -
         script = ex.get_launch_file_contents(ex.get_sbatch_args(min(n, ex.max_array_size)),
                                              f"srun -l launch_pickled_pipeline {shlex.quote(str(pik))}")
         atomic_write_text(stage_dir / "launch_script.slurm", script)
-        lines.append(f"dep=${{prev:+--dependency=afterok:$prev}}")
+        lines.append("dep=${prev:+--dependency=afterok:$prev}")
         lines.append(f"prev=$(sbatch --parsable $dep {shlex.quote(str(stage_dir / 'launch_script.slurm'))})")
         lines.append(f"echo '{name}: job '$prev")
     atomic_write_text(out / "submit.sh", "\n".join(lines) + "\n")

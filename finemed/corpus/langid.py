@@ -2,8 +2,9 @@
 
 datatrove's own ``LanguageFilter`` downloads a fastText LID model at run time, which these machines
 cannot do; py3langid ships its model in the wheel. Each doc gets ``metadata["lid_language"]`` (ISO 639-1)
-and ``metadata["lid_score"]`` (the input's FineWeb2 ``language`` columns are left as they are); docs not in ``languages`` or under ``threshold`` are dropped with
-the reason ``lang_<code>`` or ``lang_low_score``.
+and ``metadata["lid_score"]`` (the input's FineWeb2 ``language`` columns are left as they are); docs not in
+``languages`` or under ``threshold`` are dropped with the reason ``lang_<code>`` or ``lang_low_score``.
+Step ``langid`` reads ``pipeline.langid``.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 from datatrove.data import Document
 from datatrove.pipeline.filters.base_filter import BaseFilter
 from datatrove.pipeline.writers.disk_base import DiskWriter
+
+from finemed.corpus.registry import BlockContext, block, section
 
 
 class PyLangIdFilter(BaseFilter):
@@ -52,3 +55,11 @@ class PyLangIdFilter(BaseFilter):
         state = self.__dict__.copy()
         state["_identifier"] = None
         return state
+
+
+@block("langid")
+def langid_filter(ctx: BlockContext, **params) -> PyLangIdFilter | None:
+    cfg = section(ctx.pipeline.langid, params)
+    if not cfg.enabled:
+        return None
+    return PyLangIdFilter(tuple(cfg.languages), cfg.threshold, exclusion_writer=ctx.exclusion_writer("langid"))

@@ -4,20 +4,21 @@ datatrove's JsonlReader stops a whole file at the first invalid UTF-8 byte and s
 and text-less rows with only a log line; its ParquetReader crashes the task on a corrupt file. Here
 every skipped unit is counted in the step's stats as ``skipped_<reason>`` (``invalid_utf8``,
 ``invalid_json``, ``not_an_object``, ``missing_text``, ``empty_text``, ``corrupt_parquet``), which the
-funnel in ``stats.json`` reports. ``read_rows`` is the same logic for the in-process tools
-(classifier training, annotate).
+funnel in ``stats.json`` reports. :func:`finemed.corpus.rows.read_rows` is the row reader for the
+in-process tools (classifier training, annotate); it is re-exported here for older imports.
 """
 
 from __future__ import annotations
 
-import gzip
 import json
 from pathlib import Path
-from typing import Iterator
 
+from datatrove.data import DocumentsPipeline
 from datatrove.pipeline.readers import JsonlReader, ParquetReader
 
-from finemed.config import FinemedError
+from finemed.corpus.rows import input_format, read_rows
+
+__all__ = ["RankJsonlReader", "SafeJsonlReader", "SafeParquetReader", "input_format", "make_reader", "read_rows"]
 
 
 class SafeParquetReader(ParquetReader):
@@ -80,23 +81,6 @@ class SafeJsonlReader(JsonlReader):
                     yield doc
 
 
-def input_format(path: Path | str) -> str:
-    """``parquet`` or ``jsonl`` from a file name or the files in a dir; one clear error otherwise."""
-    p = str(path)
-    if "://" not in p:
-        pp = Path(p)
-        if not pp.exists():
-            raise FinemedError(f"input {p} does not exist; pass a FineWeb2-schema parquet/jsonl file or dir")
-        names = [x.name for x in pp.rglob("*") if x.is_file()] if pp.is_dir() else [pp.name]
-    else:
-        names = [p]
-    if any(n.endswith(".parquet") for n in names):
-        return "parquet"
-    if any(n.endswith((".jsonl", ".jsonl.gz", ".json.gz", ".jsonl.zst")) for n in names):
-        return "jsonl"
-    raise FinemedError(f"input {p}: no .parquet or .jsonl(.gz) files found; FineWeb2 shards are parquet")
-
-
 def make_reader(path: str, fmt: str | None = None, text_key: str = "text", id_key: str = "id", limit: int = -1):
     fmt = fmt or input_format(path)
     p = Path(path)
@@ -109,26 +93,17 @@ def make_reader(path: str, fmt: str | None = None, text_key: str = "text", id_ke
     return SafeJsonlReader(folder, glob_pattern=glob, text_key=text_key, id_key=id_key, limit=limit)
 
 
-def read_rows(path: Path | str, columns: list[str] | None = None) -> Iterator[dict]:
-    """Rows of a parquet/jsonl file or dir, for in-process tools; bad rows raise one clear line."""
-    path = Path(path)
-    files = sorted(x for x in path.rglob("*") if x.is_file() and not x.name.startswith(".")) if path.is_dir() else [path]
-    if not files:
-        raise FinemedError(f"{path}: no input files; pass a parquet/jsonl file or a dir of them")
-    for f in files:
-        if f.name.endswith(".parquet"):
-            import pyarrow.parquet as pq
+class RankJsonlReader(JsonlReader):
+    """Reads ``<folder>/<rank>.jsonl`` of a stage run with the same task count (nothing if that rank kept no doc)."""
 
-            try:
-                yield from pq.read_table(f, columns=columns).to_pylist()
-            except Exception as err:  # noqa: BLE001 - pyarrow raises several kinds
-                raise FinemedError(f"{f}: unreadable parquet ({type(err).__name__}); re-export or remove it") from None
-        elif ".json" in f.name:
-            opener = gzip.open if f.suffix == ".gz" else open
-            with opener(f, "rt", encoding="utf-8") as fh:
-                for lineno, line in enumerate(fh, 1):
-                    if line.strip():
-                        try:
-                            yield json.loads(line)
-                        except json.JSONDecodeError:
-                            raise FinemedError(f"{f}:{lineno}: invalid JSON; fix or remove that line") from None
+    name = "🐿 Jsonl (this rank's file)"
+
+    def __init__(self, folder: str):
+        super().__init__(folder, compression=None)
+
+    def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        if data:
+            yield from data
+        path = f"{rank:05d}.jsonl"
+        if self.data_folder.exists(path):
+            yield from self.read_files_shard([path])

@@ -1,4 +1,5 @@
-"""``finemed corpus sample-input``: a FineWeb2-schema dev input mixed from the bundled texts.
+"""Stage ``corpus.sample_input`` (``finemed corpus sample-input``): a FineWeb2-schema dev input mixed from the
+bundled texts, written as parquet shards under ``DIR/data/``.
 
 FineWeb2 itself is not bundled, so the dev input imitates one of its German shards: multi-sentence
 docs with the FineWeb2 columns (``text, id, dump, url, date, file_path, language, language_score,
@@ -23,12 +24,17 @@ import json
 import random
 from collections import defaultdict
 from pathlib import Path
+from typing import ClassVar
+
+from pydantic import Field
 
 from finemed.artifacts import atomic_path
+from finemed.config import StageConfig
 from finemed.data import loaders
+from finemed.data.registry import cache_dir
+from finemed.logs import progress
+from finemed.stages import StageResult, stage
 
-FINEWEB2_COLUMNS = ("text", "id", "dump", "url", "date", "file_path", "language", "language_score",
-                    "language_script", "minhash_cluster_size", "top_langs")
 NON_GERMAN = ("eng_Latn", "fra_Latn", "nld_Latn", "dan_Latn", "pol_Latn", "spa_Latn", "rus_Cyrl")
 
 
@@ -163,6 +169,24 @@ def build_rows(seed: int = 0, n_fortune_docs: int = 1200, non_german_per_lang: i
     return rows
 
 
+class SampleInputConfig(StageConfig):
+    shards: int = Field(4, ge=1)  # parquet files
+    seed: int = 0  # shuffle seed
+    n_fortune_docs: int = 1200  # general-German negatives from fortunes-de
+    non_german_per_lang: int = 20  # docs per non-German SIB-200 language
+    near_dup_rate: float = Field(0.05, ge=0, lt=1)
+
+
+class SampleInputResult(StageResult):
+    key_metric: ClassVar[str] = "docs"
+    docs: int
+    shards: int
+    medical: int = 0
+    german_other: int = 0
+    non_german: int = 0
+    path: str  # the dir of parquet shards: the ``input`` of the other corpus stages
+
+
 def write_sample_input(out: Path, shards: int = 4, seed: int = 0, **kw) -> dict:
     """Write the dev input as ``shards`` parquet files under ``out`` (atomically); return counts."""
     import pyarrow as pa
@@ -172,7 +196,7 @@ def write_sample_input(out: Path, shards: int = 4, seed: int = 0, **kw) -> dict:
     out = Path(out)
     with atomic_path(out) as tmp:
         tmp.mkdir(parents=True)
-        for k in range(shards):
+        for k in progress(range(shards), "writing dev input shards"):
             part = rows[k::shards]
             pq.write_table(pa.Table.from_pylist(part), tmp / f"dev-{k:05d}.parquet")
     counts: dict[str, int] = defaultdict(int)
@@ -181,10 +205,16 @@ def write_sample_input(out: Path, shards: int = 4, seed: int = 0, **kw) -> dict:
     return {"docs": len(rows), "shards": shards, **counts}
 
 
+@stage("corpus.sample_input")
+def run(cfg: SampleInputConfig, run_dir: Path) -> SampleInputResult:
+    data = Path(run_dir) / "data"
+    counts = write_sample_input(data, shards=cfg.shards, seed=cfg.seed, n_fortune_docs=cfg.n_fortune_docs,
+                                non_german_per_lang=cfg.non_german_per_lang, near_dup_rate=cfg.near_dup_rate)
+    return SampleInputResult(**counts, path=str(data))
+
+
 def default_dev_input() -> Path:
     """The dev input in the cache dir (built once)."""
-    from finemed.data.registry import cache_dir
-
     path = cache_dir() / "corpus" / "dev-input-v1"
     if not path.is_dir():
         write_sample_input(path)

@@ -12,6 +12,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 from finemed.artifacts import atomic_path, read_json
+from finemed.data.registry import cache_dir
 
 
 def _num(v) -> float:
@@ -48,8 +49,6 @@ def tokenizer_path(name: str | None) -> Path | None:
     p = Path(name).expanduser()
     cands = [p, p / "tokenizer.json"]
     if name == "smollm2":
-        from finemed.data.registry import cache_dir
-
         cands.append(cache_dir() / "models" / "smollm2" / "tokenizer.json")
         cands.append(Path("~/.cache/finemed/models/smollm2/tokenizer.json").expanduser())
     return next((c for c in cands if c.is_file()), None)
@@ -99,8 +98,9 @@ def source_survival(input_rows: list[dict], kept_by_source: Counter) -> dict:
         cls[label.get(s)][0] += v["in"]
         cls[label.get(s)][1] += v["kept"]
     names = {1: "medical", 0: "german_other", -1: "non_german"}
-    return {"per_source": per, "per_class": {names.get(k, str(k)): {"in": a, "kept": b, "rate": round(b / a, 4) if a else None}
-                                             for k, (a, b) in cls.items()}}
+    per_class = {names.get(k, str(k)): {"in": a, "kept": b, "rate": round(b / a, 4) if a else None}
+                 for k, (a, b) in cls.items()}
+    return {"per_source": per, "per_class": per_class}
 
 
 def dropped_samples(run_dir: Path, per_reason: int = 5) -> dict[str, list[dict]]:

@@ -1,29 +1,38 @@
-"""``finemed corpus train-classifier``: train the domain classifier, tune its threshold, report P/R/F1.
+"""Stage ``corpus.train_classifier``: train the domain classifier, tune its threshold, report P/R/F1.
 
 Labels come from a column of the input (``medical`` in the dev input: 1/0, other values skipped and
 counted) or from an ``annotate`` verdict file (``labels.jsonl`` with ``id`` and ``label``). Output dir:
-``classifier.json`` (kind, threshold, metrics), the model (``model.bin`` or ``model/``),
-``pr_curve.png`` and ``metrics.json``.
+``classifier.json`` (kind, threshold, metrics; written last, so its presence marks a complete dir), the
+model (``model.bin`` or ``model/``), ``pr_curve.png`` and ``test_scores.npz``. The transformer kind trains
+and scores on ``device``/``dtype`` (:mod:`finemed.runtime`).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 from pydantic import Field
 
-from finemed.artifacts import atomic_write_json, read_json
+from finemed.artifacts import atomic_write_json, config_hash, fingerprint, read_json
 from finemed.config import FinemedError, StageConfig
-from finemed.corpus.classifier_eval import plot_pr_curve, prf_at, split_by_source, tune_threshold
-from finemed.corpus.classifier_fasttext import FastTextParams
-from finemed.corpus.domain import CLASSIFIER_JSON
-from finemed.corpus.readers import read_rows
+from finemed.corpus.classifier_eval import Prf, plot_pr_curve, prf_at, split_by_source, tune_threshold
+from finemed.corpus.classifier_fasttext import FastTextParams, FastTextScorer, train_fasttext
+from finemed.corpus.registry import heavy
+from finemed.corpus.rows import read_rows
+from finemed.corpus.sample_input import default_dev_input
+from finemed.corpus.scorers import CLASSIFIER_JSON
+from finemed.data.registry import cache_dir
+from finemed.logs import get_logger
+from finemed.runtime import Device, DType
+from finemed.stages import StageResult, stage
+
+log = get_logger(__name__)
 
 
 class TrainClassifierConfig(StageConfig):
-    input: str
+    input: str | None = None  # labelled parquet/jsonl file or dir; None: the dev input
     labels: str | None = None  # annotate output (jsonl: id, label); default: the label_field column
     label_field: str = "medical"
     kind: Literal["fasttext", "transformer"] = "fasttext"
@@ -35,11 +44,28 @@ class TrainClassifierConfig(StageConfig):
     max_length: int = 256
     batch_size: int = 16
     learning_rate: float = 3e-5
+    device: Device = "auto"
+    dtype: DType = "auto"
+
+
+class TrainClassifierResult(StageResult):
+    key_metric: ClassVar[str] = "test.f1"
+    kind: str
+    threshold: float
+    target_precision: float
+    valid: Prf
+    test: Prf
+    test_at_half: Prf  # the test split at threshold 0.5
+    split: dict[str, int]
+    skipped: dict[str, int]
+    labels_from: str
+    classifier: str  # the classifier dir (classifier.json + model)
 
 
 def labelled_rows(cfg: TrainClassifierConfig) -> tuple[list[dict], dict[str, int]]:
     """Rows with a 0/1 label; ``skipped`` counts the rest by reason."""
-    rows = list(read_rows(cfg.input))
+    source = cfg.input or str(default_dev_input())
+    rows = list(read_rows(source))
     skipped = {"no_label": 0, "empty_text": 0}
     ext: dict[str, int] = {}
     if cfg.labels:
@@ -57,7 +83,7 @@ def labelled_rows(cfg: TrainClassifierConfig) -> tuple[list[dict], dict[str, int
             continue
         out.append({**r, "label": int(y)})
     if len({r["label"] for r in out}) < 2:
-        raise FinemedError(f"{cfg.labels or cfg.input}: need both labels 0 and 1 in {cfg.label_field!r}; "
+        raise FinemedError(f"{cfg.labels or source}: need both labels 0 and 1 in {cfg.label_field!r}; "
                            f"got {len(out)} labelled rows")
     return out, skipped
 
@@ -66,56 +92,55 @@ def _train_and_score(cfg: TrainClassifierConfig, splits: dict, out: Path):
     texts = {k: [r["text"] for r in v] for k, v in splits.items()}
     ys = {k: np.array([r["label"] for r in v]) for k, v in splits.items()}
     if cfg.kind == "fasttext":
-        from finemed.corpus.classifier_fasttext import FastTextScorer, train_fasttext
-
         train_fasttext(texts["train"], list(ys["train"]), out / "model.bin", cfg.fasttext)
         scorer = FastTextScorer(out / "model.bin", cfg.fasttext.max_chars)
         extra = {"max_chars": cfg.fasttext.max_chars}
     else:
-        from finemed.corpus.classifier_transformer import TransformerScorer, train_transformer
-
-        train_transformer(texts["train"], list(ys["train"]), out / "model", cfg)
-        scorer = TransformerScorer(out / "model", max_length=cfg.max_length)
+        transformer = heavy("classifier_transformer")  # torch: imported only for this kind
+        transformer.train_transformer(texts["train"], list(ys["train"]), out / "model", cfg)
+        scorer = transformer.TransformerScorer(out / "model", max_length=cfg.max_length, batch_size=cfg.batch_size,
+                                               device=cfg.device, dtype=cfg.dtype)
         extra = {"max_length": cfg.max_length, "base_model": cfg.base_model}
-    scores = {k: scorer.score(texts[k]) for k in ("valid", "test")}
-    return scorer, ys, scores, extra
+    scores = {k: scorer.score(texts[k], progress=f"scoring {k}") for k in ("valid", "test")}
+    return ys, scores, extra
 
 
-def train_classifier(cfg: TrainClassifierConfig, out: Path) -> dict:
+def train(cfg: TrainClassifierConfig, out: Path) -> TrainClassifierResult:
+    """Train into ``out`` (no manifest): the stage body, also used for the cached default classifier."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     rows, skipped = labelled_rows(cfg)
     splits = split_by_source(rows, seed=cfg.seed)
-    _scorer, ys, scores, extra = _train_and_score(cfg, splits, out)
+    log.info("training a %s classifier on %d docs (valid %d, test %d)", cfg.kind, len(splits["train"]),
+             len(splits["valid"]), len(splits["test"]))
+    ys, scores, extra = _train_and_score(cfg, splits, out)
     thr = tune_threshold(ys["valid"], scores["valid"], cfg.target_precision)
-    test = prf_at(ys["test"], scores["test"], thr)
-    meta = {
-        "kind": cfg.kind, "threshold": thr, "target_precision": cfg.target_precision, **extra,
-        "valid": prf_at(ys["valid"], scores["valid"], thr).model_dump(),
-        "test": test.model_dump(), "test_at_0.5": prf_at(ys["test"], scores["test"], 0.5).model_dump(),
-        "split": {k: len(v) for k, v in splits.items()}, "split_method": "stratified by source, grouped by near-dup group",
-        "skipped": skipped, "labels_from": cfg.labels or f"column {cfg.label_field}",
-    }
-    plot_pr_curve({cfg.kind: (ys["test"], scores["test"])}, {cfg.kind: test}, out / "pr_curve.png")
+    res = TrainClassifierResult(
+        kind=cfg.kind, threshold=thr, target_precision=cfg.target_precision,
+        valid=prf_at(ys["valid"], scores["valid"], thr), test=prf_at(ys["test"], scores["test"], thr),
+        test_at_half=prf_at(ys["test"], scores["test"], 0.5), split={k: len(v) for k, v in splits.items()},
+        skipped=skipped, labels_from=cfg.labels or f"column {cfg.label_field}", classifier=str(out))
+    plot_pr_curve({cfg.kind: (ys["test"], scores["test"])}, {cfg.kind: res.test}, out / "pr_curve.png")
     np.savez(out / "test_scores.npz", y=ys["test"], s=scores["test"],
              ids=np.array([str(r["id"]) for r in splits["test"]]))
-    atomic_write_json(out / "metrics.json", meta)
+    meta = {**res.model_dump(mode="json", exclude={"classifier"}), **extra,
+            "split_method": "stratified by source, grouped by near-dup group"}
     atomic_write_json(out / CLASSIFIER_JSON, meta)  # last: its presence marks a complete classifier dir
-    return meta
+    return res
+
+
+@stage("corpus.train_classifier")
+def run(cfg: TrainClassifierConfig, run_dir: Path) -> TrainClassifierResult:
+    return train(cfg, run_dir)
 
 
 def cached_default_classifier(dev_input: Path | None = None) -> Path:
     """The default fastText classifier trained on the dev input, cached by the input's fingerprint."""
-    from finemed.artifacts import fingerprint
-    from finemed.corpus.sample_input import default_dev_input
-    from finemed.data.registry import cache_dir
-
     dev_input = Path(dev_input) if dev_input else default_dev_input()
     cfg = TrainClassifierConfig(input=str(dev_input))
-    from finemed.artifacts import config_hash
-
-    d = cache_dir() / "corpus" / f"fasttext-{fingerprint(dev_input)}-{config_hash(cfg.model_copy(update={'input': ''}))}"
+    key = f"{fingerprint(dev_input)}-{config_hash(cfg.model_copy(update={'input': ''}))}"
+    d = cache_dir() / "corpus" / f"fasttext-{key}"
     if (d / CLASSIFIER_JSON).is_file() and read_json(d / CLASSIFIER_JSON).get("kind") == "fasttext":
         return d
-    train_classifier(cfg, d)
+    train(cfg, d)
     return d

@@ -21,8 +21,8 @@ def small_dev(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def small_clf(small_dev, tmp_path_factory) -> Path:
-    from finemed.corpus.train_classifier import TrainClassifierConfig, train_classifier
+    from finemed.corpus.train_classifier import TrainClassifierConfig, train
 
     out = tmp_path_factory.mktemp("clf")
-    train_classifier(TrainClassifierConfig(input=str(small_dev), target_precision=0.9), out)
+    train(TrainClassifierConfig(input=str(small_dev), target_precision=0.9), out)
     return out

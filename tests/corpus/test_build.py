@@ -10,7 +10,8 @@ from finemed.corpus.build import CorpusBuildConfig, run
 
 
 def _ids(out_dir):
-    return {r for f in sorted((out_dir / "output").glob("*.parquet")) for r in pq.read_table(f, columns=["id"]).column("id").to_pylist()}
+    return {r for f in sorted((out_dir / "output").glob("*.parquet"))
+            for r in pq.read_table(f, columns=["id"]).column("id").to_pylist()}
 
 
 def test_build_end_to_end(small_dev, small_clf, tmp_path):
@@ -18,7 +19,8 @@ def test_build_end_to_end(small_dev, small_clf, tmp_path):
     cfg = CorpusBuildConfig(input=str(small_dev), classifier=str(small_clf), executor={"workers": 1})
     res = run(cfg, tmp_path / "run")
     stats = json.loads((tmp_path / "run" / "stats.json").read_text())
-    input_ids = {r for f in small_dev.glob("*.parquet") for r in pq.read_table(f, columns=["id"]).column("id").to_pylist()}
+    input_ids = {r for f in small_dev.glob("*.parquet")
+                 for r in pq.read_table(f, columns=["id"]).column("id").to_pylist()}
     out_ids = _ids(tmp_path / "run")
     assert res.kept == len(out_ids) > 50
     assert out_ids <= input_ids  # input ids are kept

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from finemed.corpus.classifier_eval import split_by_source
-from finemed.corpus.readers import read_rows
+from finemed.corpus.rows import read_rows
 
 
 def test_split_keeps_sources_stratified_and_near_duplicates_together(small_dev):

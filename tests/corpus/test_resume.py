@@ -20,7 +20,8 @@ if __name__ == "__main__":
 
 
 def _ids(run_dir: Path) -> set[str]:
-    return {i for f in (run_dir / "output").glob("*.parquet") for i in pq.read_table(f, columns=["id"]).column("id").to_pylist()}
+    return {i for f in (run_dir / "output").glob("*.parquet")
+            for i in pq.read_table(f, columns=["id"]).column("id").to_pylist()}
 
 
 def _launch(script: Path, args: list[str]) -> subprocess.Popen:
