@@ -2,7 +2,7 @@
 
 1. data: tokens/s of the data pipeline alone (tokenise the bundled medical text into a token file, pack,
    mix, shuffle, collate through a DataLoader) vs the tokens/s a training step consumes. Goal >= 20x.
-2. step: tokens/s of a CPT training step (our HF Trainer setup, ``finemed.training.cpt``) vs a bare
+2. step: tokens/s of a CPT training step (our HF Trainer setup, ``finemed.cpt.trainer``) vs a bare
    PyTorch loop on the same model, data, batch shape, AdamW, linear schedule, clipping and autocast.
    Goal >= 0.9x. Both run ``--rounds`` times in alternating order; the median of each counts.
 
@@ -14,7 +14,6 @@ Last line: ``ratio=<step ratio>``.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import statistics
 import tempfile
 import time
@@ -25,11 +24,12 @@ def data_pipeline_tps(tok, seq_len: int, batch_size: int, workdir: Path) -> tupl
     """Raw texts → token file → packed/mixed/shuffled blocks → collated batches; tokens/s end to end."""
     import torch
 
-    from finemed.training.data import (MixedBlocks, PackCollator, PackedBlocks, iter_texts, write_token_file)
+    from finemed.data.packing import MixedBlocks, PackCollator, PackedBlocks, write_token_file
+    from finemed.texts import iter_texts
 
     texts = list(iter_texts("builtin:medical"))
     start = time.perf_counter()
-    info = write_token_file(texts, tok, workdir / "bench.bin")
+    info = write_token_file(texts, tok, workdir / "bench.bin", progress=False)
     ds = MixedBlocks(PackedBlocks(info.array(), seq_len), seed=0)
     loader = torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=True,
                                          collate_fn=PackCollator(tok.eos_token_id))
@@ -41,8 +41,9 @@ def trainer_tps(model, tok, dataset, config, steps: int, warmup: int, workdir: P
     """Tokens/s of our Trainer-based CPT steps, timed from the end of step ``warmup`` to the last step."""
     from transformers import TrainerCallback
 
-    from finemed.training.cpt import _trainer_classes, training_args, use_bf16
-    from finemed.training.data import PackCollator
+    from finemed.cpt.trainer import trainer_classes, training_args
+    from finemed.data.packing import PackCollator
+    from finemed.runtime import resolve
 
     marks: dict[int, float] = {}
 
@@ -50,9 +51,10 @@ def trainer_tps(model, tok, dataset, config, steps: int, warmup: int, workdir: P
         def on_step_end(self, args, state, control, **kw):
             marks[state.global_step] = time.perf_counter()
 
-    CptTrainer, _, _ = _trainer_classes()
+    CptTrainer, _, _ = trainer_classes()
     cfg = config.model_copy(update={"max_steps": steps})
-    trainer = CptTrainer(model=model, args=training_args(cfg, workdir / "ckpt", use_bf16(cfg.precision)),
+    rt = resolve(cfg.device, cfg.dtype, train=True)
+    trainer = CptTrainer(model=model, args=training_args(cfg, workdir / "ckpt", rt),
                          train_dataset=dataset, data_collator=PackCollator(tok.eos_token_id), callbacks=[Clock()])
     model.train()
     trainer.train()
@@ -65,8 +67,8 @@ def bare_tps(model, tok, dataset, config, steps: int, warmup: int) -> float:
     import torch
     from torch.optim.lr_scheduler import LambdaLR
 
-    from finemed.training.cpt import use_bf16
-    from finemed.training.data import PackCollator
+    from finemed.data.packing import PackCollator
+    from finemed.runtime import resolve
 
     loader = torch.utils.data.DataLoader(dataset, batch_size=config.batch_size, shuffle=True,
                                          collate_fn=PackCollator(tok.eos_token_id),
@@ -77,13 +79,14 @@ def bare_tps(model, tok, dataset, config, steps: int, warmup: int) -> float:
                              {"params": rest, "weight_decay": 0.0}], lr=config.lr)
     w = max(config.warmup_steps, 1)
     sched = LambdaLR(opt, lambda s: min((s + 1) / w, max(0.0, (steps - s) / max(1, steps - w))))
-    amp = torch.autocast("cpu", dtype=torch.bfloat16) if use_bf16(config.precision) else contextlib.nullcontext()
+    rt = resolve(config.device, config.dtype, train=True)
     model.train()
     it = iter(loader)
     marks = {}
     for step in range(1, steps + 1):
         batch = next(it)
-        with amp:
+        batch = {k: v.to(rt.device) for k, v in batch.items()}
+        with rt.autocast():
             loss = model(**batch).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
@@ -106,14 +109,16 @@ def main() -> None:
 
     import torch
 
+    from finemed.cpt.train import CptConfig
+    from finemed.data.packing import MixedBlocks, PackedBlocks, write_token_file
     from finemed.models.loading import load_causal_lm
-    from finemed.training.cpt import CptConfig
-    from finemed.training.data import MixedBlocks, PackedBlocks, write_token_file, iter_texts
+    from finemed.runtime import resolve
+    from finemed.texts import iter_texts
 
-    model, tok = load_causal_lm("smollm2")
-    init = {k: v.clone() for k, v in model.state_dict().items()}
     config = CptConfig(seq_len=args.seq_len, batch_size=args.batch_size, lr=1e-4, warmup_steps=2,
                        save_steps=10_000, logging_steps=10_000, report_to=[])
+    model, tok = load_causal_lm("smollm2", runtime=resolve(config.device, config.dtype, train=True))
+    init = {k: v.clone() for k, v in model.state_dict().items()}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         data_tps, n_tokens = data_pipeline_tps(tok, args.seq_len, args.batch_size, work)

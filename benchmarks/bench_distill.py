@@ -63,15 +63,16 @@ def main() -> None:
     args = ap.parse_args()
 
     from finemed.data.loaders import load_squad
-    from finemed.evaluation.perplexity import autocast_context, bf16_supported
+    from finemed.distill.logit_cache import teacher_topk
+    from finemed.distill.trainer import kd_step_loss
     from finemed.evaluation.qa_prompts import zero_shot_prompt
     from finemed.models.loading import load_causal_lm
     from finemed.models.student import init_student
-    from finemed.training.distill_trainer import kd_step_loss
-    from finemed.training.logit_cache import teacher_topk
+    from finemed.runtime import resolve
 
     torch.manual_seed(0)
-    teacher, tok = load_causal_lm(args.model)
+    rt = resolve("cpu", "auto", train=True)  # CPU benchmark: fp32 weights, bf16 autocast where supported
+    teacher, tok = load_causal_lm(args.model, runtime=rt)
     student, info = init_student(teacher, keep_every=2)
     teacher.requires_grad_(False)
     print(f"teacher {info.teacher_parameters:,} params, student {info.student_parameters:,} "
@@ -79,12 +80,12 @@ def main() -> None:
     exs = [e for e in load_squad(name="xquad.en") if len(e.context) < 700][: args.batch * 4]
     prompts = [zero_shot_prompt(e) for e in exs[: args.batch]]
     opt = torch.optim.AdamW(student.parameters(), lr=1e-6)
-    bf16 = bf16_supported()
+    bf16 = rt.compute == "bfloat16"
 
     def student_step(batch, mode, kd_args=None):
         student.train()
         opt.zero_grad(set_to_none=True)
-        with autocast_context("cpu", bf16):
+        with rt.autocast():
             loss, _ = kd_step_loss(student, batch, mode, teacher, kd_args or {})
         loss.backward()
         opt.step()
@@ -95,11 +96,11 @@ def main() -> None:
     n_tokens = int(text_batch["attention_mask"].sum())
 
     def teacher_fwd():
-        with torch.no_grad(), autocast_context("cpu", bf16):
+        with torch.no_grad(), rt.autocast():
             teacher(input_ids=text_batch["input_ids"], attention_mask=text_batch["attention_mask"])
 
     ids, vals, rest = teacher_topk(teacher, text_batch["input_ids"], text_batch["attention_mask"], args.k,
-                                   autocast=bf16)
+                                   runtime=rt)
     offline_batch = dict(text_batch, teacher_ids=ids.to(torch.uint16).long(), teacher_values=vals.half().float(),
                          teacher_rest=rest)
     t_teacher = _median_time(teacher_fwd, args.reps)
@@ -144,7 +145,7 @@ def main() -> None:
                              per_device_train_batch_size=args.batch, learning_rate=1e-6, bf16=False,
                              gradient_checkpointing=False, max_completion_length=new_tokens,
                              generation_kwargs={"min_new_tokens": new_tokens}, beta=0.0, use_cpu=True,
-                             report_to=[], save_strategy="no", logging_steps=100, disable_tqdm=True,
+                             report_to=[], save_strategy="no", logging_steps=100,
                              shuffle_dataset=False)
     trainer = DistillationTrainer(model=trl_student, teacher_model=teacher, args=cfg, callbacks=[timer],
                                   train_dataset=Dataset.from_dict({"prompt": prompts * (args.reps + 1)}),
@@ -161,7 +162,7 @@ def main() -> None:
 
 
 def _fp32_step(student, opt, teacher, batch):
-    from finemed.training.distill_trainer import kd_step_loss
+    from finemed.distill.trainer import kd_step_loss
 
     student.train()
     opt.zero_grad(set_to_none=True)

@@ -43,8 +43,10 @@ def main() -> None:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM, TrainerCallback
 
-    from finemed.training.cpt import CptConfig, _trainer_classes, training_args
-    from finemed.training.data import MixedBlocks, PackCollator, PackedBlocks
+    from finemed.cpt.train import CptConfig
+    from finemed.cpt.trainer import trainer_classes, training_args
+    from finemed.data.packing import MixedBlocks, PackCollator, PackedBlocks
+    from finemed.runtime import resolve
 
     cuda = torch.cuda.is_available()
     if not cuda and not args.dry_run_cpu:
@@ -58,7 +60,8 @@ def main() -> None:
     except ImportError:
         attn = "sdpa"
     cfg = LlamaConfig(vocab_size=32000, hidden_size=args.hidden, intermediate_size=args.hidden * 11 // 4,
-                      num_hidden_layers=args.layers, num_attention_heads=16, num_key_value_heads=8, max_position_embeddings=max(4096, args.seq_len),
+                      num_hidden_layers=args.layers, num_attention_heads=16, num_key_value_heads=8,
+                      max_position_embeddings=max(4096, args.seq_len),
                       tie_word_embeddings=False, bos_token_id=1, eos_token_id=2)
     cfg._attn_implementation = attn
     torch.manual_seed(0)
@@ -80,12 +83,13 @@ def main() -> None:
             marks[state.global_step] = time.perf_counter()
 
     config = CptConfig(seq_len=args.seq_len, batch_size=args.batch_size, grad_accum=args.grad_accum, lr=3e-4,
-                       warmup_steps=min(50, args.steps // 5), max_steps=args.steps, precision="bf16",
+                       warmup_steps=min(50, args.steps // 5), max_steps=args.steps, dtype="bfloat16",
                        torch_compile=args.compile, gradient_checkpointing=args.gradient_checkpointing,
                        save_steps=10**9, logging_steps=50, report_to=[])
-    CptTrainer, _, _ = _trainer_classes()
+    rt = resolve(config.device, config.dtype, train=True)
+    CptTrainer, _, _ = trainer_classes()
     with tempfile.TemporaryDirectory() as tmp:
-        trainer = CptTrainer(model=model, args=training_args(config, Path(tmp), bf16=True), train_dataset=dataset,
+        trainer = CptTrainer(model=model, args=training_args(config, Path(tmp), rt), train_dataset=dataset,
                              data_collator=PackCollator(cfg.eos_token_id), callbacks=[Clock()])
         model.train()
         trainer.train()

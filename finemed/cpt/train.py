@@ -1,0 +1,202 @@
+"""Stage ``train.cpt``: continual pre-training of a causal LM on domain text (the DeFineMed recipe).
+
+The HF ``Trainer`` trains (:mod:`finemed.cpt.trainer`); FSDP comes from an accelerate config
+(:mod:`finemed.cpt.launch`). What this stage adds:
+
+- the data: :mod:`finemed.data.packing` packs domain (+ replay) text; held-out domain and general sets come
+  from the same seeded hash split (:mod:`finemed.texts`), so no evaluated text is ever trained on;
+- bpb on the held-out sets before, at ``eval_steps`` intervals (logged to TensorBoard) and after training;
+- resume only from checkpoints marked complete (a SIGKILL during a save leaves an unmarked one, removed);
+- a NaN/inf loss stops training at once with one line naming the last good checkpoint.
+
+Outputs in the run dir: ``model/``, ``checkpoints/``, ``tb/``, ``bpb_before.json``, ``log_history.json``.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import ClassVar
+
+from pydantic import Field
+
+from finemed.artifacts import atomic_write_json, read_json
+from finemed.config import FinemedError, StageConfig
+from finemed.cpt import trainer as T
+from finemed.data.packing import MixedBlocks, PackCollator, PackedBlocks, write_token_file
+from finemed.logs import get_logger
+from finemed.models.bpb import compute_bpb
+from finemed.models.loading import load_causal_lm
+from finemed.runtime import Device, DType, Runtime, resolve
+from finemed.stages import StageResult, stage
+from finemed.texts import TextSet, general_eval_default, heldout_texts, train_texts
+
+log = get_logger(__name__)
+
+
+class CptConfig(StageConfig):
+    """Stage ``train.cpt``. Every paper hyperparameter is a key; defaults follow DeFineMed where it says."""
+
+    model: str = "smollm2"
+    domain: TextSet = TextSet(source="builtin:medical")
+    replay: TextSet | None = None
+    replay_ratio: float = Field(default=0.0, ge=0.0, lt=1.0)
+    general_eval: dict[str, TextSet] = Field(default_factory=general_eval_default)
+    heldout_fraction: float = Field(default=0.15, gt=0.0, lt=1.0)
+    eval_max_docs: int = Field(default=32, ge=1)
+    seq_len: int = Field(default=1024, ge=2)
+    doc_mask: bool = False
+    lr: float = Field(default=2e-5, gt=0.0)
+    warmup_steps: int = Field(default=500, ge=0)
+    lr_scheduler: str = "linear"
+    epochs: float = Field(default=2.0, gt=0.0)
+    max_steps: int = -1
+    batch_size: int = Field(default=8, ge=1)
+    grad_accum: int = Field(default=1, ge=1)
+    weight_decay: float = Field(default=0.0, ge=0.0)
+    adam_beta2: float = Field(default=0.999, gt=0.0, lt=1.0)
+    max_grad_norm: float = Field(default=1.0, ge=0.0)
+    device: Device = "auto"
+    dtype: DType = "auto"  # compute precision: mixed bf16/fp16 over fp32 weights, or float32
+    gradient_checkpointing: bool = False
+    torch_compile: bool = False
+    attn_implementation: str | None = None
+    eval_steps: int = Field(default=0, ge=0)
+    eval_max_length: int = Field(default=512, ge=2)
+    eval_batch_size: int = Field(default=4, ge=1)
+    save_steps: int = Field(default=200, ge=1)
+    save_total_limit: int = Field(default=2, ge=1)
+    logging_steps: int = Field(default=10, ge=1)
+    dataloader_workers: int = Field(default=0, ge=0)
+    report_to: list[str] = Field(default_factory=lambda: ["tensorboard"])
+    seed: int = 0
+    resume: bool = True
+
+
+class CptResult(StageResult):
+    key_metric: ClassVar[str] = "bpb_after.domain"
+
+    model_dir: str
+    bpb_before: dict[str, float]
+    bpb_after: dict[str, float]
+    domain_bpb_drop: float  # relative: (before - after) / before on the held-out domain set
+    heldout_docs: dict[str, int]
+    train_blocks: int
+    train_tokens_per_epoch: int
+    domain_train_tokens: int
+    replay_share: float
+    steps: int
+    final_loss: float | None
+    train_seconds: float
+    tokens_per_second: float
+    resumed_from: str | None = None
+    runtime: dict[str, str] = {}
+
+
+def eval_texts(config: CptConfig) -> dict[str, list[str]]:
+    """Held-out sets: ``domain`` plus each ``general_eval`` set, all texts whose hash score < fraction."""
+    sets = {"domain": config.domain, **config.general_eval}
+    out: dict[str, list[str]] = {}
+    for name, ts in sets.items():
+        cap = min(config.eval_max_docs, ts.max_docs or config.eval_max_docs)
+        out[name] = heldout_texts(ts.source, config.heldout_fraction, config.seed, cap)
+        if not out[name]:
+            raise FinemedError(f"held-out set {name!r} ({ts.source}) is empty: no text fell in the held-out "
+                               f"{config.heldout_fraction:.0%}; add texts or raise heldout_fraction")
+    return out
+
+
+def bpb_sets(model, tok, sets: dict[str, list[str]], config: CptConfig, rt: Runtime,
+             progress: bool = True) -> dict[str, float]:
+    return {name: round(compute_bpb(model, tok, texts, max_length=config.eval_max_length,
+                                    batch_size=config.eval_batch_size, progress=progress, runtime=rt).bpb, 6)
+            for name, texts in sets.items()}
+
+
+def build_datasets(config: CptConfig, tok, workdir: Path):
+    """Token files for domain and replay text (train part only) and the mixed, shuffled block dataset."""
+    def texts(ts: TextSet):
+        return train_texts(ts.source, config.heldout_fraction, config.seed, ts.max_docs)
+
+    dom = write_token_file(texts(config.domain), tok, workdir / "domain.bin")
+    domain = PackedBlocks(dom.array(), config.seq_len)
+    if len(domain) == 0:
+        raise FinemedError(f"domain data {config.domain.source!r} gave {dom.tokens} training tokens in {dom.docs} "
+                           f"docs, fewer than one block of seq_len={config.seq_len}; add text or lower seq_len")
+    replay = None
+    if config.replay is not None and config.replay_ratio > 0:
+        rep = write_token_file(texts(config.replay), tok, workdir / "replay.bin")
+        replay = PackedBlocks(rep.array(), config.seq_len)
+    return MixedBlocks(domain, replay, config.replay_ratio, seed=config.seed), dom.tokens
+
+
+def _check_model(model, tok, config: CptConfig) -> None:
+    limit = getattr(model.config, "max_position_embeddings", None)
+    if limit and config.seq_len > limit:
+        raise FinemedError(f"seq_len={config.seq_len} exceeds the maximum of model {config.model!r} "
+                           f"(max_position_embeddings={limit}); set seq_len <= {limit}")
+    if tok.eos_token_id is None:
+        raise FinemedError(f"model {config.model!r}: its tokenizer has no EOS token; packing needs one")
+
+
+@stage("train.cpt")
+def run(config: CptConfig, run_dir: Path, callbacks: list | None = None) -> CptResult:
+    """CPT ``config.model``; writes ``model/``, ``checkpoints/``, ``tb/`` and ``log_history.json``."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    ckpt_dir = run_dir / "checkpoints"
+    rt = resolve(config.device, config.dtype, train=True)
+    log.info("train.cpt on %s", rt.describe())
+    model, tok = load_causal_lm(config.model, runtime=rt)
+    if config.attn_implementation:
+        model.config._attn_implementation = config.attn_implementation
+    _check_model(model, tok, config)
+    sets = eval_texts(config)
+    train_ds, dom_tokens = build_datasets(config, tok, run_dir / "data")
+
+    resume_from = None
+    if config.resume and ckpt_dir.is_dir():
+        T.drop_incomplete_checkpoints(ckpt_dir)
+        resume_from = T.last_good_checkpoint(ckpt_dir)
+    before_path = run_dir / "bpb_before.json"
+    if resume_from is not None and before_path.is_file():
+        before = read_json(before_path)
+    else:
+        before = bpb_sets(model, tok, sets, config, rt)
+        atomic_write_json(before_path, before)
+
+    CptTrainer, MarkComplete, BpbEval = T.trainer_classes()
+    model.train()
+    trainer = CptTrainer(model=model, args=T.training_args(config, ckpt_dir, rt), train_dataset=train_ds,
+                         data_collator=PackCollator(tok.eos_token_id, config.doc_mask),
+                         callbacks=[MarkComplete(), *T.tensorboard_callbacks(config.report_to, run_dir),
+                                    *(callbacks or [])])
+    trainer.add_callback(BpbEval(trainer, lambda m: bpb_sets(m, tok, sets, config, rt, progress=False),
+                                 config.eval_steps))
+    t0 = time.perf_counter()
+    try:
+        trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    except T.NonFiniteLoss as err:
+        good = T.last_good_checkpoint(ckpt_dir)
+        where = f"last good checkpoint kept: {good}" if good else "no checkpoint was saved before it"
+        raise FinemedError(f"CPT stopped: non-finite loss ({err.value}) at step {err.step}; {where}. "
+                           f"Lower lr, raise warmup_steps or use dtype: float32, then rerun to resume") from None
+    seconds = time.perf_counter() - t0
+    steps = trainer.state.global_step
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    model.eval()
+    after = bpb_sets(model, tok, sets, config, rt)
+    model_dir = T.save_final(trainer, tok, run_dir / "model")
+    if trainer.is_world_process_zero():
+        atomic_write_json(run_dir / "log_history.json", trainer.state.log_history)
+    start_step = int(resume_from.name.split("-")[1]) if resume_from else 0
+    tokens_trained = (steps - start_step) * config.batch_size * config.grad_accum * config.seq_len
+    return CptResult(
+        model_dir=str(model_dir), bpb_before=before, bpb_after=after,
+        domain_bpb_drop=round((before["domain"] - after["domain"]) / before["domain"], 6),
+        heldout_docs={k: len(v) for k, v in sets.items()}, train_blocks=len(train_ds),
+        train_tokens_per_epoch=len(train_ds) * config.seq_len, domain_train_tokens=dom_tokens,
+        replay_share=round(train_ds.replay_share, 4), steps=steps,
+        final_loss=losses[-1] if losses else None, train_seconds=round(seconds, 2),
+        tokens_per_second=round(tokens_trained / seconds, 1) if seconds > 0 else 0.0,
+        resumed_from=str(resume_from) if resume_from else None, runtime=rt.describe())

@@ -1,0 +1,128 @@
+"""The CPT training loop on the HF ``Trainer``: arguments, callbacks, checkpoint marks and the final save.
+
+The Trainer (on accelerate) does AdamW, warmup + decay, accumulation, mixed precision, gradient checkpointing,
+``torch.compile``, checkpoints with optimizer/scheduler/RNG state and exact resume. Added here:
+
+:func:`trainer_classes` builds them on first use (so importing this module stays free of torch):
+
+- ``CptTrainer`` stops at once on a NaN/inf loss (:class:`NonFiniteLoss`), before the optimizer steps on
+  it or anything else is saved;
+- ``MarkComplete`` marks a checkpoint complete after its save, so a SIGKILL during a save leaves an
+  unmarked one that :func:`drop_incomplete_checkpoints` removes and resume never picks;
+- ``BpbEval`` logs held-out bpb every ``eval_steps`` steps (to TensorBoard and the log history).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Callable
+
+from finemed.runtime import Runtime
+
+COMPLETE_MARK = "finemed_complete"
+
+
+class NonFiniteLoss(RuntimeError):
+    def __init__(self, step: int, value: float):
+        super().__init__(f"loss {value} at step {step}")
+        self.step, self.value = step, value
+
+
+def last_good_checkpoint(out_dir: Path) -> Path | None:
+    """The highest ``checkpoint-N`` dir that carries the completion mark."""
+    best, best_step = None, -1
+    for d in Path(out_dir).glob("checkpoint-*"):
+        m = re.fullmatch(r"checkpoint-(\d+)", d.name)
+        if m and (d / COMPLETE_MARK).is_file() and int(m.group(1)) > best_step:
+            best, best_step = d, int(m.group(1))
+    return best
+
+
+def drop_incomplete_checkpoints(out_dir: Path) -> list[str]:
+    """Remove checkpoint dirs without the completion mark (a process died while saving them)."""
+    removed = []
+    for d in Path(out_dir).glob("checkpoint-*"):
+        if d.is_dir() and not (d / COMPLETE_MARK).is_file():
+            shutil.rmtree(d, ignore_errors=True)
+            removed.append(d.name)
+    return removed
+
+
+@lru_cache(maxsize=1)
+def trainer_classes() -> tuple[type, type, type]:
+    """``(CptTrainer, MarkComplete, BpbEval)``: the Trainer subclass and the two callbacks."""
+    import torch
+    from transformers import Trainer, TrainerCallback
+
+    class CptTrainer(Trainer):
+        """The HF Trainer, stopping on the first non-finite loss."""
+
+        def training_step(self, model, inputs, num_items_in_batch=None):
+            loss = super().training_step(model, inputs, num_items_in_batch)
+            if not torch.isfinite(loss).all():
+                raise NonFiniteLoss(self.state.global_step + 1, float(loss.float().mean()))
+            return loss
+
+    class MarkComplete(TrainerCallback):
+        def on_save(self, args, state, control, **kw):
+            ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            if ckpt.is_dir() and args.should_save:
+                (ckpt / COMPLETE_MARK).write_text(str(state.global_step))
+
+    class BpbEval(TrainerCallback):
+        """Every ``every`` steps (not at the last), log ``bpb_<set>`` from ``score(model)``."""
+
+        def __init__(self, trainer: Any, score: Callable[[object], dict[str, float]], every: int):
+            self.trainer, self.score, self.every = trainer, score, every
+
+        def on_step_end(self, args, state, control, **kw):
+            if self.every and state.global_step % self.every == 0 and state.global_step < state.max_steps:
+                scores = self.score(self.trainer.model)
+                self.trainer.log({f"bpb_{k}": v for k, v in scores.items()})
+
+    return CptTrainer, MarkComplete, BpbEval
+
+
+def training_args(config, output_dir: Path, rt: Runtime):
+    """The ``TrainingArguments`` of a CPT run (shared with ``benchmarks/bench_cpt.py`` and ``gpu_cpt_mfu.py``)."""
+    from transformers import TrainingArguments
+
+    return TrainingArguments(
+        **rt.trainer_kwargs(),
+        output_dir=str(output_dir), learning_rate=config.lr, warmup_steps=config.warmup_steps,
+        lr_scheduler_type=config.lr_scheduler, num_train_epochs=config.epochs, max_steps=config.max_steps,
+        per_device_train_batch_size=config.batch_size, gradient_accumulation_steps=config.grad_accum,
+        weight_decay=config.weight_decay, adam_beta2=config.adam_beta2, max_grad_norm=config.max_grad_norm,
+        activation_checkpointing=config.gradient_checkpointing, torch_compile=config.torch_compile,
+        save_strategy="steps", save_steps=config.save_steps, save_total_limit=config.save_total_limit,
+        logging_steps=config.logging_steps, report_to=[r for r in config.report_to if r != "tensorboard"],
+        seed=config.seed, data_seed=config.seed, dataloader_num_workers=config.dataloader_workers,
+        dataloader_pin_memory=rt.is_cuda, remove_unused_columns=False)
+
+
+def tensorboard_callbacks(report_to: list[str], run_dir: Path) -> list:
+    """A TensorBoard callback writing to ``run_dir/tb`` (transformers 5 dropped ``logging_dir``)."""
+    if "tensorboard" not in report_to:
+        return []
+    from torch.utils.tensorboard import SummaryWriter
+    from transformers.integrations import TensorBoardCallback
+
+    return [TensorBoardCallback(tb_writer=SummaryWriter(log_dir=str(run_dir / "tb")))]
+
+
+def save_final(trainer: Any, tok, out: Path) -> Path:
+    """Save the trained model + tokenizer to ``out`` atomically; under FSDP every rank joins the gather."""
+    partial = out.with_name(f".{out.name}.partial")
+    trainer.save_model(str(partial))  # collective under FSDP; writes on the main process only
+    if trainer.is_world_process_zero():
+        tok.save_pretrained(str(partial))
+        (partial / "training_args.bin").unlink(missing_ok=True)  # a pickle; not part of the model
+        if out.is_dir():
+            shutil.rmtree(out)
+        os.replace(partial, out)
+    trainer.accelerator.wait_for_everyone()
+    return out

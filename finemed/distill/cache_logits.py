@@ -1,0 +1,103 @@
+"""Stage ``train.cache_logits``: run the teacher once over the KD training data and store its top-k logits.
+
+The cache (:mod:`finemed.distill.logit_cache`) is written into the run dir and is resumable: a rerun after a
+crash recomputes only unfinished shards. ``train.distill`` with ``mode: offline`` and ``cache_dir:`` pointing
+at such a run dir reuses it for any student that shares the teacher's tokenizer.
+
+The config classes here are shared: :class:`KDDataConfig` (what the KD data is) is extended by
+:class:`CacheLogitsConfig` (teacher and cache), which ``train.distill``'s config extends in turn.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import ClassVar, Literal
+
+from pydantic import Field, model_validator
+
+from finemed.config import FinemedError, StageConfig
+from finemed.distill.data import build_data
+from finemed.distill.logit_cache import build_cache
+from finemed.logs import get_logger
+from finemed.models.loading import load_causal_lm
+from finemed.runtime import Device, DType, Runtime, resolve
+from finemed.stages import StageResult, stage
+
+log = get_logger(__name__)
+
+
+class KDDataConfig(StageConfig):
+    """The KD training data: plain text (held out by hash) and QA-format prompts (held out by article)."""
+
+    text: list[str] = ["builtin:xquad.en"]  # plain-text KD sources (finemed.texts grammar)
+    qa: str | None = "xquad.en"  # SQuAD-format file or bundled name for QA-format KD; split by title
+    qa_shots: list[int] = [0, 1]
+    heldout_fraction: float = Field(0.2, gt=0.0, lt=1.0)
+    max_train_sequences: int | None = None  # default steps × batch_size: one epoch, all the cache needs
+    qa_fraction: float = Field(0.25, ge=0.0, le=1.0)  # share of QA-format sequences under that cap
+    max_heldout_docs: int = 40
+    seq_len: int = Field(256, ge=8)
+    batch_size: int = Field(4, ge=1)
+    steps: int = Field(40, ge=1)
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _shots(self) -> "KDDataConfig":
+        if any(s not in (0, 1) for s in self.qa_shots):
+            raise ValueError("qa_shots entries must be 0 or 1")
+        return self
+
+
+class CacheLogitsConfig(KDDataConfig):
+    """Stage ``train.cache_logits``: the teacher, k and the cache layout, over :class:`KDDataConfig` data."""
+
+    teacher: str = "smollm2"
+    top_k: int = Field(64, ge=1)
+    temperature: float = Field(1.0, gt=0.0)
+    cache_dtype: Literal["float16", "bfloat16", "float32"] = "float16"
+    shard_size: int = Field(64, ge=1)  # sequences per shard: the unit of resume
+    device: Device = "auto"
+    dtype: DType = "auto"
+
+
+class CacheLogitsResult(StageResult):
+    key_metric: ClassVar[str] = "tokens"
+
+    path: str
+    shards: int
+    computed_shards: int
+    reused_shards: int
+    tokens: int
+    bytes: int
+    bytes_per_token: float
+    k: int
+    value_dtype: str
+    seconds: float = 0.0
+
+
+def cache_logits(cfg: CacheLogitsConfig, out: Path | str, *, rt: Runtime | None = None, teacher=None, tok=None,
+                 data: tuple | None = None) -> CacheLogitsResult:
+    """Write the top-k cache of ``cfg``'s KD data to ``out`` (the teacher and data are built unless given)."""
+    t0 = time.perf_counter()
+    rt = rt or resolve(cfg.device, cfg.dtype)
+    if teacher is None:
+        teacher, tok = load_causal_lm(cfg.teacher, runtime=rt)
+    vocab = int(teacher.get_output_embeddings().weight.shape[0])
+    if cfg.top_k > vocab:  # fail before tokenising the data
+        raise FinemedError(f"top-k cache: k={cfg.top_k} must be within 1..{vocab} (the teacher vocab size)")
+    ids, att, labels = data if data is not None else build_data(cfg, tok, Path(out) / ".data").train
+    report = build_cache(teacher, ids, att, labels, out, k=cfg.top_k, temperature=cfg.temperature,
+                         value_dtype=cfg.cache_dtype, runtime=rt, teacher_name=str(cfg.teacher),
+                         batch_size=cfg.batch_size * 2, shard_size=cfg.shard_size)
+    return CacheLogitsResult(**report.model_dump(), seconds=round(time.perf_counter() - t0, 2))
+
+
+@stage("train.cache_logits")
+def run(cfg: CacheLogitsConfig, run_dir: Path) -> CacheLogitsResult:
+    """The teacher's top-k cache of the KD data, written into ``run_dir`` (rerun to resume after a crash)."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    rt = resolve(cfg.device, cfg.dtype)
+    log.info("train.cache_logits on %s", rt.describe())
+    return cache_logits(cfg, run_dir, rt=rt)

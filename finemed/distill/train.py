@@ -1,0 +1,202 @@
+"""Stage ``train.distill``: teacher → student logit KD (online, offline top-k, on-policy), vs a CE-only student.
+
+The stage: load the teacher; build the student (layer-dropped from the teacher by
+:func:`finemed.models.student.init_student`, or any HF model sharing the tokenizer); build KD data
+(:mod:`finemed.distill.data`: packed plain text and QA-format prompts with answer-only labels, split by
+article); train the student with KD and, for comparison, a copy with CE only for the same steps and data
+order; then report held-out bpb (teacher, KD, CE), QA EM/F1/ROUGE-L on held-out questions (the ``eval.qa``
+lm-eval task), retention and the parameter reduction. Outputs: ``student/``, ``logits/``, ``report.md``.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, Field, model_validator
+
+from finemed.distill.cache_logits import CacheLogitsConfig, CacheLogitsResult, cache_logits
+from finemed.distill.data import SequenceDataset, build_data
+from finemed.distill.logit_cache import LogitCache
+from finemed.distill.report import qa_scores, retention, write_report
+from finemed.distill.trainer import check_teacher, check_vocab, kd_trainer_class, run_on_policy
+from finemed.logs import get_logger
+from finemed.models.bpb import compute_bpb
+from finemed.models.loading import count_parameters, load_causal_lm, resolve_dtype, save_model
+from finemed.models.student import init_student
+from finemed.runtime import Runtime, resolve
+from finemed.stages import StageResult, stage
+
+log = get_logger(__name__)
+QA_LANGS = ("de", "en", "es")
+
+
+class DistillConfig(CacheLogitsConfig):
+    """Stage ``train.distill``: the KD data, teacher and cache keys of ``train.cache_logits``, plus these."""
+
+    student: str | None = None  # an HF dir sharing the teacher's tokenizer; else layer-dropped from the teacher
+    keep_every: int | None = 2
+    layers: list[int] | None = None  # takes precedence over keep_every
+    mode: Literal["online", "offline", "on_policy"] = "offline"
+    divergence: Literal["forward_kl", "reverse_kl", "jsd"] = "forward_kl"
+    beta: float = Field(0.5, ge=0.0, le=1.0)
+    alpha: float = Field(0.0, ge=0.0, le=1.0)  # weight of CE in the KD loss
+    cache_dir: str | None = None  # reuse (or build) the top-k cache here; default RUN_DIR/logits
+    teacher_dtype: Literal["float32", "bfloat16"] = "float32"  # online teacher weights
+    lr: float = Field(2e-4, gt=0.0)
+    warmup_steps: int = 4
+    compare_ce: bool = True
+    eval_qa: int = Field(32, ge=0)  # held-out questions scored with EM/F1/ROUGE-L (0: bpb retention only)
+    qa_lang: str | None = None  # QA metric language; default from the qa name (xquad.de → de), else en
+    max_new_tokens: int = 16  # on-policy completion length
+    save_student: bool = True
+
+    @model_validator(mode="after")
+    def _student_source(self) -> "DistillConfig":
+        if self.student is None and self.keep_every is None and self.layers is None:
+            raise ValueError("give keep_every or layers (layer-dropped student) or student (an HF dir)")
+        return self
+
+
+class StudentSummary(BaseModel):
+    kept_layers: list[int] | None
+    teacher_parameters: int
+    student_parameters: int
+    reduction: float  # 1 - P_student / P_teacher
+
+
+class TrainSummary(BaseModel):
+    seconds: float
+    train_loss: float | None = None
+    log: list[dict[str, Any]] = []
+
+
+class DistillResult(StageResult):
+    key_metric: ClassVar[str] = "bpb_student"
+
+    mode: str
+    steps: int
+    train_sequences: int
+    train_tokens_per_step: int
+    student: StudentSummary
+    parameter_reduction_pct: float
+    heldout_docs: int
+    bpb_teacher: float
+    bpb_student_init: float
+    bpb_student: float
+    bpb_ce: float | None = None
+    kd_beats_ce: bool | None = None
+    cache: CacheLogitsResult | None = None
+    kd_train: TrainSummary
+    ce_train: TrainSummary | None = None
+    qa: dict[str, dict[str, dict[str, float]]] | None = None  # {model: {"0shot": {metric: %}}}
+    qa_questions: int = 0
+    retention: dict[str, float]
+    seconds: float
+    runtime: dict[str, str] = {}
+
+
+def qa_lang(cfg: DistillConfig) -> str:
+    if cfg.qa_lang:
+        return cfg.qa_lang
+    suffix = (cfg.qa or "").rsplit(".", 1)[-1]
+    return suffix if suffix in QA_LANGS else "en"
+
+
+def build_student(cfg: DistillConfig, teacher, teacher_tok, rt: Runtime):
+    """(student, tokenizer, summary): layer-dropped from the teacher, or loaded and vocab-checked."""
+    if cfg.student is None:
+        student, info = init_student(teacher, keep_every=None if cfg.layers else cfg.keep_every, layers=cfg.layers)
+        return student, teacher_tok, StudentSummary(**info.model_dump())
+    student, tok = load_causal_lm(cfg.student, runtime=rt)
+    check_vocab(teacher_tok, tok, teacher, student)
+    pt, ps = count_parameters(teacher), count_parameters(student)
+    return student, tok, StudentSummary(kept_layers=None, teacher_parameters=pt, student_parameters=ps,
+                                        reduction=round(1 - ps / pt, 6))
+
+
+def _train(cfg: DistillConfig, rt: Runtime, student, dataset, run_dir: Path, mode: str, teacher=None,
+           cache_temperature: float = 1.0) -> TrainSummary:
+    from transformers import TrainingArguments
+
+    args = TrainingArguments(**rt.trainer_kwargs(), output_dir=str(run_dir / f".trainer-{mode}"),
+                             max_steps=cfg.steps, per_device_train_batch_size=cfg.batch_size, learning_rate=cfg.lr,
+                             warmup_steps=cfg.warmup_steps, lr_scheduler_type="linear", weight_decay=0.0,
+                             logging_steps=max(1, cfg.steps // 5), save_strategy="no", report_to=[],
+                             seed=cfg.seed, data_seed=cfg.seed, remove_unused_columns=False, dataloader_num_workers=0)
+    student.train()
+    trainer = kd_trainer_class()(model=student, args=args, train_dataset=dataset, kd_mode=mode, teacher=teacher,
+                        divergence=cfg.divergence, beta=cfg.beta, temperature=cfg.temperature, alpha=cfg.alpha,
+                        cache_temperature=cache_temperature)
+    t0 = time.perf_counter()
+    out = trainer.train()
+    student.eval()
+    return TrainSummary(seconds=round(time.perf_counter() - t0, 2), train_loss=round(out.training_loss, 5),
+                        log=[h for h in trainer.state.log_history if "loss" in h])
+
+
+@stage("train.distill")
+def run(cfg: DistillConfig, run_dir: Path) -> DistillResult:
+    """Run KD (and the CE baseline), write ``report.md`` (and ``student/``), return the result."""
+    import torch
+
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.seed)
+    t_start = time.perf_counter()
+    rt = resolve(cfg.device, cfg.dtype, train=True)
+    log.info("train.distill (%s) on %s", cfg.mode, rt.describe())
+    teacher, tok = load_causal_lm(cfg.teacher, runtime=rt)
+    student, _, info = build_student(cfg, teacher, tok, rt)
+    ce_student = copy.deepcopy(student) if cfg.compare_ce else None
+    data = build_data(cfg, tok, run_dir / ".data")
+    (ids, att, labels), held_texts = data.train, data.held_texts
+
+    def bpb(model) -> float:
+        return compute_bpb(model, tok, held_texts, max_length=cfg.seq_len * 2, progress=False, runtime=rt).bpb
+
+    bpb_teacher, bpb_init = bpb(teacher), bpb(student)
+    cache = None
+    if cfg.mode == "offline":
+        cache_path = Path(cfg.cache_dir).expanduser() if cfg.cache_dir else run_dir / "logits"
+        cache = cache_logits(cfg, cache_path, rt=rt, teacher=teacher, tok=tok, data=(ids, att, labels))
+        kd_train = _train(cfg, rt, student, LogitCache(cache_path), run_dir, "offline",
+                          cache_temperature=cfg.temperature)
+    elif cfg.mode == "online":
+        teacher.to(resolve_dtype(cfg.teacher_dtype))
+        check_teacher(teacher, student, resolve_dtype(cfg.teacher_dtype))
+        kd_train = _train(cfg, rt, student, SequenceDataset(ids, att, labels), run_dir, "online", teacher)
+        teacher.float()
+    else:
+        t0 = time.perf_counter()
+        student, _ = run_on_policy(student, teacher, tok, data.prompts[: cfg.steps * cfg.batch_size],
+                                   run_dir / ".trainer-on_policy", steps=cfg.steps, batch_size=cfg.batch_size,
+                                   lr=cfg.lr, max_new_tokens=cfg.max_new_tokens, divergence=cfg.divergence,
+                                   beta=cfg.beta, temperature=cfg.temperature, rt=rt, seed=cfg.seed)
+        student.eval()
+        kd_train = TrainSummary(seconds=round(time.perf_counter() - t0, 2))
+    bpb_student = bpb(student)
+    ce_train = bpb_ce = None
+    if ce_student is not None:
+        ce_train = _train(cfg, rt, ce_student, SequenceDataset(ids, att, labels), run_dir, "ce")
+        bpb_ce = bpb(ce_student)
+    qa, n_questions = None, 0
+    if cfg.eval_qa and data.held_qa:
+        models = {"teacher": teacher, "kd": student} | ({"ce": ce_student} if ce_student is not None else {})
+        qa, n_questions = qa_scores(models, tok, data.held_qa, cfg.eval_qa, run_dir, pool=data.qa_pool,
+                                    lang=qa_lang(cfg), batch_size=cfg.batch_size * 2, runtime=rt)
+    reduction_pct = round(100 * info.reduction, 2)
+    if cfg.save_student:
+        save_model(student, tok, run_dir / "student")
+    result = DistillResult(
+        mode=cfg.mode, steps=cfg.steps, train_sequences=int(ids.size(0)),
+        train_tokens_per_step=cfg.batch_size * cfg.seq_len, student=info, parameter_reduction_pct=reduction_pct,
+        heldout_docs=len(held_texts), bpb_teacher=bpb_teacher, bpb_student_init=bpb_init, bpb_student=bpb_student,
+        bpb_ce=bpb_ce, kd_beats_ce=None if bpb_ce is None else bpb_student < bpb_ce, cache=cache,
+        kd_train=kd_train, ce_train=ce_train, qa=qa, qa_questions=n_questions,
+        retention=retention({"teacher": bpb_teacher, "kd": bpb_student, "ce": bpb_ce}, qa, reduction_pct),
+        seconds=round(time.perf_counter() - t_start, 1), runtime=rt.describe())
+    write_report(result, run_dir / "report.md")
+    return result
