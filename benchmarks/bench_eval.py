@@ -34,7 +34,8 @@ def bench_qa(n: int, batch_size: int) -> tuple[float, dict, dict]:
 
     from finemed.evaluation.lmeval_runner import task_manager
     from finemed.evaluation.qa import QaEvalConfig, evaluate_model
-    from finemed.models.loading import load_causal_lm, resolve_model_path
+    from finemed.models.loading import load_causal_lm
+    from finemed.models.registry import resolve_model_path
 
     path = resolve_model_path("smollm2")
     # peer: lm-eval loads and runs the model itself (HF backend); timing covers load + evaluation

@@ -26,7 +26,8 @@ def make_pair(workdir: Path, noise: float = 1e-2) -> tuple[Path, Path]:
     """The cached SmolLM2 dir and a noisy copy of it (safetensors + tokenizer)."""
     import torch
 
-    from finemed.models.loading import load_causal_lm, resolve_model_path, save_model
+    from finemed.models.loading import load_causal_lm, save_model
+    from finemed.models.registry import resolve_model_path
 
     base = resolve_model_path("smollm2")
     other = workdir / "smollm2-noisy"
@@ -82,7 +83,7 @@ def main() -> None:
                    else [str(BIN / "finemed"), "merge", str(cfg), "--out", str(out)])
             runs[tool].append(timed(cmd))
             print(f"round {r} {tool:8s} {runs[tool][-1][0]:7.2f} s  peak RSS {runs[tool][-1][1]:7.0f} MB", flush=True)
-    same = identical(args.workdir / "out-finemed", args.workdir / "out-mergekit")
+    same = identical(args.workdir / "out-finemed" / "model", args.workdir / "out-mergekit")  # run dir/model
     t_ours = statistics.median(w for w, _ in runs["finemed"])
     t_peer = statistics.median(w for w, _ in runs["mergekit"])
     m_ours = max(m for _, m in runs["finemed"])

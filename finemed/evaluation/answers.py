@@ -42,6 +42,10 @@ class PromptRow(BaseModel):
     reference: str | None = None
 
 
+def _builtin_list() -> str:
+    return ", ".join("builtin:" + b for b in BUILTINS)
+
+
 def _read_jsonl(path: Path) -> list[dict]:
     rows = []
     with open(path, encoding="utf-8") as fh:
@@ -57,7 +61,8 @@ def _read_jsonl(path: Path) -> list[dict]:
 
 def _medqa_prompt(row: dict) -> str:
     opts = "\n".join(f"{k}) {v}" for k, v in row["options"].items())
-    return f"{row['question']}\n\n{opts}\n\nAntworte mit dem Buchstaben der richtigen Antwort und einer kurzen Begründung."
+    return (f"{row['question']}\n\n{opts}\n\n"
+            "Antworte mit dem Buchstaben der richtigen Antwort und einer kurzen Begründung.")
 
 
 def _germedbench_answers(task: str) -> list[AnswerRow]:
@@ -91,7 +96,8 @@ def _germediq_answers() -> list[AnswerRow]:
     for r in load_germediq("llm"):
         k = seen[(r["model"], r["id"])]
         seen[(r["model"], r["id"])] += 1
-        out.append(AnswerRow(model=r["model"], prompt_id=f"{r['id']}-{k}", prompt=r["question"], answer=r["response"] or ""))
+        out.append(AnswerRow(model=r["model"], prompt_id=f"{r['id']}-{k}", prompt=r["question"],
+                             answer=r["response"] or ""))
     return out
 
 
@@ -101,7 +107,7 @@ def load_answers(spec: str | Path) -> list[AnswerRow]:
     if spec.startswith("builtin:"):
         name = spec[len("builtin:"):]
         if name not in BUILTINS:
-            raise FinemedError(f"answers {spec!r}: unknown builtin; use one of {', '.join('builtin:' + b for b in BUILTINS)}")
+            raise FinemedError(f"answers {spec!r}: unknown builtin; use one of {_builtin_list()}")
         rows = _germediq_answers() if name == "germediq" else _germedbench_answers(name.split("_", 1)[1])
     else:
         path = require_file(spec, "answers JSONL")
@@ -109,13 +115,15 @@ def load_answers(spec: str | Path) -> list[AnswerRow]:
         for i, d in enumerate(_read_jsonl(path), 1):
             missing = [k for k in ("model", "prompt_id", "answer") if k not in d]
             if missing:
-                raise FinemedError(f"{path}:{i}: missing field(s) {', '.join(missing)}; rows need model, prompt_id, answer")
+                raise FinemedError(f"{path}:{i}: missing field(s) {', '.join(missing)}; "
+                                   f"rows need model, prompt_id, answer")
             d = {**d, "prompt_id": str(d["prompt_id"]), "answer": "" if d["answer"] is None else str(d["answer"])}
             rows.append(AnswerRow.model_validate({k: v for k, v in d.items() if k in AnswerRow.model_fields}))
     keys = set()
     for r in rows:
         if (r.model, r.prompt_id) in keys:
-            raise FinemedError(f"answers {spec}: model {r.model!r} answers prompt {r.prompt_id!r} twice; keep one row per pair")
+            raise FinemedError(f"answers {spec}: model {r.model!r} answers prompt {r.prompt_id!r} twice; "
+                               f"keep one row per pair")
         keys.add((r.model, r.prompt_id))
     return rows
 
@@ -130,8 +138,8 @@ def load_prompts(spec: str | Path, limit: int | None = None) -> list[PromptRow]:
         from finemed.data.loaders import load_germedbench, load_germediq
 
         if name == "germedbench_patient_text":
-            out = [PromptRow(prompt_id=c["id"], prompt=PATIENT_TEXT_INSTRUCTION + c["text"], reference=c.get("gold_explanation"))
-                   for c in load_germedbench("patient_text")]
+            out = [PromptRow(prompt_id=c["id"], prompt=PATIENT_TEXT_INSTRUCTION + c["text"],
+                             reference=c.get("gold_explanation")) for c in load_germedbench("patient_text")]
         elif name == "germedbench_med_qa":
             out = [PromptRow(prompt_id=c["id"], prompt=_medqa_prompt(c), reference=c["correct_answer"])
                    for c in load_germedbench("med_qa")]
@@ -141,7 +149,7 @@ def load_prompts(spec: str | Path, limit: int | None = None) -> list[PromptRow]:
                 qs.setdefault(r["id"], r["question"])
             out = [PromptRow(prompt_id=k, prompt=v) for k, v in qs.items()]
         else:
-            raise FinemedError(f"prompts {spec!r}: unknown builtin; use one of {', '.join('builtin:' + b for b in BUILTINS)}")
+            raise FinemedError(f"prompts {spec!r}: unknown builtin; use one of {_builtin_list()}")
     else:
         path = require_file(spec, "prompts JSONL")
         for i, d in enumerate(_read_jsonl(path), 1):
@@ -155,5 +163,6 @@ def load_prompts(spec: str | Path, limit: int | None = None) -> list[PromptRow]:
 def write_answers(path: Path, rows: list[AnswerRow | dict[str, Any]]) -> Path:
     from finemed.artifacts import atomic_write_text
 
-    lines = [json.dumps(r.model_dump(exclude_none=True) if isinstance(r, BaseModel) else r, ensure_ascii=False) for r in rows]
+    lines = [json.dumps(r.model_dump(exclude_none=True) if isinstance(r, BaseModel) else r, ensure_ascii=False)
+             for r in rows]
     return atomic_write_text(path, "\n".join(lines) + ("\n" if lines else ""))

@@ -25,6 +25,7 @@ from pydantic import BaseModel
 
 from finemed.config import FinemedError
 from finemed.evaluation.answers import AnswerRow
+from finemed.logs import Counter
 
 Outcome = Literal["a", "b", "tie", "invalid"]
 
@@ -130,6 +131,18 @@ def _messages(lang: str, prompt: str, first: str, second: str) -> list[dict]:
             {"role": "user", "content": p["user"].format(prompt=prompt, a=first, b=second)}]
 
 
+def chat_with_progress(client, convs: list[list[dict]], cache_tag: str, desc: str) -> list:
+    """``client.chat`` in chunks of a few concurrency rounds, advancing a progress bar per chunk."""
+    step = max(1, 4 * getattr(client, "concurrency", 8))
+    replies: list = []
+    with Counter(desc, len(convs)) as bar:
+        for start in range(0, len(convs), step):
+            chunk = convs[start:start + step]
+            replies.extend(client.chat(chunk, cache_tag=cache_tag))
+            bar.advance(len(chunk))
+    return replies
+
+
 def judge_llm(triples, client, lang: str = "de") -> tuple[list[PairJudgment], dict[str, int]]:
     """LLM mode: 2 calls per pair (+1 retry per unparseable reply). Returns judgments and counters."""
     if lang not in PROMPTS:
@@ -139,14 +152,14 @@ def judge_llm(triples, client, lang: str = "de") -> tuple[list[PairJudgment], di
         prompt = a.prompt or b.prompt
         convs.append(_messages(lang, prompt, a.answer, b.answer))
         convs.append(_messages(lang, prompt, b.answer, a.answer))
-    replies = client.chat(convs, cache_tag="pairwise-v1")
+    replies = chat_with_progress(client, convs, "pairwise-v1", "judge")
     verdicts = [parse_verdict(r.text) for r in replies]
     retry_idx = [i for i, v in enumerate(verdicts) if v is None]
     counts = {"judge_calls_failed": sum(r.text is None for r in replies), "unparseable_first": len(retry_idx)}
     if retry_idx:
         retry_convs = [convs[i] + [{"role": "assistant", "content": replies[i].text or ""},
                                    {"role": "user", "content": PROMPTS[lang]["reminder"]}] for i in retry_idx]
-        for i, r in zip(retry_idx, client.chat(retry_convs, cache_tag="pairwise-v1-retry")):
+        for i, r in zip(retry_idx, chat_with_progress(client, retry_convs, "pairwise-v1-retry", "judge retries")):
             verdicts[i] = parse_verdict(r.text)
     counts["invalid_orders"] = sum(v is None for v in verdicts)
     out = []

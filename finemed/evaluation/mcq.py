@@ -1,4 +1,4 @@
-"""Multiple-choice (MMLU-de / MedQA-de style) items: loaders and the rows the lm-eval task scores.
+"""Stage ``eval.mcq``, and multiple-choice (MMLU-de / MedQA-de style) items: loaders and the rows lm-eval scores.
 
 lm-eval does the scoring (``output_type: multiple_choice``: log-likelihood of each option text after the
 prompt; ``acc`` and the byte-length-normalised ``acc_norm``). This module only turns files into items:
@@ -7,6 +7,9 @@ prompt; ``acc`` and the byte-length-normalised ``acc_norm``). This module only t
   ``correct_answer`` as a letter, an index or the option text);
 - a user CSV in MMLU layout: with a header (``question``/``Question``, ``A``..``E``, ``answer``/``Answer``) or
   headerless like the original MMLU files (question, A, B, C, D, answer letter).
+
+The stage runs ``tasks`` (default: ``germedbench_medqa``, or ``mcq_file`` when ``data`` is given; any
+finemed- or lm-eval task name works, e.g. ``global_mmlu_full_de_medical_genetics``) like ``eval.qa``.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from pydantic import BaseModel
 
 from finemed.config import FinemedError
 from finemed.data.registry import require_file
+from finemed.evaluation.qa import QaEvalConfig, QaEvalResult, run_eval
+from finemed.stages import stage
 
 LETTERS = "ABCDEFGH"
 
@@ -39,7 +44,8 @@ def _resolve_answer(raw, options: dict[str, str], where: str) -> str:
     for letter, text in options.items():
         if s and s == text.strip():
             return letter
-    raise FinemedError(f"{where}: answer {s!r} is neither an option letter ({', '.join(options)}), an index nor an option text")
+    raise FinemedError(f"{where}: answer {s!r} is neither an option letter ({', '.join(options)}), "
+                       f"an index nor an option text")
 
 
 def _item(row: dict, idx: int, where: str) -> McqItem:
@@ -76,7 +82,8 @@ def load_mcq_file(path: Path | str) -> list[McqItem]:
         if any(h.lower() == "question" for h in head):
             dicts = [dict(zip([h if h not in ("Question",) else "question" for h in head], r)) for r in rows[1:]]
         else:
-            dicts = [{"question": r[0], **{LETTERS[i]: t for i, t in enumerate(r[1:-1])}, "answer": r[-1]} for r in rows]
+            dicts = [{"question": r[0], **{LETTERS[i]: t for i, t in enumerate(r[1:-1])}, "answer": r[-1]}
+                     for r in rows]
         return [_item(d, i, f"{path}:{i + 2}") for i, d in enumerate(dicts)]
     text = path.read_text(encoding="utf-8")
     try:
@@ -86,7 +93,8 @@ def load_mcq_file(path: Path | str) -> list[McqItem]:
             data = json.loads(text)
             rows = data if isinstance(data, list) else data.get("data", data.get("questions"))
     except json.JSONDecodeError as err:
-        raise FinemedError(f"{path}: invalid JSON ({err.msg}); use a JSON list or JSONL with one question per line") from None
+        raise FinemedError(f"{path}: invalid JSON ({err.msg}); use a JSON list or JSONL with one question "
+                           f"per line") from None
     if not isinstance(rows, list):
         raise FinemedError(f"{path}: expected a list of questions (or {{'data': [...]}})")
     return [_item(r, i, f"{path} item {i + 1}") for i, r in enumerate(rows)]
@@ -101,3 +109,18 @@ def mcq_rows(items: list[McqItem]) -> list[dict]:
     """Rows for the lm-eval task: the prompt, the option texts as choices and the gold index."""
     return [{"id": it.id, "prompt": mcq_prompt(it), "choices": list(it.options.values()),
              "label": list(it.options).index(it.answer)} for it in items]
+
+
+class McqEvalConfig(QaEvalConfig):
+    """``tasks`` empty: ``mcq_file`` when ``data`` is given, else ``germedbench_medqa``."""
+
+    tasks: list[str] = []
+    limit: int | None = None
+
+
+@stage("eval.mcq")
+def run(config: McqEvalConfig, run_dir: Path) -> QaEvalResult:
+    """Stage entry: multiple-choice accuracy (acc, byte-length-normalised acc_norm) by log-likelihood."""
+    if not config.tasks:
+        config = config.model_copy(update={"tasks": ["mcq_file" if config.data else "germedbench_medqa"]})
+    return run_eval(config, run_dir)

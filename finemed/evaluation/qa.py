@@ -1,8 +1,10 @@
-"""``eval.qa`` stage: QA (XQuAD/MLQA/SQuAD, 0/1-shot) and MCQ tasks through lm-eval on a model object.
+"""Stage ``eval.qa``: extractive QA (XQuAD/MLQA/SQuAD, 0/1-shot), or any lm-eval task, on a model object.
 
-lm-eval generates (greedy, stop at newline) and scores log-likelihoods; finemed's task YAMLs supply local
-data, the prompts of :mod:`qa_prompts` and the metrics of :mod:`qa_metrics`. Each task runs on its own so
-its examples/s is measured; the predictions are written as ``predictions_<task>.json`` (``{id: answer}``),
+lm-eval generates (greedy, stop at newline) and scores log-likelihoods; finemed's task YAMLs (tagged
+``finemed_qa`` / ``finemed_mcq`` in ``finemed/evaluation/tasks``) supply local data, the prompts of
+:mod:`qa_prompts` and the metrics of :mod:`qa_metrics`; a name that is no finemed task is one of lm-eval's
+stock tasks (``global_mmlu_full_de_medical_genetics``). Each task runs on its own so its examples/s is
+measured; a finemed QA task's predictions are written as ``predictions_<task>.json`` (``{id: answer}``),
 which ``finemed eval qa-score`` rescores exactly like the official scripts.
 """
 
@@ -10,85 +12,100 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import Field
 
 from finemed.artifacts import atomic_write_json
 from finemed.config import FinemedError, StageConfig
+from finemed.data.registry import require_file
+from finemed.evaluation.lmeval_runner import TaskPlan, evaluate, make_lm, resolve_tasks
+from finemed.logs import get_logger
+from finemed.runtime import Device, DType, Runtime, for_model, resolve
+from finemed.stages import StageResult, stage
 
-QA_TASKS = [f"{d}_{s}shot" for d in ("xquad_de", "xquad_en", "xquad_es", "mlqa_de", "squad_v1") for s in (0, 1)]
-MCQ_TASKS = ["germedbench_medqa", "mcq_file"]
+log = get_logger(__name__)
+Metrics = dict[str, float | int | None]
 
 
 class QaEvalConfig(StageConfig):
-    model: str = Field(description="HF model dir or registered name (smollm2)")
+    model: str = Field("smollm2", description="HF model dir or registered name (smollm2)")
     tasks: list[str] = ["xquad_de_0shot", "xquad_de_1shot"]
-    limit: int | None = Field(100, description="first N examples per task (None: all)")
-    batch_size: int = 8
-    dtype: str = "bfloat16"
+    task_dirs: list[str] = Field([], description="extra lm-eval task dirs (YAMLs tagged finemed_qa/finemed_mcq)")
+    limit: int | None = Field(100, ge=1, description="first N examples per task (None: all)")
+    batch_size: int = Field(8, ge=1)
+    device: Device = "auto"
+    dtype: DType = "auto"
     seed: int = 0
     data: str | None = Field(None, description="SQuAD-format file for squad_v1_*, CSV/JSON for mcq_file")
     max_length: int | None = None
     allow_pickle: bool = False
 
 
-def _task_name(short: str) -> str:
-    if short not in QA_TASKS + MCQ_TASKS:
-        raise FinemedError(f"eval task {short!r} unknown; expected one of {', '.join(QA_TASKS + MCQ_TASKS)}")
-    return f"finemed_{short}"
+class QaEvalResult(StageResult):
+    key_metric: ClassVar[str] = "summary"
+    model: str
+    tasks: dict[str, Metrics]
+    summary: str
 
 
 def _predictions(samples: list[dict]) -> dict[str, str]:
-    return {s["doc"]["id"]: (s["filtered_resps"][0] if s["filtered_resps"] else "").strip() for s in samples}
+    return {str(s["doc"].get("id", s.get("doc_id"))): (s["filtered_resps"][0] if s["filtered_resps"] else "").strip()
+            for s in samples}
 
 
-def _summary(tasks: dict[str, dict]) -> str:
+def _summary(tasks: dict[str, Metrics]) -> str:
     parts = []
     for name, r in tasks.items():
-        if "exact_match" in r:
+        if "exact_match" in r and "f1" in r:
             parts.append(f"{name} EM {r['exact_match']:.1f} F1 {r['f1']:.1f}")
         elif "acc" in r:
             parts.append(f"{name} acc {100 * r['acc']:.1f}")
     return "; ".join(parts)
 
 
-def evaluate_model(model, tokenizer, config: QaEvalConfig, out_dir: Path | None = None) -> dict[str, Any]:
-    """Run ``config.tasks`` on a loaded model; return ``{"tasks": {short: metrics}, "summary": str}``."""
-    from finemed.evaluation.lmeval_runner import evaluate, make_lm
-
-    names = {t: _task_name(t) for t in config.tasks}
-    if any(t.startswith("mcq_file") for t in config.tasks) and not config.data:
+def evaluate_model(model, tokenizer, config: QaEvalConfig, out_dir: Path | None = None, *,
+                   plan: TaskPlan | None = None, runtime: Runtime | None = None) -> dict[str, Any]:
+    """Run ``config.tasks`` on a loaded model; return ``{"tasks": {name: metrics}, "summary": str}``."""
+    plan = plan or resolve_tasks(config.tasks, task_dirs=config.task_dirs)
+    if any(full == "finemed_mcq_file" for full in plan.names.values()) and not config.data:
         raise FinemedError("task mcq_file needs --data FILE (CSV in MMLU layout or JSON/JSONL in MedQA layout)")
-    lm = make_lm(model, tokenizer, batch_size=config.batch_size, max_length=config.max_length)
+    rt = runtime or for_model(model)
+    lm = make_lm(model, tokenizer, batch_size=config.batch_size, max_length=config.max_length,
+                 mixed_precision=rt.autocast_dtype)
     meta = {"seed": config.seed, **({"path": str(config.data)} if config.data else {})}
-    tasks: dict[str, dict] = {}
-    for short, full in names.items():
+    tasks: dict[str, Metrics] = {}
+    for name, full in plan.names.items():
         t0 = time.perf_counter()
-        out = evaluate(lm, [full], limit=config.limit, metadata=meta, seed=config.seed)
+        out = evaluate(lm, [full], limit=config.limit, metadata=meta, seed=config.seed, task_dirs=config.task_dirs,
+                       stock=plan.stock and name not in plan.tags)
         secs = time.perf_counter() - t0
-        res = dict(out["results"][full])
+        res: Metrics = dict(out["results"].get(full, {}))
         samples = out["samples"].get(full, [])
-        n = int(res.pop("sample_len", len(samples)))
+        n = int(res.pop("sample_len", None) or len(samples) or sum(len(s) for s in out["samples"].values()))
         res.update(n=n, seconds=round(secs, 2), examples_per_s=round(n / secs, 3) if secs else None)
-        tasks[short] = res
-        if out_dir is not None and short in QA_TASKS:
-            atomic_write_json(out_dir / f"predictions_{short}.json", _predictions(samples))
+        tasks[name] = res
+        if out_dir is not None and plan.tags.get(name) == "finemed_qa":
+            atomic_write_json(Path(out_dir) / f"predictions_{name}.json", _predictions(samples))
     return {"tasks": tasks, "summary": _summary(tasks)}
 
 
-def run(config: QaEvalConfig, run_dir: Path) -> dict[str, Any]:
-    from finemed.models.loading import load_causal_lm
-
-    run_dir = Path(run_dir)
-    for t in config.tasks:  # fail on bad input before the (slow) model load
-        _task_name(t)
+def run_eval(config: QaEvalConfig, run_dir: Path) -> QaEvalResult:
+    """Check the tasks and data, load the model on the runtime's device, evaluate, write ``qa_results.json``."""
+    plan = resolve_tasks(config.tasks, task_dirs=config.task_dirs)  # fail on bad input before the slow load
     if config.data:
-        from finemed.data.registry import require_file
-
         require_file(config.data, "--data file (SQuAD-format JSON, or MCQ CSV/JSON)")
-    model, tok = load_causal_lm(config.model, dtype=config.dtype, allow_pickle=config.allow_pickle)
-    result = {"model": config.model, **evaluate_model(model, tok, config, run_dir)}
-    atomic_write_json(run_dir / "qa_results.json", result)
-    atomic_write_json(run_dir / "metrics.json", result)
+    from finemed.models.loading import load_causal_lm  # imports torch
+
+    rt = resolve(config.device, config.dtype)
+    log.info("eval %s on %s", ", ".join(config.tasks), rt.describe())
+    model, tok = load_causal_lm(config.model, runtime=rt, allow_pickle=config.allow_pickle)
+    result = QaEvalResult(model=config.model, **evaluate_model(model, tok, config, run_dir, plan=plan, runtime=rt))
+    atomic_write_json(Path(run_dir) / "qa_results.json", result)
     return result
+
+
+@stage("eval.qa")
+def run(config: QaEvalConfig, run_dir: Path) -> QaEvalResult:
+    """Stage entry: QA (or any lm-eval) tasks; writes ``qa_results.json`` and ``predictions_<task>.json``."""
+    return run_eval(config, run_dir)

@@ -54,7 +54,8 @@ def _check(lang: str, metric: str) -> None:
     if metric not in METRICS:
         raise FinemedError(f"QA metric {metric!r} unknown; use squad or mlqa")
     if metric == "mlqa" and lang not in MLQA_ARTICLES:
-        raise FinemedError(f"language {lang!r} has no MLQA normalisation; use one of {', '.join(sorted(MLQA_ARTICLES))}")
+        raise FinemedError(f"language {lang!r} has no MLQA normalisation; "
+                           f"use one of {', '.join(sorted(MLQA_ARTICLES))}")
 
 
 def _mixed_segmentation(text: str) -> list[str]:
@@ -141,7 +142,8 @@ def score_one(pred: str | None, golds: Iterable[str], lang: str = "en", metric: 
             "rougeL": max_over_golds(rouge_l, pred, golds, lang, metric)}
 
 
-def score_predictions(examples, predictions: Mapping[str, str], lang: str, metric: str | None = None) -> dict[str, float]:
+def score_predictions(examples, predictions: Mapping[str, str], lang: str,
+                      metric: str | None = None) -> dict[str, float]:
     """Corpus EM / F1 / ROUGE-L in percent over ``examples`` (QAExample-like: ``.id``, ``.answers``).
 
     Like the official scripts: a missing prediction counts 0 and stays in the denominator; extra ids are ignored.

@@ -28,7 +28,8 @@ def one_shot_prompt(ex: QAExample, exemplar: QAExample) -> str:
     """The exemplar's prompt with its first gold answer, a blank line, then the 0-shot prompt of ``ex``."""
     if not exemplar.answers:
         raise FinemedError(f"QA exemplar {exemplar.id}: has no gold answer; pick an answered example")
-    return zero_shot_prompt(exemplar) + TARGET_DELIMITER + exemplar.answers[0] + FEWSHOT_DELIMITER + zero_shot_prompt(ex)
+    return (zero_shot_prompt(exemplar) + TARGET_DELIMITER + exemplar.answers[0] + FEWSHOT_DELIMITER
+            + zero_shot_prompt(ex))
 
 
 def pick_exemplar(examples: Sequence[QAExample], ex: QAExample, seed: int = 0) -> QAExample:

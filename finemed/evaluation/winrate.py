@@ -1,4 +1,5 @@
-"""Win-rates from pairwise outcomes: W/T/L, Bradley–Terry with bootstrap CIs, length-controlled, fold-change.
+"""Stage ``eval.pairwise`` (alias ``eval.winrates``): win-rates from pairwise outcomes: W/T/L, Bradley–Terry
+with bootstrap CIs, length-controlled, fold-change.
 
 - win-rate = (wins + ties/2) / (wins + ties + losses); ``invalid`` outcomes are counted but left out;
 - Bradley–Terry as Arena-Hard computes it: a logistic regression (scikit-learn, no intercept) on rows with
@@ -16,14 +17,16 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from pydantic import BaseModel, Field
 
 from finemed.artifacts import atomic_path, atomic_write_json
 from finemed.config import FinemedError, StageConfig
-from finemed.evaluation.judge import PairJudgment
+from finemed.evaluation.answers import load_answers, write_answers
+from finemed.evaluation.judge import PairJudgment, run_pairwise
+from finemed.stages import StageResult, stage
 
 ELO_SCALE, ELO_BASE = 400.0 / math.log(10), 1000.0
 
@@ -36,7 +39,8 @@ class FoldSpec(BaseModel):
 
 def pair_table(judgments: list[PairJudgment]) -> dict[str, dict[str, dict[str, float]]]:
     """``{m1: {m2: {win, tie, loss, invalid, n, winrate}}}`` for every ordered pair (both directions)."""
-    t: dict[str, dict[str, dict[str, float]]] = defaultdict(lambda: defaultdict(lambda: {"win": 0, "tie": 0, "loss": 0, "invalid": 0}))
+    t: dict[str, dict[str, dict[str, float]]] = defaultdict(
+        lambda: defaultdict(lambda: {"win": 0, "tie": 0, "loss": 0, "invalid": 0}))
     for j in judgments:
         ab, ba = t[j.model_a][j.model_b], t[j.model_b][j.model_a]
         if j.outcome == "invalid":
@@ -161,7 +165,8 @@ def heatmap(table, models: list[str], path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    mat = np.array([[table.get(a, {}).get(b, {}).get("winrate", np.nan) if a != b else np.nan for b in models] for a in models])
+    mat = np.array([[table.get(a, {}).get(b, {}).get("winrate", np.nan) if a != b else np.nan for b in models]
+                    for a in models])
     short = [m.split("/")[-1][:28] for m in models]
     fig, ax = plt.subplots(figsize=(1.0 + 0.55 * len(models), 0.8 + 0.5 * len(models)))
     im = ax.imshow(mat, cmap="RdYlGn", vmin=0, vmax=1)
@@ -190,7 +195,8 @@ def compute_winrates(judgments: list[PairJudgment], *, reference: str | None = N
                            "overall_winrate": overall_winrates(table), "bradley_terry": bt, "ranking": ranking}
     if reference:
         if reference not in table:
-            raise FinemedError(f"reference model {reference!r} has no judged pairs; pick one of {', '.join(sorted(table))}")
+            raise FinemedError(f"reference model {reference!r} has no judged pairs; "
+                               f"pick one of {', '.join(sorted(table))}")
         res["reference"] = reference
         res["length_controlled"] = length_controlled(judgments, reference)
     if fold:
@@ -207,19 +213,34 @@ class WinrateStageConfig(StageConfig):
     pairs: str = "all"
     reference: str | None = None
     fold: list[FoldSpec] = []
-    concurrency: int = 8
-    max_tokens: int = 256
-    timeout_s: float = 60.0
-    max_prompts: int | None = None
-    bootstrap: int = 200
+    concurrency: int = Field(8, ge=1)
+    max_tokens: int = Field(256, ge=1)
+    timeout_s: float = Field(60.0, gt=0)
+    max_prompts: int | None = Field(None, ge=1)
+    bootstrap: int = Field(200, ge=0)
     seed: int = 0
     cache: str | None = Field(None, description="SQLite judge cache (default: RUN_DIR/judge_cache.sqlite)")
 
 
-def run(config: WinrateStageConfig, run_dir: Path) -> dict[str, Any]:
-    from finemed.evaluation.answers import load_answers, write_answers
-    from finemed.evaluation.judge import run_pairwise
+class WinrateResult(StageResult):
+    key_metric: ClassVar[str] = "top"
+    top: str
+    ranking: list[str]
+    n_judgments: int
+    outcomes: dict[str, int]
+    overall_winrate: dict[str, float]
+    bradley_terry: dict[str, dict[str, float]]
+    pairs: dict[str, dict[str, dict[str, float]]]
+    reference: str | None = None
+    length_controlled: dict[str, dict[str, float]] | None = None
+    fold_change: list[dict[str, Any]] | None = None
+    judge_info: dict[str, Any]
+    heatmap: str
 
+
+@stage("eval.pairwise", aliases=["eval.winrates"])
+def run(config: WinrateStageConfig, run_dir: Path) -> WinrateResult:
+    """Stage entry: writes ``judgments.jsonl``, ``winrates.json`` and ``winrates_heatmap.png``."""
     run_dir = Path(run_dir)
     rows = load_answers(config.answers)
     cache = Path(config.cache) if config.cache else run_dir / "judge_cache.sqlite"
@@ -229,10 +250,7 @@ def run(config: WinrateStageConfig, run_dir: Path) -> dict[str, Any]:
     write_answers(run_dir / "judgments.jsonl", [j.model_dump() for j in judgments])
     res = compute_winrates(judgments, reference=config.reference, fold=config.fold, bootstrap=config.bootstrap,
                            seed=config.seed)
-    res["judge_info"] = info
-    models = res["ranking"]
-    heatmap(res["pairs"], models, run_dir / "winrates_heatmap.png")
-    atomic_write_json(run_dir / "winrates.json", res)
-    metrics = {k: res[k] for k in ("top", "ranking", "n_judgments", "outcomes", "judge_info")}
-    atomic_write_json(run_dir / "metrics.json", metrics)
-    return res
+    plot = heatmap(res["pairs"], res["ranking"], run_dir / "winrates_heatmap.png")
+    result = WinrateResult(**res, judge_info=info, heatmap=str(plot))
+    atomic_write_json(run_dir / "winrates.json", result)
+    return result

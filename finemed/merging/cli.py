@@ -1,4 +1,4 @@
-"""``finemed merge CONFIG.yaml --out DIR`` and ``finemed merge sweep``: parse, load the config, call."""
+"""``finemed merge CONFIG.yaml --out DIR`` (stage ``merge.apply``) and ``finemed merge sweep`` (``merge.sweep``)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,9 @@ from typing import Optional
 
 import typer
 from typer.core import TyperGroup
+
+from finemed.config import read_yaml
+from finemed.stage_cli import CONFIG, FORCE, OUT, SET, run_command
 
 
 class _DefaultToApply(TyperGroup):
@@ -22,34 +25,29 @@ class _DefaultToApply(TyperGroup):
 app = typer.Typer(cls=_DefaultToApply, no_args_is_help=True,
                   help="Merge models with mergekit (finemed short form or raw mergekit YAML); sweep SLERP t.",
                   epilog="Merge: finemed merge CONFIG.yaml --out DIR [--set t=0.3]. CONFIG is a mergekit YAML "
-                         "or the short form {base, cpt, method, t, density}. Sweep: finemed merge sweep --help.")
+                         "or the short form {base, cpt, method, t, density}; the model goes to DIR/model. "
+                         "Sweep: finemed merge sweep --help.")
 
 
 @app.command("apply", hidden=True)
 def apply(config: Path = typer.Argument(..., help="Merge YAML: short form (base, cpt, method, t) or mergekit YAML"),
-          out: Path = typer.Option(..., "--out", help="Output HF model dir (with tokenizer)"),
-          set_: Optional[list[str]] = typer.Option(None, "--set", help="Override a key: t=0.3, method=linear")):
-    """Merge the models named in CONFIG.yaml into --out."""
-    from finemed.merging.merge import merge_file
-
-    typer.echo(str(merge_file(config, out, set_)))
+          set_: Optional[list[str]] = SET, out: Path = OUT, force: bool = FORCE):
+    """Merge the models named in CONFIG.yaml into OUT/model."""
+    data = read_yaml(config)
+    if "merge_method" in data:  # a raw mergekit YAML: the stage's ``mergekit`` key, --set addresses its keys
+        seed = data.pop("random_seed", None)
+        sets = [s if s.startswith("random_seed=") else f"mergekit.{s}" for s in set_ or []]
+        res = run_command("merge.apply", None, sets, out, force=force,
+                          flags={"mergekit": data, "random_seed": seed})
+    else:
+        res = run_command("merge.apply", config, set_, out, force=force)
+    typer.echo(res["model"])
 
 
 @app.command("sweep")
-def sweep(config: Optional[Path] = typer.Option(None, "--config", "-c", help="SweepConfig YAML"),
-          base: Optional[str] = typer.Option(None, "--base", help="Instruct model (HF dir or name)"),
+def sweep(base: Optional[str] = typer.Option(None, "--base", help="Instruct model (HF dir or name)"),
           cpt: Optional[str] = typer.Option(None, "--cpt", help="CPT model dir"),
-          out: Path = typer.Option(..., "--out", help="Run dir: sweep.json, sweep.png, merged-t*/"),
-          set_: Optional[list[str]] = typer.Option(None, "--set", help="Override: t_values=[0,0.5,1]")):
+          config: Optional[Path] = CONFIG, set_: Optional[list[str]] = SET, out: Path = OUT, force: bool = FORCE):
     """Merge at several t, score domain/general bpb and the instruction probe, plot, pick t by the rule."""
-    from finemed.config import load_config
-    from finemed.merging.sweep import SweepConfig, run
-
-    base_cfg: dict = {}
-    if base:
-        base_cfg["base"] = base
-    if cpt:
-        base_cfg["cpt"] = cpt
-    cfg = load_config(SweepConfig, config, set_, base=base_cfg)
-    result = run(cfg, out)
-    typer.echo(json.dumps({k: v for k, v in result.model_dump().items() if k != "points"}, indent=2))
+    res = run_command("merge.sweep", config, set_, out, force=force, flags={"base": base, "cpt": cpt})
+    typer.echo(json.dumps({k: v for k, v in res.items() if k != "points"}, indent=2))

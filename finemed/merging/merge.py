@@ -1,4 +1,4 @@
-"""``finemed merge``: mergekit-backed model merges, from a raw mergekit YAML or a short finemed form.
+"""Stage ``merge.apply``: mergekit-backed model merges, from a raw mergekit config or a short finemed form.
 
 mergekit is the engine: a merge here is ``mergekit.merge.run_merge`` with the same ``MergeOptions`` the
 ``mergekit-yaml`` CLI builds, so the output tensors are bit-identical to running ``mergekit-yaml`` on the same
@@ -6,7 +6,9 @@ YAML (tested for every method). What finemed adds:
 
 - the short form ``{base, cpt, method, t, density}`` for the DeFineMed case (an instruct model and its CPT
   descendant), expanded to mergekit YAML by :func:`to_mergekit`; ``t`` is a scalar or a per-layer list that
-  mergekit interpolates across layers (a gradient), or mergekit's ``[{filter: ..., value: ...}]`` form;
+  mergekit interpolates across layers (a gradient), or mergekit's ``[{filter: ..., value: ...}]`` form.
+  ``method`` is any method in mergekit's own registry that takes a ``t`` (slerp, nearswap) or a ``weight``
+  (linear, task_arithmetic, ties, dare_*, della, breadcrumbs, ...): see :func:`short_form_methods`;
 - checks before any tensor is read: ``t`` in [0, 1], and every referenced model has the same architecture,
   shape and vocabulary (one line naming the two models and the difference);
 - an atomic output dir (tmp then rename) holding an HF model with the tokenizer.
@@ -16,14 +18,18 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Any, ClassVar, Literal, Union
 
 import yaml
-from pydantic import Field
+from pydantic import Field, field_validator, model_validator
 
+from finemed.artifacts import atomic_path, atomic_write_text
 from finemed.config import ConfigError, FinemedError, StageConfig, read_yaml, validate
+from finemed.logs import get_logger, progress_enabled
+from finemed.models.registry import resolve_model_path
+from finemed.stages import StageResult, stage
 
-METHODS = ("slerp", "linear", "task_arithmetic", "ties", "dare_ties", "dare_linear")
+log = get_logger(__name__)
 SHAPE_KEYS = ("model_type", "hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
               "intermediate_size", "vocab_size")
 TValue = Union[float, list[float], list[dict[str, Any]]]
@@ -33,17 +39,51 @@ class MergeSpec(StageConfig):
     """The short finemed form: merge ``cpt`` back into ``base`` (the instruct model) with ``method``.
 
     ``t`` is the share of the CPT model: 0 gives ``base``, 1 gives ``cpt`` (slerp, linear), or the weight of
-    the task vector ``cpt - base`` (task_arithmetic, ties, dare_*). ``density`` is the kept fraction for
-    ties/dare. ``dtype`` is the merge and output dtype.
+    the task vector ``cpt - base`` (task_arithmetic, ties, dare_*). ``density`` is the kept fraction where the
+    method has one (ties/dare). ``dtype`` is the merge and output dtype.
     """
 
     base: str
     cpt: str
-    method: Literal["slerp", "linear", "task_arithmetic", "ties", "dare_ties", "dare_linear"] = "slerp"
+    method: str = "slerp"
     t: TValue = 0.5
     density: float = Field(default=0.5, gt=0.0, le=1.0)
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     random_seed: int | None = 0
+
+    @field_validator("t")
+    @classmethod
+    def _unit_t(cls, v: Any) -> Any:
+        try:
+            check_t(v)
+        except ConfigError as err:
+            raise ValueError(str(err)) from None
+        return v
+
+
+# ------------------------------------------------------------------------------------------ methods
+def merge_methods() -> dict[str, Any]:
+    """mergekit's registry: ``{name: MergeMethodSpec}`` of every method it implements."""
+    from mergekit.merge_methods.registry import registered_methods
+
+    return {m.spec.name: m.spec for m in registered_methods()}
+
+
+def _layout(spec) -> str | None:
+    """How the short form maps onto a method: ``t`` (shared t), ``task`` (weight of cpt - base), ``weights``."""
+    params = {p.name: p.scope.value for p in spec.parameters}
+    if params.get("t") == "shared":
+        return "t"
+    if params.get("weight") == "non_base":
+        return "task"
+    if params.get("weight") == "input":
+        return "weights"
+    return None
+
+
+def short_form_methods() -> list[str]:
+    """The mergekit methods the short form can express (they take a ``t`` or a per-model ``weight``)."""
+    return sorted(name for name, spec in merge_methods().items() if _layout(spec))
 
 
 def check_t(t: Any, where: str = "t") -> None:
@@ -74,19 +114,22 @@ def _one_minus(t: Any) -> Any:
 
 def to_mergekit(spec: MergeSpec) -> dict:
     """Expand the short form into a mergekit configuration dict (model names resolved to paths)."""
-    from finemed.models.loading import resolve_model_path
-
     check_t(spec.t)
+    methods = merge_methods()
+    layout = _layout(methods[spec.method]) if spec.method in methods else None
+    if layout is None:
+        raise ConfigError(f"merge method {spec.method!r}: the short form takes one of "
+                          f"{', '.join(short_form_methods())}; write a mergekit YAML for other methods")
     base, cpt = str(resolve_model_path(spec.base)), str(resolve_model_path(spec.cpt))
     cfg: dict[str, Any] = {"merge_method": spec.method, "dtype": spec.dtype}
-    if spec.method == "slerp":
+    if layout == "t":
         cfg.update(base_model=base, models=[{"model": base}, {"model": cpt}], parameters={"t": spec.t})
-    elif spec.method == "linear":
+    elif layout == "weights":
         cfg["models"] = [{"model": base, "parameters": {"weight": _one_minus(spec.t)}},
                          {"model": cpt, "parameters": {"weight": spec.t}}]
     else:
         params: dict[str, Any] = {"weight": spec.t}
-        if spec.method in ("ties", "dare_ties", "dare_linear"):
+        if any(p.name == "density" for p in methods[spec.method].parameters):
             params["density"] = spec.density
         cfg.update(base_model=base, models=[{"model": cpt, "parameters": params}])
     return cfg
@@ -171,10 +214,9 @@ def run_merge(mk: dict, out: Path | str, *, random_seed: int | None = None, chec
     from mergekit.merge import run_merge as mk_run_merge
     from pydantic import ValidationError
 
-    from finemed.artifacts import atomic_path, atomic_write_text
-
-    if mk.get("merge_method") not in METHODS and mk.get("merge_method") not in _mergekit_methods():
-        raise ConfigError(f"merge_method {mk.get('merge_method')!r} unknown; use one of {', '.join(METHODS)}")
+    methods = merge_methods()
+    if mk.get("merge_method") not in methods:
+        raise ConfigError(f"merge_method {mk.get('merge_method')!r} unknown; mergekit has {', '.join(sorted(methods))}")
     try:
         cfg = MergeConfiguration.model_validate(mk)
     except ValidationError as err:
@@ -182,10 +224,11 @@ def run_merge(mk: dict, out: Path | str, *, random_seed: int | None = None, chec
         raise ConfigError(f"mergekit config: {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
     if check:
         check_compatible([str(m.model.path) for m in cfg.referenced_models()])
-    opts = merge_options(random_seed, **options)
+    opts = merge_options(random_seed, **{"quiet": not progress_enabled(), **options})
     opts.apply_global_options()
     source = yaml.safe_dump(mk, sort_keys=False)
     out = Path(out)
+    log.info("merge %s of %d models into %s", mk["merge_method"], len(cfg.referenced_models()), out)
     with atomic_path(out) as tmp:
         mk_run_merge(cfg, str(tmp), options=opts, config_source=source)
         if not any(tmp.glob("*.safetensors")):
@@ -194,13 +237,62 @@ def run_merge(mk: dict, out: Path | str, *, random_seed: int | None = None, chec
     return out
 
 
-def _mergekit_methods() -> set[str]:
-    from mergekit.merge_methods.registry import registered_methods
-
-    return {m.name() for m in registered_methods()}
-
-
 def merge_file(config: Path | str, out: Path | str, overrides: list[str] | None = None) -> Path:
-    """``finemed merge CONFIG.yaml --out DIR``: either YAML form."""
+    """Either YAML form merged into ``out`` (the library call; the CLI goes through the stage)."""
     mk, seed = load_merge_config(config, overrides)
     return run_merge(mk, out, random_seed=seed)
+
+
+# ------------------------------------------------------------------------------------------------ stage
+class MergeConfig(StageConfig):
+    """Stage ``merge.apply``: the short form (``base``, ``cpt``, ``method``, ``t``, ...) or a raw ``mergekit``
+    config (any mergekit YAML, as a mapping); the merged HF model goes to ``RUN_DIR/model``."""
+
+    base: str | None = None
+    cpt: str | None = None
+    method: str = "slerp"
+    t: TValue = 0.5
+    density: float = Field(default=0.5, gt=0.0, le=1.0)
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    random_seed: int | None = 0
+    mergekit: dict[str, Any] | None = Field(None, description="a raw mergekit config, used as is")
+
+    @field_validator("t")
+    @classmethod
+    def _unit_t(cls, v: Any) -> Any:
+        try:
+            check_t(v)
+        except ConfigError as err:
+            raise ValueError(str(err)) from None
+        return v
+
+    @model_validator(mode="after")
+    def _one_form(self) -> "MergeConfig":
+        if self.mergekit is None and not (self.base and self.cpt):
+            raise ValueError("give base and cpt (the short form) or mergekit (a raw mergekit config)")
+        if self.mergekit is not None and (self.base or self.cpt):
+            raise ValueError("give either the short form (base, cpt) or mergekit, not both")
+        return self
+
+    def to_mergekit(self) -> dict:
+        if self.mergekit is not None:
+            params = self.mergekit.get("parameters") or {}
+            if self.mergekit.get("merge_method") == "slerp" and "t" in params:
+                check_t(params["t"], "mergekit.parameters.t")
+            return dict(self.mergekit)
+        return to_mergekit(MergeSpec(**self.model_dump(exclude={"mergekit"})))
+
+
+class MergeResult(StageResult):
+    key_metric: ClassVar[str] = "method"
+    model: str
+    method: str
+    models: list[str]
+
+
+@stage("merge.apply")
+def run(config: MergeConfig, run_dir: Path) -> MergeResult:
+    """Stage entry: merge into ``RUN_DIR/model`` (weights, config, tokenizer, ``finemed_merge.yaml``)."""
+    mk = config.to_mergekit()
+    out = run_merge(mk, Path(run_dir) / "model", random_seed=config.random_seed)
+    return MergeResult(model=str(out), method=mk["merge_method"], models=referenced_models(mk))

@@ -6,8 +6,9 @@ through the model's chat template, and scored by checks that need no judge model
 
 - ``lang``: the answer is in the language asked in (py3langid, restricted to de/en);
 - ``max_words:N``, ``sentences:N``, ``one_word``, ``number:V``, ``upper:W``: length and exactness limits;
-- ``bullets:N`` (N list items, bulleted or numbered), ``numbered:N``, ``comma_list:N``, ``json:k1,k2``, ``yes_no``, ``ends_q``: the format asked for;
-- ``eos``: generation stopped with the EOS token before ``max_new_tokens``.
+- ``bullets:N`` (N list items, bulleted or numbered), ``numbered:N``, ``comma_list:N``, ``json:k1,k2``,
+  ``yes_no``, ``ends_q``: the format asked for;
+- ``eos``: generation stopped (EOS or a stop string) before ``max_new_tokens``.
 
 An instruction passes when all its checks pass; the score is the pass rate. IFEval (lm-eval) has the same
 idea but English-only instructions and no EOS check, hence this small bilingual set.
@@ -21,6 +22,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from pydantic import BaseModel
+
+from finemed.models.generate import generate
+from finemed.runtime import Runtime
 
 
 @dataclass(frozen=True)
@@ -189,37 +193,6 @@ class ProbeResult(BaseModel):
     items: list[ProbeItem]
 
 
-def generate(model, tok, prompts: list[str], max_new_tokens: int = 64, batch_size: int = 16,
-             autocast: bool = True) -> list[tuple[str, bool]]:
-    """Greedy chat answers ``(text, stopped_with_eos)`` for each prompt, batched with left padding."""
-    import torch
-
-    from finemed.evaluation.perplexity import autocast_context
-
-    eos = tok.eos_token_id
-    pad = tok.pad_token_id if tok.pad_token_id is not None else eos
-    chats = [tok.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True, tokenize=False)
-             for p in prompts]
-    device = next(model.parameters()).device
-    side, tok.padding_side = tok.padding_side, "left"
-    out: list[tuple[str, bool]] = []
-    model.eval()
-    try:
-        for i in range(0, len(chats), batch_size):
-            enc = tok(chats[i:i + batch_size], return_tensors="pt", padding=True, add_special_tokens=False)
-            enc = {k: v.to(device) for k, v in enc.items()}
-            with torch.no_grad(), autocast_context(device.type, autocast):
-                gen = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=eos,
-                                     pad_token_id=pad)
-            for row in gen[:, enc["input_ids"].shape[1]:].tolist():
-                stopped = eos in row
-                row = row[:row.index(eos)] if stopped else row
-                out.append((tok.decode(row, skip_special_tokens=True), stopped))
-    finally:
-        tok.padding_side = side
-    return out
-
-
 def score(items: list[Instruction], answers: list[tuple[str, bool]]) -> ProbeResult:
     """Apply every instruction's checks to its answer; aggregate pass rates overall, by language, by check."""
     scored = []
@@ -240,8 +213,9 @@ def _rate(flags: list[bool]) -> float:
 
 
 def run_probe(model, tok, *, max_new_tokens: int = 64, batch_size: int = 16, limit: int | None = None,
-              autocast: bool = True) -> ProbeResult:
-    """Answer the probe with ``model`` and score it."""
+              runtime: Runtime | None = None) -> ProbeResult:
+    """Answer the probe greedily through the chat template (:func:`finemed.models.generate.generate`), score it."""
     items = instructions()[:limit] if limit else instructions()
-    answers = generate(model, tok, [i.prompt for i in items], max_new_tokens, batch_size, autocast)
-    return score(items, answers)
+    gens = generate(model, tok, [i.prompt for i in items], max_new_tokens=max_new_tokens, batch_size=batch_size,
+                    runtime=runtime, progress="instruction probe")
+    return score(items, [(g.text, g.finish_reason == "stop") for g in gens])

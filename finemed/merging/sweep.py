@@ -15,25 +15,39 @@ from __future__ import annotations
 import shutil
 import time
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, Field, field_validator
 
 from finemed.artifacts import atomic_path, atomic_write_json
-from finemed.config import FinemedError, StageConfig
-from finemed.training.cpt import TextSet, _general_default
+from finemed.config import ConfigError, FinemedError, StageConfig
+from finemed.logs import get_logger, progress
+from finemed.merging.merge import MergeSpec, check_compatible, run_merge, short_form_methods, to_mergekit
+from finemed.merging.probe import run_probe
+from finemed.models.registry import resolve_model_path
+from finemed.runtime import Device, DType, Runtime, resolve
+from finemed.stages import StageResult, stage
+from finemed.texts import TextSet, general_eval_default, heldout_texts
+
+log = get_logger(__name__)
 
 
 class SweepConfig(StageConfig):
-    """Stage ``merge.sweep``. The held-out sets are chosen by the same hash rule as ``train.cpt``."""
+    """Stage ``merge.sweep``. The held-out sets are chosen by the same hash rule as ``train.cpt``.
+
+    ``method`` is a short-form merge method (:func:`finemed.merging.merge.short_form_methods`), merged in
+    ``merge_dtype``; ``device``/``dtype`` are where and in which precision the merged models are scored.
+    """
 
     base: str = "smollm2"
     cpt: str
-    method: Literal["slerp", "linear"] = "slerp"
+    method: str = "slerp"
     t_values: list[float] = Field(default_factory=lambda: [0.0, 0.3, 0.5, 0.7, 1.0])
-    dtype: Literal["float32", "bfloat16"] = "float32"
+    merge_dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    device: Device = "auto"
+    dtype: DType = "auto"
     domain: TextSet = TextSet(source="builtin:medical")
-    general_eval: dict[str, TextSet] = Field(default_factory=_general_default)
+    general_eval: dict[str, TextSet] = Field(default_factory=general_eval_default)
     heldout_fraction: float = Field(default=0.15, gt=0.0, lt=1.0)
     eval_max_docs: int = Field(default=16, ge=1)
     eval_max_length: int = Field(default=512, ge=2)
@@ -44,7 +58,6 @@ class SweepConfig(StageConfig):
     probe_limit: int | None = Field(default=None, ge=1)
     min_probe_keep: float = Field(default=0.8, ge=0.0, le=1.0)
     keep: Literal["chosen", "all"] = "chosen"
-    autocast: bool = True
 
     @field_validator("t_values")
     @classmethod
@@ -65,7 +78,8 @@ class SweepPoint(BaseModel):
     seconds: float
 
 
-class SweepResult(BaseModel):
+class SweepResult(StageResult):
+    key_metric: ClassVar[str] = "chosen_t"
     chosen_t: float
     rule: str
     chosen_model: str
@@ -118,51 +132,51 @@ def plot_sweep(points: list[SweepPoint], chosen: float, path: Path) -> Path:
     return path
 
 
-def _evaluate(model_dir: Path, sets: dict[str, list[str]], config: SweepConfig) -> tuple[dict, object]:
-    from finemed.evaluation.perplexity import compute_bpb
-    from finemed.merging.probe import run_probe
+def _evaluate(model_dir: Path, sets: dict[str, list[str]], config: SweepConfig, rt: Runtime) -> tuple[dict, object]:
+    from finemed.models.bpb import compute_bpb  # imports torch
     from finemed.models.loading import load_causal_lm
 
-    model, tok = load_causal_lm(model_dir)
+    model, tok = load_causal_lm(model_dir, runtime=rt)
     bpb = {name: round(compute_bpb(model, tok, texts, max_length=config.eval_max_length,
-                                   batch_size=config.eval_batch_size, progress=False,
-                                   autocast=config.autocast).bpb, 6) for name, texts in sets.items()}
+                                   batch_size=config.eval_batch_size, progress=False, runtime=rt).bpb, 6)
+           for name, texts in sets.items()}
     probe = run_probe(model, tok, max_new_tokens=config.probe_max_new_tokens, batch_size=config.probe_batch_size,
-                      limit=config.probe_limit, autocast=config.autocast)
+                      limit=config.probe_limit, runtime=rt)
     return bpb, probe
 
 
+@stage("merge.sweep")
 def run(config: SweepConfig, run_dir: Path) -> SweepResult:
-    """Stage entry: writes ``sweep.json``, ``sweep.png``, ``probe/t*.json``, ``merged/`` and ``metrics.json``."""
-    from finemed.merging.merge import MergeSpec, check_compatible, run_merge, to_mergekit
-    from finemed.models.loading import resolve_model_path
-    from finemed.training.data import heldout_texts
-
+    """Stage entry: writes ``sweep.json``, ``sweep.png``, ``probe/t*.json`` and the chosen model ``merged/``."""
+    if config.method not in short_form_methods():
+        raise ConfigError(f"sweep method {config.method!r}: use one of {', '.join(short_form_methods())}")
     run_dir = Path(run_dir)
     base, cpt = resolve_model_path(config.base), resolve_model_path(config.cpt)
     check_compatible([str(base), str(cpt)])
     sets = {}
     for name, ts in {"domain": config.domain, **config.general_eval}.items():
         cap = min(config.eval_max_docs, ts.max_docs or config.eval_max_docs)
-        sets[name] = heldout_texts(ts.source, config.heldout_fraction, config.seed, cap, ts.field)
+        sets[name] = heldout_texts(ts.source, config.heldout_fraction, config.seed, cap)
         if not sets[name]:
             raise FinemedError(f"sweep: held-out set {name!r} ({ts.source}) is empty; add texts or raise "
                                f"heldout_fraction")
+    rt = resolve(config.device, config.dtype)
     t_values = sorted(set(config.t_values) | {0.0, 1.0})
     points: list[SweepPoint] = []
     merged_dirs: dict[float, Path] = {}
-    for t in t_values:
+    for t in progress(t_values, "sweep points"):
         start = time.perf_counter()
         if t in (0.0, 1.0):
             model_dir = base if t == 0.0 else cpt
         else:
-            spec = MergeSpec(base=str(base), cpt=str(cpt), method=config.method, t=t, dtype=config.dtype)
+            spec = MergeSpec(base=str(base), cpt=str(cpt), method=config.method, t=t, dtype=config.merge_dtype)
             model_dir = run_merge(to_mergekit(spec), run_dir / f"merged-t{t:g}", check=False)
             merged_dirs[t] = model_dir
-        bpb, probe = _evaluate(model_dir, sets, config)
+        bpb, probe = _evaluate(model_dir, sets, config, rt)
         atomic_write_json(run_dir / "probe" / f"t{t:g}.json", probe)
         points.append(SweepPoint(t=t, bpb=bpb, probe_pass_rate=probe.pass_rate, probe_by_lang=probe.by_lang,
                                  seconds=round(time.perf_counter() - start, 2)))
+        log.info("sweep t=%g: bpb %s, probe pass rate %.2f", t, bpb, probe.pass_rate)
         atomic_write_json(run_dir / "points.partial.json", points)  # progress; sweep.json is the result
     by_t = {p.t: p for p in points}
     chosen = choose_t([p for p in points if p.t in config.t_values] or points, by_t[0.0].probe_pass_rate,
@@ -186,5 +200,4 @@ def run(config: SweepConfig, run_dir: Path) -> SweepResult:
         meets_gain_goal=gain_kept is not None and gain_kept >= 0.5, plot=str(plot), points=points)
     (run_dir / "points.partial.json").unlink(missing_ok=True)
     atomic_write_json(run_dir / "sweep.json", result)
-    atomic_write_json(run_dir / "metrics.json", result)
     return result

@@ -3,8 +3,8 @@
 import json
 
 import pytest
-
 from eval_servers import length_judge
+
 from finemed.evaluation.answers import AnswerRow
 from finemed.evaluation.judge import combine, make_pairs, parse_verdict, run_pairwise
 from finemed.evaluation.winrate import compute_winrates

@@ -1,4 +1,5 @@
-"""bpb: equals a direct computation, sliding windows stay close to full context, the CLI schema, SmolLM2."""
+"""bpb: equals a direct computation, sliding windows stay close to full context, the eval.bpb stage and its CLI,
+SmolLM2."""
 
 from __future__ import annotations
 
@@ -11,8 +12,11 @@ import pytest
 import torch
 
 from finemed.config import FinemedError
-from finemed.evaluation.perplexity import _windows, compute_bpb
+from finemed.models.bpb import _windows, compute_bpb
 from finemed.models.loading import load_causal_lm
+from finemed.runtime import resolve
+
+FP32 = resolve("cpu", "float32")
 
 TEXTS = ["Der Patient klagt über Brustschmerzen seit drei Tagen.", "The quick brown fox jumps over the lazy dog.",
          "Blutdruck 140/90 mmHg, Puls 88/min – Therapie: Ramipril 5 mg 1-0-0."]
@@ -30,8 +34,8 @@ def direct_bpb(model, tok, texts):
 
 
 def test_bpb_equals_direct_computation(tiny_model_dir):
-    model, tok = load_causal_lm(tiny_model_dir)
-    res = compute_bpb(model, tok, TEXTS, batch_size=2, autocast=False, progress=False)
+    model, tok = load_causal_lm(tiny_model_dir, runtime=FP32)
+    res = compute_bpb(model, tok, TEXTS, batch_size=2, runtime=FP32, progress=False)
     assert res.bpb == pytest.approx(direct_bpb(model, tok, TEXTS), abs=1e-6)
     assert res.bytes == sum(len(t.encode()) for t in TEXTS)
     n_tokens = sum(len(tok(t, add_special_tokens=False)["input_ids"]) for t in TEXTS)
@@ -48,48 +52,63 @@ def test_windows_score_each_token_once():
 
 
 def test_sliding_window_close_to_full_context(tiny_model_dir):
-    model, tok = load_causal_lm(tiny_model_dir)
+    model, tok = load_causal_lm(tiny_model_dir, runtime=FP32)
     from finemed.data.loaders import load_grascco
 
     text = load_grascco()[0].text[:2500]
     n = len(tok(text, add_special_tokens=False)["input_ids"])
     assert n > 300
-    full = compute_bpb(model, tok, [text], max_length=512, autocast=False, progress=False)
-    slid = compute_bpb(model, tok, [text], max_length=256, stride=128, autocast=False, progress=False)
+    full = compute_bpb(model, tok, [text], max_length=512, runtime=FP32, progress=False)
+    slid = compute_bpb(model, tok, [text], max_length=256, stride=128, runtime=FP32, progress=False)
     assert full.tokens == slid.tokens
     assert abs(slid.bpb - full.bpb) / full.bpb < 0.02
 
 
 def test_empty_text_set_is_an_error(tiny_model_dir):
-    model, tok = load_causal_lm(tiny_model_dir)
+    model, tok = load_causal_lm(tiny_model_dir, runtime=FP32)
     with pytest.raises(FinemedError, match="empty"):
         compute_bpb(model, tok, ["", "   "])
 
 
 def test_cli_writes_bpb_json(tmp_path, tiny_model_dir):
     data = tmp_path / "d.jsonl"
-    data.write_text("".join(json.dumps({"text": t}) + "\n" for t in TEXTS))
+    data.write_text("".join(json.dumps({"body": t}) + "\n" for t in TEXTS))
     out = tmp_path / "out"
     proc = subprocess.run([sys.executable, "-m", "finemed.cli", "eval", "bpb", "--model", str(tiny_model_dir),
-                           "--data", str(data), "--out", str(out), "--no-autocast"], capture_output=True, text=True)
+                           "--data", f"{data}#body", "--out", str(out), "--set", "dtype=float32",
+                           "--set", "device=cpu"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     res = json.loads((out / "bpb.json").read_text())
-    assert set(res) == {"bpb", "loss_per_token", "tokens", "bytes"}
-    model, tok = load_causal_lm(tiny_model_dir)
-    assert res["bpb"] == pytest.approx(direct_bpb(model, tok, TEXTS), abs=1e-6)
+    assert set(res["sets"]["data"]) == {"bpb", "loss_per_token", "tokens", "bytes", "docs"}
+    assert res["runtime"]["compute_dtype"] == "float32" and res["sets"]["data"]["docs"] == 3
+    model, tok = load_causal_lm(tiny_model_dir, runtime=FP32)
+    assert res["sets"]["data"]["bpb"] == pytest.approx(direct_bpb(model, tok, TEXTS), abs=1e-6)
+    assert json.loads((out / "metrics.json").read_text())["bpb"] == {"data": round(res["sets"]["data"]["bpb"], 4)}
+
+
+def test_stage_on_builtin_sets(tmp_path, tiny_model_dir):
+    from finemed.evaluation.perplexity import BpbSetsConfig
+    from finemed.stages import run_stage
+
+    cfg = BpbSetsConfig(model=str(tiny_model_dir), sets={"medical": "builtin:grascco", "english": "builtin:xquad.en"},
+                        max_docs=2, max_chars=2000, max_length=64, device="cpu", dtype="float32")
+    res = run_stage("eval.bpb", cfg, tmp_path).result
+    assert set(res["bpb"]) == {"medical", "english"} and all(0 < v < 20 for v in res["bpb"].values())
+    assert run_stage("eval.bpb", cfg, tmp_path).status == "cached"
 
 
 @pytest.mark.slow
 @pytest.mark.smoke
 def test_smollm2_conversion_and_bpb_ordering(smollm2_dir):
     """The converted SmolLM2 keeps its chat template; English bpb is finite and below general German."""
-    from finemed.evaluation.perplexity import builtin_texts, subsample
+    from finemed.models.bpb import subsample
+    from finemed.texts import read_texts
 
     info = json.loads((smollm2_dir / "finemed_conversion.json").read_text())
     assert info["parameters"] == 134_515_008 and info["layers"] == 30 and info["vocab_size"] == 49152
     assert info["max_logit_diff"] <= 1e-4 and info["chat_template"]
     model, tok = load_causal_lm(smollm2_dir)
     assert tok("Hello world")["input_ids"] == [19556, 905]
-    en = compute_bpb(model, tok, subsample(builtin_texts("xquad_en"), 6, 6000), progress=False)
-    de = compute_bpb(model, tok, subsample(builtin_texts("fortunes"), 40, 6000), progress=False)
+    en = compute_bpb(model, tok, subsample(read_texts("builtin:xquad.en"), 6, 6000), progress=False)
+    de = compute_bpb(model, tok, subsample(read_texts("builtin:fortunes_de"), 40, 6000), progress=False)
     assert math.isfinite(en.bpb) and 0.5 < en.bpb < de.bpb

@@ -1,13 +1,18 @@
 """EM / F1 / ROUGE-L follow the official SQuAD v1.1 and MLQA scripts (crafted cases)."""
 
-import json
-
 import pytest
 
 from finemed.config import FinemedError
 from finemed.data.loaders import QAExample
-from finemed.evaluation.qa_metrics import (default_metric, exact_match, f1, normalize_answer, rouge_l,
-                                           score_one, score_predictions)
+from finemed.evaluation.qa_metrics import (
+    default_metric,
+    exact_match,
+    f1,
+    normalize_answer,
+    rouge_l,
+    score_one,
+    score_predictions,
+)
 
 
 def test_squad_normalisation_articles_punctuation_case():

@@ -38,12 +38,28 @@ def test_task_rows_and_metric_hook():
     assert utils.process_results_qa(doc, ["Donau"])["f1"] == 0.0
 
 
-def test_lm_eval_sees_all_tasks():
-    from finemed.evaluation.lmeval_runner import task_manager
-    from finemed.evaluation.qa import MCQ_TASKS, QA_TASKS
+def test_finemed_tasks_are_found_by_their_lm_eval_tags():
+    from finemed.evaluation.lmeval_runner import finemed_tasks, resolve_tasks, task_manager
 
-    have = set(task_manager().all_tasks)
-    assert {f"finemed_{t}" for t in QA_TASKS + MCQ_TASKS} <= have
+    ours = finemed_tasks(task_manager())
+    qa = {f"finemed_{d}_{s}shot" for d in ("xquad_de", "xquad_en", "xquad_es", "mlqa_de", "squad_v1") for s in (0, 1)}
+    assert {t for t, tag in ours.items() if tag == "finemed_qa"} == qa
+    assert {t for t, tag in ours.items() if tag == "finemed_mcq"} == {"finemed_germedbench_medqa", "finemed_mcq_file"}
+    plan = resolve_tasks(["xquad_de_0shot", "finemed_germedbench_medqa"])  # short and full names
+    assert plan.names == {"xquad_de_0shot": "finemed_xquad_de_0shot",
+                          "finemed_germedbench_medqa": "finemed_germedbench_medqa"}
+    assert plan.tags == {"xquad_de_0shot": "finemed_qa", "finemed_germedbench_medqa": "finemed_mcq"}
+    assert not plan.stock
+
+
+def test_stock_lm_eval_tasks_are_accepted_and_unknown_names_are_one_line():
+    from finemed.evaluation.lmeval_runner import resolve_tasks
+
+    plan = resolve_tasks(["xquad_de_0shot", "global_mmlu_full_de_medical_genetics"])
+    assert plan.stock and plan.names["global_mmlu_full_de_medical_genetics"] == "global_mmlu_full_de_medical_genetics"
+    with pytest.raises(FinemedError, match=r"eval task\(s\) xquad_xx_0shot unknown: .*xquad_de_0shot") as err:
+        resolve_tasks(["xquad_xx_0shot"])
+    assert "\n" not in str(err.value)
 
 
 def test_mcq_loaders(tmp_path):
@@ -72,7 +88,7 @@ def test_tiny_model_through_lm_eval(tmp_path):
     from finemed.models.loading import load_causal_lm
     from finemed.models.tiny import save_tiny
 
-    model, tok = load_causal_lm(save_tiny(tmp_path / "tiny"))
+    model, tok = load_causal_lm(save_tiny(tmp_path / "tiny"), device="cpu")
     cfg = QaEvalConfig(model="unused", tasks=["xquad_de_0shot", "germedbench_medqa"], limit=3, batch_size=3)
     res = evaluate_model(model, tok, cfg, tmp_path)
     qa, mc = res["tasks"]["xquad_de_0shot"], res["tasks"]["germedbench_medqa"]
@@ -97,7 +113,8 @@ def run_cli(*args):
 def test_qa_score_cli(tmp_path):
     data = tmp_path / "d.json"
     data.write_text(json.dumps({"version": "1.1", "data": [{"title": "t", "paragraphs": [{"context": "c", "qas": [
-        {"id": "q1", "question": "?", "answers": [{"text": "der Rhein", "answer_start": 0}, {"text": "Rhein", "answer_start": 0}]},
+        {"id": "q1", "question": "?", "answers": [{"text": "der Rhein", "answer_start": 0},
+                                                  {"text": "Rhein", "answer_start": 0}]},
         {"id": "q2", "question": "?", "answers": [{"text": "1990", "answer_start": 0}]}]}]}]}), encoding="utf-8")
     pred = tmp_path / "p.json"
     pred.write_text(json.dumps({"q1": "den Rhein!", "zz": "x"}), encoding="utf-8")

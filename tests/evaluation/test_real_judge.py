@@ -28,7 +28,7 @@ def test_pairwise_with_transformers_serve_and_cache(judge_server, tmp_path):
     rows = [AnswerRow(model=m, prompt_id=pid, prompt=q, answer=a) for pid, q, ans in ANSWERS for m, a in ans.items()]
     src = write_answers(tmp_path / "answers.jsonl", rows)
     args = ["pairwise", "--answers", str(src), "--judge", f"{base}#{model}", "--out", str(tmp_path / "out"),
-            "--max-tokens", "12", "--concurrency", "4", "--bootstrap", "10", "--timeout", "120"]
+            "--set", "max_tokens=12", "--set", "concurrency=4", "--set", "bootstrap=10", "--set", "timeout_s=120"]
     first = run_cli(*args)
     assert first.exit_code == 0, first.output
     info1 = json.loads(first.stdout.strip().splitlines()[-1])
@@ -37,8 +37,8 @@ def test_pairwise_with_transformers_serve_and_cache(judge_server, tmp_path):
     assert stats1["calls"] >= 6 and stats1["errors"] == 0  # 2 orders x 3 pairs, + reminders for unparseable replies
     assert sum(info1["outcomes"].values()) == 3
     win1 = json.loads((tmp_path / "out" / "winrates.json").read_text())
-    # second run: everything from the SQLite cache, zero calls, the same outcomes
-    second = run_cli(*args)
+    # second run (--force past the stage cache): everything from the SQLite cache, zero calls, the same outcomes
+    second = run_cli(*args, "--force")
     info2 = json.loads(second.stdout.strip().splitlines()[-1])
     assert info2["judge_info"]["client"]["calls"] == 0
     # every first-run request that succeeded is a hit; retried attempts (timeouts under load) count as calls only

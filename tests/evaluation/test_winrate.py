@@ -7,8 +7,15 @@ import pytest
 
 from finemed.config import FinemedError
 from finemed.evaluation.judge import PairJudgment
-from finemed.evaluation.winrate import (FoldSpec, WinrateStageConfig, bradley_terry, compute_winrates,
-                                        length_controlled, pair_table, run)
+from finemed.evaluation.winrate import (
+    FoldSpec,
+    WinrateStageConfig,
+    bradley_terry,
+    compute_winrates,
+    length_controlled,
+    pair_table,
+)
+from finemed.stages import get, run_stage
 
 
 def J(pid, a, b, outcome, la=10, lb=10):
@@ -16,7 +23,8 @@ def J(pid, a, b, outcome, la=10, lb=10):
 
 
 def test_pair_table_ties_half_invalid_excluded():
-    js = [J(1, "x", "y", "a"), J(2, "x", "y", "tie"), J(3, "x", "y", "b"), J(4, "x", "y", "a"), J(5, "x", "y", "invalid")]
+    js = [J(1, "x", "y", "a"), J(2, "x", "y", "tie"), J(3, "x", "y", "b"), J(4, "x", "y", "a"),
+          J(5, "x", "y", "invalid")]
     t = pair_table(js)
     assert t["x"]["y"] == {"win": 2, "tie": 1, "loss": 1, "invalid": 1, "n": 4, "winrate": 0.625}
     assert t["y"]["x"]["winrate"] == pytest.approx(0.375)
@@ -66,11 +74,13 @@ def test_fold_change():
 def test_stage_on_bundled_germedbench_scores(tmp_path):
     cfg = WinrateStageConfig(answers="builtin:germedbench_patient_text", judge="scores:overall", bootstrap=20,
                              reference="mistralai/Mistral-Small-24B-Instruct-2501")
-    res = run(cfg, tmp_path)
+    res = run_stage("eval.winrates", cfg, tmp_path).result  # the old kind is an alias of eval.pairwise
     saved = json.loads((tmp_path / "winrates.json").read_text())
     assert saved["ranking"] == res["ranking"] and len(res["ranking"]) == 13
     assert saved["outcomes"]["invalid"] == 0 and saved["n_judgments"] == 3900
     assert (tmp_path / "winrates_heatmap.png").read_bytes()[:4] == b"\x89PNG"
     assert res["top"].startswith(res["ranking"][0])
     assert len(res["length_controlled"]) == 12
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["top"] == res["top"] and get("eval.winrates").kind == "eval.pairwise"
     assert (tmp_path / "judgments.jsonl").read_text().count("\n") == 3900

@@ -1,4 +1,5 @@
-"""Bad merge input gets one clear line: t outside [0, 1], architecture/shape/vocabulary mismatch, CLI exit 2."""
+"""Bad merge input gets one clear line: t outside [0, 1], architecture/shape/vocabulary mismatch, unknown
+method, CLI exit 2."""
 
 from __future__ import annotations
 
@@ -82,4 +83,17 @@ def test_cli_prints_one_line_and_exits_2(tiny_pair, tmp_path):
 
     ok = CliRunner().invoke(app, ["merge", str(tmp_path / "m.yaml"), "--set", "t=0.25", "--out", str(tmp_path / "out")])
     assert ok.exit_code == 0, ok.output
-    assert (tmp_path / "out" / "model.safetensors").is_file() and (tmp_path / "out" / "tokenizer.json").is_file()
+    model = tmp_path / "out" / "model"
+    assert (model / "model.safetensors").is_file() and (model / "tokenizer.json").is_file()
+    assert json.loads((tmp_path / "out" / "metrics.json").read_text())["method"] == "slerp"
+
+
+def test_unknown_method_names_mergekits_methods(tiny_pair, tmp_path):
+    from finemed.merging.merge import MergeSpec, short_form_methods, to_mergekit
+
+    base, cpt = tiny_pair
+    assert {"slerp", "linear", "task_arithmetic", "ties", "della"} <= set(short_form_methods())
+    with pytest.raises(ConfigError, match="short form takes one of .*della"):
+        to_mergekit(MergeSpec(base=str(base), cpt=str(cpt), method="nope"))
+    with pytest.raises(ConfigError, match="short form takes one of"):
+        to_mergekit(MergeSpec(base=str(base), cpt=str(cpt), method="passthrough"))  # no t / weight parameter

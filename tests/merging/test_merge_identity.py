@@ -11,9 +11,10 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from finemed.merging.merge import METHODS, MergeSpec, merge_file, to_mergekit
+from finemed.merging.merge import MergeSpec, merge_file, to_mergekit
 
 MERGEKIT_YAML = str(Path(sys.executable).with_name("mergekit-yaml"))
+METHODS = ("slerp", "linear", "task_arithmetic", "ties", "dare_ties", "dare_linear")
 
 
 def _tensors(d: Path) -> dict[str, torch.Tensor]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from finemed.merging.probe import check, generate, instructions, score
+from finemed.merging.probe import check, instructions, run_probe, score
 
 
 def test_fifty_items_half_german_half_english_all_check_eos():
@@ -59,16 +59,14 @@ def test_eos_check_and_score_aggregation():
     assert res.by_check["eos"] == round(2 / 3, 4) and res.by_check["one_word"] == 1.0
 
 
-def test_generate_reports_eos_stop_consistently():
+def test_probe_generates_through_the_shared_loop():
     from finemed.models.tiny import tiny_llama, tiny_tokenizer
 
     tok = tiny_tokenizer()
     model = tiny_llama(vocab_size=len(tok))
-    prompts = [i.prompt for i in instructions()[:3]]
-    outs = generate(model, tok, prompts, max_new_tokens=6, batch_size=2, autocast=False)
-    assert len(outs) == 3
-    for text, stopped in outs:
-        assert isinstance(text, str) and isinstance(stopped, bool)
-        if not stopped:
-            assert len(tok(text, add_special_tokens=False)["input_ids"]) >= 3
-    assert tok.padding_side == "right"
+    res = run_probe(model, tok, max_new_tokens=6, batch_size=2, limit=3)
+    assert [i.id for i in res.items] == [i.id for i in instructions()[:3]]
+    for item in res.items:
+        assert isinstance(item.answer, str) and item.checks["eos"] is item.stopped
+        assert item.passed is all(item.checks.values())
+    assert 0.0 <= res.pass_rate <= 1.0 and tok.padding_side == "right"

@@ -7,7 +7,8 @@ import json
 import pytest
 
 from finemed.config import ConfigError, load_config
-from finemed.merging.sweep import SweepConfig, SweepPoint, choose_t, run
+from finemed.merging.sweep import SweepConfig, SweepPoint, SweepResult, choose_t
+from finemed.stages import run_stage
 
 
 def _pt(t, dom, rate):
@@ -32,9 +33,9 @@ def test_t_values_outside_unit_interval_rejected(tmp_path):
 def test_sweep_on_tiny_models(tiny_pair, tmp_path):
     base, cpt = tiny_pair
     cfg = SweepConfig(base=str(base), cpt=str(cpt), t_values=[0.5], domain={"source": "builtin:grascco"},
-                      general_eval={"general_de": {"source": "builtin:fortunes", "max_docs": 3}},
-                      eval_max_docs=2, eval_max_length=64, probe_limit=4, probe_max_new_tokens=4, autocast=False)
-    res = run(cfg, tmp_path / "sweep")
+                      general_eval={"general_de": {"source": "builtin:fortunes_de", "max_docs": 3}},
+                      eval_max_docs=2, eval_max_length=64, probe_limit=4, probe_max_new_tokens=4, dtype="float32")
+    res = SweepResult.model_validate(run_stage("merge.sweep", cfg, tmp_path / "sweep").result)
     assert [p.t for p in res.points] == [0.0, 0.5, 1.0]
     assert res.chosen_t == 0.5  # the only candidate t given; endpoints are references
     p0, p5, p1 = res.points
@@ -45,5 +46,6 @@ def test_sweep_on_tiny_models(tiny_pair, tmp_path):
     assert not (tmp_path / "sweep" / "merged-t0.5").exists()
     saved = json.loads((tmp_path / "sweep" / "metrics.json").read_text())
     assert saved["chosen_t"] == 0.5 and "lowest domain bpb" in saved["rule"]
+    assert json.loads((tmp_path / "sweep" / "manifest.json").read_text())["kind"] == "merge.sweep"
     probe = json.loads((tmp_path / "sweep" / "probe" / "t0.5.json").read_text())
     assert len(probe["items"]) == 4

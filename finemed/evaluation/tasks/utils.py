@@ -53,7 +53,7 @@ def load_mcq(path: str | None = None, source: str = "germedbench_med_qa", n: int
     """``custom_dataset`` hook for MCQ: GerMedBench med_qa, or a user CSV/JSON in MMLU-de/MedQA-de layout."""
     import datasets
 
-    from finemed.evaluation.mcq import load_mcq_file, load_germedbench_mcq, mcq_rows
+    from finemed.evaluation.mcq import load_germedbench_mcq, load_mcq_file, mcq_rows
 
     if source == "file" and not path:
         from finemed.config import FinemedError
