@@ -1,0 +1,38 @@
+"""The two chains DeFineMed is made of run as recipes on tiny models: our own models' answers -> a local judge ->
+win-rates -> failure modes; and LLM labels -> classifier -> corpus."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from finemed.artifacts import read_json
+from finemed.models.tiny import save_tiny
+from finemed.recipe import run_recipe
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def two_tiny_models(tmp_path_factory):
+    root = tmp_path_factory.mktemp("models")
+    return save_tiny(root / "a", seed=1), save_tiny(root / "b", seed=2)
+
+
+def test_tiny_judge_own_models_recipe(tmp_path, two_tiny_models):
+    a, b = two_tiny_models
+    overrides = [f"generate.models=[{a},{b}]", f"pairwise.judge=local:{a}"]
+    outcomes = run_recipe(REPO / "recipes" / "tiny-judge-own-models.yaml", overrides, runs_dir=tmp_path)
+    assert [o.status for o in outcomes] == ["complete"] * 3
+    run = tmp_path / "tiny-judge-own-models"
+    answers = [json.loads(x) for x in (run / "generate" / "answers.jsonl").read_text().splitlines()]
+    assert len(answers) == 6 and {r["model"] for r in answers} == {str(a), str(b)}
+    pairwise = read_json(run / "pairwise" / "metrics.json")
+    assert pairwise["n_judgments"] == 6  # 3 prompts x 1 pair x 2 orders
+    assert set(pairwise["ranking"]) == {str(a), str(b)}
+    failures = read_json(run / "failures" / "metrics.json")
+    assert set(failures["models"]) == {str(a), str(b)} and failures["n_answers"] == 6
+    again = run_recipe(REPO / "recipes" / "tiny-judge-own-models.yaml", overrides, runs_dir=tmp_path)
+    assert [o.status for o in again] == ["cached"] * 3
