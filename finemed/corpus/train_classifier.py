@@ -35,6 +35,9 @@ class TrainClassifierConfig(StageConfig):
     input: str | None = None  # labelled parquet/jsonl file or dir; None: the dev input
     labels: str | None = None  # annotate output (jsonl: id, label); default: the label_field column
     label_field: str = "medical"
+    # the stated rule for LLM labels: train on them only when their agreement with the gold column (F1, from the
+    # annotate stage's metrics.json beside `labels`) reaches this; else train on gold and say so in labels_from
+    min_label_f1: float | None = Field(None, ge=0, le=1)
     kind: Literal["fasttext", "transformer"] = "fasttext"
     target_precision: float = Field(0.95, gt=0, le=1)
     seed: int = 0
@@ -60,10 +63,15 @@ class TrainClassifierResult(StageResult):
     skipped: dict[str, int]
     labels_from: str
     classifier: str  # the classifier dir (classifier.json + model)
+    # trained on external (e.g. LLM) labels: P/R/F1 against the input's gold column on every doc that had no
+    # external label (never trained or tuned on), so the cost of noisy labels shows
+    gold_test: Prf | None = None
+    gold_test_docs: int = 0
 
 
-def labelled_rows(cfg: TrainClassifierConfig) -> tuple[list[dict], dict[str, int]]:
-    """Rows with a 0/1 label; ``skipped`` counts the rest by reason."""
+def labelled_rows(cfg: TrainClassifierConfig) -> tuple[list[dict], dict[str, int], list[dict]]:
+    """Rows with a 0/1 label; ``skipped`` counts the rest by reason; with external ``labels``, also the rows that
+    have none but carry a gold ``label_field`` (the out-of-sample gold check)."""
     source = cfg.input or str(default_dev_input())
     rows = list(read_rows(source))
     skipped = {"no_label": 0, "empty_text": 0}
@@ -72,11 +80,13 @@ def labelled_rows(cfg: TrainClassifierConfig) -> tuple[list[dict], dict[str, int
         for r in read_rows(cfg.labels):
             if r.get("label") in (0, 1, True, False):
                 ext[str(r["id"])] = int(r["label"])
-    out = []
+    out, gold_only = [], []
     for r in rows:
         y = ext.get(str(r.get("id"))) if cfg.labels else r.get(cfg.label_field)
         if y not in (0, 1, True, False):
             skipped["no_label"] += 1
+            if cfg.labels and r.get(cfg.label_field) in (0, 1, True, False) and str(r.get("text") or "").strip():
+                gold_only.append({**r, "label": int(r[cfg.label_field])})
             continue
         if not str(r.get("text") or "").strip():
             skipped["empty_text"] += 1
@@ -85,7 +95,7 @@ def labelled_rows(cfg: TrainClassifierConfig) -> tuple[list[dict], dict[str, int
     if len({r["label"] for r in out}) < 2:
         raise FinemedError(f"{cfg.labels or source}: need both labels 0 and 1 in {cfg.label_field!r}; "
                            f"got {len(out)} labelled rows")
-    return out, skipped
+    return out, skipped, gold_only
 
 
 def _train_and_score(cfg: TrainClassifierConfig, splits: dict, out: Path):
@@ -101,16 +111,32 @@ def _train_and_score(cfg: TrainClassifierConfig, splits: dict, out: Path):
         scorer = transformer.TransformerScorer(out / "model", max_length=cfg.max_length, batch_size=cfg.batch_size,
                                                device=cfg.device, dtype=cfg.dtype)
         extra = {"max_length": cfg.max_length, "base_model": cfg.base_model}
-    scores = {k: scorer.score(texts[k], progress=f"scoring {k}") for k in ("valid", "test")}
+    scores = {k: scorer.score(texts[k], progress=f"scoring {k}") for k in ("valid", "test", "gold") if k in texts}
     return ys, scores, extra
+
+
+def apply_label_rule(cfg: TrainClassifierConfig) -> tuple[TrainClassifierConfig, str | None]:
+    """``min_label_f1``: keep the external labels when the annotate stage's F1 against gold reaches it, else gold."""
+    if cfg.labels is None or cfg.min_label_f1 is None:
+        return cfg, None
+    metrics = Path(cfg.labels).parent / "metrics.json"
+    f1 = ((read_json(metrics).get("agreement") or {}).get("f1") or {}).get("value") if metrics.is_file() else None
+    if f1 is not None and f1 >= cfg.min_label_f1:
+        return cfg, f"LLM labels (F1 {f1:.3f} >= {cfg.min_label_f1} against gold)"
+    why = f"F1 {f1:.3f} < {cfg.min_label_f1}" if f1 is not None else f"no agreement in {metrics}"
+    log.warning("LLM labels not used (%s): training on the gold column %s instead", why, cfg.label_field)
+    return cfg.model_copy(update={"labels": None}), f"gold column {cfg.label_field} (LLM labels rejected: {why})"
 
 
 def train(cfg: TrainClassifierConfig, out: Path) -> TrainClassifierResult:
     """Train into ``out`` (no manifest): the stage body, also used for the cached default classifier."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    rows, skipped = labelled_rows(cfg)
+    cfg, rule = apply_label_rule(cfg)
+    rows, skipped, gold_only = labelled_rows(cfg)
     splits = split_by_source(rows, seed=cfg.seed)
+    if gold_only:
+        splits["gold"] = gold_only
     log.info("training a %s classifier on %d docs (valid %d, test %d)", cfg.kind, len(splits["train"]),
              len(splits["valid"]), len(splits["test"]))
     ys, scores, extra = _train_and_score(cfg, splits, out)
@@ -119,7 +145,8 @@ def train(cfg: TrainClassifierConfig, out: Path) -> TrainClassifierResult:
         kind=cfg.kind, threshold=thr, target_precision=cfg.target_precision,
         valid=prf_at(ys["valid"], scores["valid"], thr), test=prf_at(ys["test"], scores["test"], thr),
         test_at_half=prf_at(ys["test"], scores["test"], 0.5), split={k: len(v) for k, v in splits.items()},
-        skipped=skipped, labels_from=cfg.labels or f"column {cfg.label_field}", classifier=str(out))
+        skipped=skipped, labels_from=rule or cfg.labels or f"column {cfg.label_field}", classifier=str(out),
+        gold_test=prf_at(ys["gold"], scores["gold"], thr) if gold_only else None, gold_test_docs=len(gold_only))
     plot_pr_curve({cfg.kind: (ys["test"], scores["test"])}, {cfg.kind: res.test}, out / "pr_curve.png")
     np.savez(out / "test_scores.npz", y=ys["test"], s=scores["test"],
              ids=np.array([str(r["id"]) for r in splits["test"]]))
