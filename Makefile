@@ -10,7 +10,7 @@ export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 PYTEST_ARGS ?=
 
-.PHONY: setup quickstart test test-all bench clean-runs
+.PHONY: setup quickstart test test-all bench bench-scaling clean-runs
 
 ## setup: make .venv (python3.11 + pip) and install the pins and finemed (editable); a no-op when
 ##        requirements.txt and pyproject.toml are unchanged since the last setup.
@@ -45,6 +45,10 @@ test-all: setup
 ## bench: every benchmark; each prints ratio=<x> last
 bench: setup
 	@set -e; for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b; done
+
+## bench-scaling: cost curves (time and peak RSS vs work) of every stage -> docs/results/scaling.{md,png} (~30 min)
+bench-scaling: setup
+	$(BIN)/python benchmarks/scaling.py $(SCALING_ARGS)
 
 clean-runs:
 	rm -rf runs/

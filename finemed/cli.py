@@ -77,6 +77,8 @@ def run_cmd(recipe: Path = typer.Argument(..., help="Recipe YAML, e.g. recipes/q
     outcomes = run_recipe(recipe, set_, force=force, only=only, runs_dir=runs_dir)
     root = Path(runs_dir or parsed.runs_dir) / parsed.name
     print_summary(parsed.name, {s.name: s.kind for s in parsed.stages}, outcomes, root / "summary.json")
+    for note in parsed.notes:
+        typer.echo(f"note: {note}")
 
 
 @app.command("plan")

@@ -48,6 +48,7 @@ class Recipe(StageConfig):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     description: str = ""
     runs_dir: str = "runs"
+    notes: list[str] = []  # printed after the run's summary table
     plan: dict[str, Any] = {}  # hints for `finemed plan`, e.g. {cpt: {tokens: 1.5e10}} where a size is unknown
     stages: list[StageEntry]
 
@@ -80,6 +81,15 @@ def _resolve(value: Any, refs: dict[str, str], where: str) -> Any:
     if isinstance(value, list):
         return [_resolve(v, refs, f"{where}[{i}]") for i, v in enumerate(value)]
     return value
+
+
+def resolve_env_refs(value: Any, where: str) -> Any:
+    """``${cache}`` and ``${data}`` in a stage config outside a recipe (``-c`` files); ``${stage:...}`` is an error."""
+    refs = {"cache": str(cache_dir())}
+    data_dir = data_dir_or_none()
+    if data_dir is not None:
+        refs["data"] = str(data_dir)
+    return _resolve(value, refs, where)
 
 
 def path_inputs(value: Any, prefix: str = "") -> dict[str, str]:
