@@ -91,3 +91,62 @@ def test_api_key_sent_but_never_stored(fault_server, tmp_path, monkeypatch):
     assert fault_server.auth_headers == ["Bearer sk-secret-123"]
     assert b"sk-secret-123" not in (tmp_path / "c.sqlite").read_bytes()
     assert "sk-secret-123" not in repr(c.__dict__)
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]  # nothing listens once the socket is closed
+
+
+def test_dead_endpoint_fails_fast_with_one_line_naming_the_url(tmp_path):
+    url = f"http://127.0.0.1:{_closed_port()}/v1"
+    for preflight in (True, False):  # the preflight, then the circuit breaker on its own
+        c = LLMClient(f"{url}#judge", cache_path=tmp_path / "c.sqlite", timeout_s=5, backoff_s=0.01,
+                      preflight=preflight)
+        t0 = time.perf_counter()
+        with pytest.raises(FinemedError) as err:
+            c.chat(MSG)
+        assert time.perf_counter() - t0 < 5.0
+        assert url in str(err.value) and "\n" not in str(err.value)
+        assert c.stats["calls"] <= (0 if preflight else 3 + c.concurrency)  # stopped, not retried to the end
+        c.close()
+
+
+def test_replies_before_the_breaker_trips_stay_cached(fault_server, tmp_path):
+    def plan(msgs, n):
+        if fault_server.requests == 3:
+            fault_server.stop()  # the server dies after answering this third request
+        return ("ok", "Antwort: " + msgs[-1]["content"])
+
+    fault_server.plan = plan
+    c = client(fault_server, tmp_path, concurrency=1, preflight=False)
+    with pytest.raises(FinemedError, match="unreachable"):
+        c.chat(MSG)
+    c.close()
+    c2 = client(fault_server, tmp_path, concurrency=1)
+    assert [r.text for r in c2.chat(MSG[:3])] == [f"Antwort: Frage {i}" for i in range(3)]
+    assert c2.stats["cache_hits"] == 3 and c2.stats["calls"] == 0  # no network needed for cached replies
+
+
+def test_logprobs_are_requested_and_absent_ones_are_none(fault_server, tmp_path):
+    c = client(fault_server, tmp_path)
+    r = c.chat(MSG[:1], max_tokens=1, logprobs=20)
+    assert r[0].text is not None and r[0].top_logprobs is None  # this server returns no logprobs
+
+
+def test_local_backend_answers_through_the_shared_generate_loop(tiny_model_dir, tmp_path):
+    from finemed.models.generate import generate
+
+    c = LLMClient(f"local:{tiny_model_dir}", cache_path=tmp_path / "l.sqlite", max_tokens=4, batch_size=2,
+                  device="cpu", dtype="float32")
+    replies = c.chat(MSG[:3])
+    model, tok, rt = c.local_model()
+    assert rt.device == "cpu" and rt.compute == "float32"
+    want = generate(model, tok, MSG[:3], max_new_tokens=4, batch_size=2, runtime=rt)
+    assert [r.text for r in replies] == [g.text for g in want]
+    assert [r.finish_reason for r in replies] == [g.finish_reason for g in want]
+    assert c.stats["calls"] == 3 and [r.cached for r in c.chat(MSG[:3])] == [True] * 3
+    c.close()
