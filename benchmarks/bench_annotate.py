@@ -1,7 +1,7 @@
 """Annotate benchmark: verdicts by next-token probability vs the old generate-and-parse path.
 
 Same docs (drawn from the dev input), same German prompt, same local SmolLM2, no cache. The verdict path
-is one forward pass per batch (:func:`finemed.corpus.verdicts.local_verdicts`); the old path generates up
+is one forward pass per batch (:func:`finemed.verdicts.local_verdicts`); the old path generates up
 to ``--max-tokens`` tokens with :meth:`finemed.llm.LLMClient.chat` and parses ja/nein. Rounds alternate
 the two paths. Prints docs/s (min/median/max), the share of docs each path labels, and
 ``ratio=<median verdict docs/s / median generation docs/s>`` last.
@@ -28,7 +28,7 @@ def main() -> None:
     from finemed.corpus.annotate import build_prompt, reservoir
     from finemed.corpus.readers import read_rows
     from finemed.corpus.sample_input import default_dev_input
-    from finemed.corpus.verdicts import local_verdicts, parse_verdict
+    from finemed.verdicts import local_verdicts, parse_verdict
     from finemed.llm import LLMClient
     from finemed.models.smollm2 import ensure_model
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import shutil
 import time
@@ -67,8 +68,11 @@ def atomic_write_text(path: Path | str, text: str) -> Path:
 
 
 def to_jsonable(obj: Any) -> Any:
+    """Plain JSON values; NaN and infinities become null (strict JSON has neither)."""
     if isinstance(obj, BaseModel):
-        return obj.model_dump(mode="json")
+        return to_jsonable(obj.model_dump(mode="json"))
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
     if isinstance(obj, Path):
         return str(obj)
     if isinstance(obj, dict):

@@ -6,7 +6,7 @@
 2. The prompt is a German or English template (``template``), optionally with a block of ``k_shot`` labelled
    examples drawn from the dev set. ``template: auto`` picks the template with the best F1 on the rest of the
    dev set, where the threshold on P(yes) is tuned for ``target_precision`` (as the classifier does).
-3. Verdicts come from next-token probabilities (:mod:`finemed.corpus.verdicts`): every scored doc gets a label
+3. Verdicts come from next-token probabilities (:mod:`finemed.verdicts`): every scored doc gets a label
    and P(yes); only an endpoint without logprobs falls back to parsing text (unparseable: counted, no label).
 4. Against gold labels: P/R/F1 with bootstrap CIs, the calibration of P(yes) (``calibration.png``) and the
    confusion matrix with examples of each error (:mod:`finemed.corpus.annotate_agreement`).
@@ -31,7 +31,7 @@ from finemed.corpus.annotate_agreement import bootstrap_prf, calibration, confus
 from finemed.corpus.classifier_eval import prf_at, tune_threshold
 from finemed.corpus.readers import read_rows
 from finemed.corpus.sample_input import default_dev_input
-from finemed.corpus.verdicts import Verdict, parse_verdict, verdicts
+from finemed.verdicts import Verdict, parse_verdict, verdicts
 from finemed.llm import LLMClient
 from finemed.logs import get_logger
 from finemed.runtime import Device, DType

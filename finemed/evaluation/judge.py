@@ -9,6 +9,9 @@ Rules (hand-written: no library runs Arena-Hard-style pairwise judging against a
 - a verdict is ``[[A]]``, ``[[B]]`` or ``[[C]]`` (tie); an unparseable or ambiguous reply is asked once more
   (the reply plus a one-line reminder), then that order is ``invalid`` and the pair's outcome is ``invalid``:
   counted, never a tie;
+- an order still without a verdict is decided by probability (:mod:`finemed.verdicts`): the judge is asked for
+  the letter only, and P(A) against P(B) of its next token decides (a ``local:`` judge; an endpoint with logprobs).
+  Small judges that never write a parsable verdict still answer; ``prob_verdicts`` counts these orders;
 - the LLMClient's SQLite cache is keyed by (judge, messages = prompt + a + b in order, params, tag), so a rerun
   makes no calls; retries/backoff and the concurrency limit live there too.
 """
@@ -25,7 +28,9 @@ from pydantic import BaseModel
 
 from finemed.config import FinemedError
 from finemed.evaluation.answers import AnswerRow
+from finemed.llm import LLMClient
 from finemed.logs import Counter
+from finemed.verdicts import verdicts as prob_verdicts
 
 Outcome = Literal["a", "b", "tie", "invalid"]
 
@@ -37,6 +42,7 @@ PROMPTS = {
                    "genau einem Urteil: [[A]] wenn A besser ist, [[B]] wenn B besser ist, [[C]] bei Gleichstand."),
         "user": "[Anfrage]\n{prompt}\n\n[Antwort A]\n{a}\n\n[Antwort B]\n{b}\n\nDein Urteil ([[A]], [[B]] oder [[C]]):",
         "reminder": "Antworte jetzt nur mit genau einem Urteil: [[A]], [[B]] oder [[C]].",
+        "letter": "Welche Antwort ist besser? Antworte nur mit dem Buchstaben A oder B.",
     },
     "en": {
         "system": ("You are an impartial judge. Compare two AI assistant answers to the same request. Judge "
@@ -45,6 +51,7 @@ PROMPTS = {
                    "[[B]] if B is better, [[C]] for a tie."),
         "user": "[Request]\n{prompt}\n\n[Answer A]\n{a}\n\n[Answer B]\n{b}\n\nYour verdict ([[A]], [[B]] or [[C]]):",
         "reminder": "Reply now with exactly one verdict only: [[A]], [[B]] or [[C]].",
+        "letter": "Which answer is better? Reply with the letter A or B only.",
     },
 }
 _BRACKET = re.compile(r"\[\[\s*(A|B|C|TIE|UNENTSCHIEDEN|GLEICHSTAND)\s*\]\]", re.IGNORECASE)
@@ -161,6 +168,15 @@ def judge_llm(triples, client, lang: str = "de") -> tuple[list[PairJudgment], di
                                    {"role": "user", "content": PROMPTS[lang]["reminder"]}] for i in retry_idx]
         for i, r in zip(retry_idx, chat_with_progress(client, retry_convs, "pairwise-v1-retry", "judge retries")):
             verdicts[i] = parse_verdict(r.text)
+    still = [i for i, v in enumerate(verdicts) if v is None]
+    counts["prob_verdicts"] = 0
+    if still:
+        ask = PROMPTS[lang]["letter"]
+        letter = [convs[i][:-1] + [{"role": "user", "content": f"{convs[i][-1]['content']}\n{ask}"}] for i in still]
+        for i, v in zip(still, prob_verdicts(client, letter, cache_tag="pairwise-v1-letter", yes=("A",), no=("B",))):
+            if v.p_yes is not None and v.mass > 0:
+                verdicts[i] = "A" if v.p_yes >= 0.5 else "B"
+                counts["prob_verdicts"] += 1
     counts["invalid_orders"] = sum(v is None for v in verdicts)
     out = []
     for k, (pid, a, b) in enumerate(triples):
@@ -186,8 +202,6 @@ def run_pairwise(rows: list[AnswerRow], judge: str, *, lang: str = "de", pairs: 
         if not field:
             raise FinemedError("judge 'scores:' needs a field, e.g. scores:overall")
         return judge_scores(triples, field), {"mode": "scores", "field": field, "pairs": len(triples)}
-    from finemed.llm import LLMClient
-
     client = LLMClient(judge, cache_path=cache_path, concurrency=concurrency, max_tokens=max_tokens,
                        timeout_s=timeout_s, max_retries=max_retries, backoff_s=backoff_s)
     try:

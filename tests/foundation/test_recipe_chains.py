@@ -30,8 +30,11 @@ def test_tiny_judge_own_models_recipe(tmp_path, two_tiny_models):
     answers = [json.loads(x) for x in (run / "generate" / "answers.jsonl").read_text().splitlines()]
     assert len(answers) == 6 and {r["model"] for r in answers} == {str(a), str(b)}
     pairwise = read_json(run / "pairwise" / "metrics.json")
-    assert pairwise["n_judgments"] == 6  # 3 prompts x 1 pair x 2 orders
-    assert set(pairwise["ranking"]) == {str(a), str(b)}
+    assert pairwise["n_judgments"] == 3  # 3 prompts x 1 pair, each judged in both orders
+    assert pairwise["outcomes"]["invalid"] == 0  # the tiny judge answers by probability where its text fails
+    assert sum(pairwise["outcomes"].values()) == 3 and set(pairwise["ranking"]) == {str(a), str(b)}
+    rows = [json.loads(x) for x in (run / "pairwise" / "judgments.jsonl").read_text().splitlines()]
+    assert all(r["verdict_ab"] in ("A", "B", "tie") and r["verdict_ba"] in ("A", "B", "tie") for r in rows)
     failures = read_json(run / "failures" / "metrics.json")
     assert set(failures["models"]) == {str(a), str(b)} and failures["n_answers"] == 6
     again = run_recipe(REPO / "recipes" / "tiny-judge-own-models.yaml", overrides, runs_dir=tmp_path)
