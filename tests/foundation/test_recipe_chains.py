@@ -39,3 +39,19 @@ def test_tiny_judge_own_models_recipe(tmp_path, two_tiny_models):
     assert set(failures["models"]) == {str(a), str(b)} and failures["n_answers"] == 6
     again = run_recipe(REPO / "recipes" / "tiny-judge-own-models.yaml", overrides, runs_dir=tmp_path)
     assert [o.status for o in again] == ["cached"] * 3
+
+
+def test_tiny_label_to_corpus_recipe(tmp_path, two_tiny_models):
+    a, _ = two_tiny_models
+    recipe = REPO / "recipes" / "tiny-label-to-corpus.yaml"
+    outcomes = run_recipe(recipe, [f"annotate.llm=local:{a}"], runs_dir=tmp_path)
+    assert [o.status for o in outcomes] == ["complete"] * 4
+    run = tmp_path / "tiny-label-to-corpus"
+    ann = read_json(run / "annotate" / "metrics.json")
+    assert ann["share_labelled"] == 1.0 and ann["unparseable"] == 0 and ann["methods"] == {"probs": ann["labelled"]}
+    clf = read_json(run / "classifier" / "metrics.json")
+    assert clf["labels_from"].endswith("labels.jsonl") and clf["gold_test"] is not None
+    assert clf["gold_test_docs"] > 100  # every sampled doc without an LLM label is a gold test doc
+    build = read_json(run / "corpus" / "metrics.json")
+    stats = read_json(run / "corpus" / "stats.json")
+    assert build["input_docs"] > 0 and build["kept"] > 0 and stats["classifier"] == str(run / "classifier")
