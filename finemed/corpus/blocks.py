@@ -17,11 +17,12 @@ from __future__ import annotations
 import json
 from collections import Counter
 
-from datatrove.data import Document
+from datatrove.data import Document, DocumentsPipeline
+from datatrove.pipeline.base import PipelineStep
 from datatrove.pipeline.filters.base_filter import BaseFilter
 from datatrove.pipeline.writers import JsonlWriter, ParquetWriter
 
-from finemed.corpus.pii import PiiRedactor
+from finemed.corpus.pii import PiiConfig, redact
 from finemed.corpus.registry import BlockContext, block, section
 
 FINEWEB2_STR = ("dump", "url", "date", "file_path", "language", "language_script", "top_langs")
@@ -49,6 +50,30 @@ class DocLengthFilter(BaseFilter):
 @block("length")
 def length_guard(ctx: BlockContext, max_chars: int | None = None) -> DocLengthFilter:
     return DocLengthFilter(max_chars or ctx.pipeline.max_doc_chars, exclusion_writer=ctx.exclusion_writer("length"))
+
+
+class PiiRedactor(PipelineStep):
+    """Replace PII in ``doc.text`` by typed placeholders; record ``pii_count`` and ``pii_labels``."""
+
+    name = "🔒 PII de-identification"
+    type = "🔏 - PII"
+
+    def __init__(self, cfg: PiiConfig | None = None):
+        super().__init__()
+        self.cfg = cfg or PiiConfig()
+
+    def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        for doc in data:
+            with self.track_time():
+                doc.text, spans = redact(doc.text, self.cfg)
+            counts = Counter(sp.label for sp in spans)
+            doc.metadata["pii_count"] = len(spans)
+            doc.metadata["pii_labels"] = dict(counts)
+            self.stat_update("docs")
+            self.stat_update("docs_with_pii", value=int(bool(spans)))
+            for label, n in counts.items():
+                self.stat_update(f"pii_{label}", value=n)
+            yield doc
 
 
 @block("pii")

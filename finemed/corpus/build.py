@@ -5,6 +5,8 @@ classifier is trained on the dev input (cached by its fingerprint), and only whe
 ``DIR/output/*.parquet`` (FineWeb2 schema + ``domain_score``/PII counts, input ``id`` kept),
 ``DIR/stats.json`` (funnel, reasons, totals, dropped samples) and ``DIR/funnel.png``; the runner writes
 ``metrics.json`` from the Result. Reruns skip finished tasks through datatrove's completion markers.
+``DIR/build.json`` keeps what :func:`finalize` needs to write the stats from the per-task logs, which
+``finemed corpus finalize DIR`` does after Slurm jobs (``submit.sh`` chains it).
 datatrove is imported only when a build runs (:func:`finemed.corpus.registry.heavy`).
 """
 
@@ -12,25 +14,37 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from pydantic import Field
 
-from finemed.artifacts import atomic_write_json
-from finemed.config import StageConfig
+from finemed.artifacts import atomic_write_json, read_json
+from finemed.config import FinemedError, StageConfig
 from finemed.corpus.executors import ExecutorConfig, execute
 from finemed.corpus.pipeline import PipelineConfig
 from finemed.corpus.registry import heavy
 from finemed.corpus.rows import count_input_files, input_format, read_rows
 from finemed.corpus.sample_input import default_dev_input
 from finemed.corpus.scorers import classifier_threshold
-from finemed.corpus.stats import block_stats, dropped_samples, funnel, output_totals, plot_funnel, source_survival
+from finemed.corpus.stats import (
+    block_stats,
+    dropped_samples,
+    funnel,
+    merge_task_stats,
+    output_totals,
+    plot_funnel,
+    source_survival,
+)
 from finemed.corpus.train_classifier import cached_default_classifier
 from finemed.stages import StageResult, stage
 
+BUILD_INFO = "build.json"
+STAGES = ("filter", "minhash_buckets", "minhash_cluster", "final")
+
 
 class CorpusBuildConfig(StageConfig):
-    input: str | None = None  # FineWeb2-schema parquet/jsonl file or dir (or hf://, s3://); None: the dev input
+    input: str | None = None  # FineWeb2-schema parquet/jsonl file or dir, local or any fsspec URL; None: dev input
+    storage_options: dict[str, Any] = Field(default_factory=dict)  # fsspec options for an input URL (S3 endpoint...)
     classifier: str | None = None  # a train-classifier dir; None: the cached default fastText
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
     executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
@@ -55,7 +69,8 @@ def run(config: CorpusBuildConfig, run_dir: Path) -> CorpusBuildResult:
     run_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     input_path = str(default_dev_input()) if config.input is None else config.input
-    input_format(input_path)  # one clear error for a missing/unsupported input
+    opts = config.storage_options
+    input_format(input_path, opts)  # one clear error for a missing/unsupported input
     used: dict[str, str | float] = {}
 
     def classifier() -> tuple[str, float]:
@@ -67,43 +82,74 @@ def run(config: CorpusBuildConfig, run_dir: Path) -> CorpusBuildResult:
 
     if config.pipeline.needs_classifier():
         classifier()
-    stages = heavy("chain").build_stages(input_path, run_dir, config.pipeline, classifier)
-    result = execute(stages, run_dir, config.executor, count_input_files(input_path))
+    stages = heavy("chain").build_stages(input_path, run_dir, config.pipeline, classifier, opts)
+    write_build_info(run_dir, input_path, config, used.get("threshold"), used.get("dir"))
+    result = execute(stages, run_dir, config.executor, count_input_files(input_path, opts))
     if config.executor.kind == "slurm":
         return CorpusBuildResult(kept=0, input_docs=0, seconds=round(time.time() - t0, 2),
                                  output=str(run_dir / "output"), slurm=str(result))
-    t_stats = time.time()
-    stats = collect_stats(run_dir, input_path, config, used.get("threshold"), used.get("dir"))
-    stats["stage_seconds"] = {**(result or {}), "stats": round(time.time() - t_stats, 2)}
-    stats["seconds"] = round(time.time() - t0, 2)
-    atomic_write_json(run_dir / "stats.json", stats)
+    stats = finalize(run_dir, extra={"stage_seconds": result or {}}, t0=t0)
     medical = (stats.get("survival") or {}).get("per_class", {}).get("medical", {})
     return CorpusBuildResult(kept=stats["totals"]["docs"], input_docs=stats["input_docs"],
                              medical_survival=medical.get("rate"), seconds=stats["seconds"],
                              output=str(run_dir / "output"), stats=str(run_dir / "stats.json"))
 
 
-def collect_stats(run_dir: Path, input_path: str, config: CorpusBuildConfig, threshold: float | None,
-                  clf: str | None) -> dict:
+def write_build_info(run_dir: Path, input_path: str, config: CorpusBuildConfig, threshold: float | None,
+                     clf: str | None) -> None:
+    """``DIR/build.json``: what :func:`finalize` needs to write the stats later (after Slurm jobs, too)."""
+    atomic_write_json(run_dir / BUILD_INFO, {
+        "input": input_path, "storage_options": config.storage_options, "classifier": clf,
+        "domain_threshold": threshold, "tokenizer": config.tokenizer,
+        "dropped_samples_per_reason": config.dropped_samples_per_reason})
+
+
+def finalize(run_dir: Path, extra: dict | None = None, t0: float | None = None) -> dict:
+    """Merge the per-task stats of every stage, write ``DIR/stats.json`` and ``DIR/funnel.png``; return the stats.
+
+    The local and Ray paths call it when their stages end; on Slurm, ``submit.sh`` runs it as
+    ``finemed corpus finalize DIR`` once the last job is done (``--dependency=afterok``).
+    """
+    run_dir = Path(run_dir)
+    info_file = run_dir / BUILD_INFO
+    if not info_file.is_file():
+        raise FinemedError(f"{run_dir}: no {BUILD_INFO}; finalize a dir written by `finemed corpus build`")
+    info = read_json(info_file)
+    t_stats = time.time()
+    for name in STAGES:
+        merge_task_stats(run_dir, name)
+    if not (run_dir / "logs" / "final" / "stats.json").is_file():
+        raise FinemedError(f"{run_dir}: the final stage left no stats (logs/final/stats); did its jobs finish?")
+    stats = collect_stats(run_dir, info)
+    stats["stage_seconds"] = {**(extra or {}).get("stage_seconds", {}), "stats": round(time.time() - t_stats, 2)}
+    if t0 is not None:
+        stats["seconds"] = round(time.time() - t0, 2)
+    atomic_write_json(run_dir / "stats.json", stats)
+    return stats
+
+
+def collect_stats(run_dir: Path, info: dict) -> dict:
     blocks = []
-    for name in ("filter", "minhash_buckets", "minhash_cluster", "final"):
+    for name in STAGES:
         blocks += block_stats(run_dir, name)
-    totals = output_totals(run_dir / "output", config.tokenizer)
+    totals = output_totals(run_dir / "output", info["tokenizer"])
     kept_by_source = totals.pop("_by_source")
     reader = blocks[0] if blocks else {"in": 0}
     skipped = reader.get("skipped", {})
-    stats = {"input": input_path, "classifier": clf, "domain_threshold": threshold,
+    stats = {"input": info["input"], "classifier": info["classifier"], "domain_threshold": info["domain_threshold"],
              "input_docs": reader["in"] + sum(skipped.values()), "input_skipped": skipped,
              "blocks": blocks, "totals": totals,
              "funnel": [{"block": n, "kept": k} for n, k in funnel(blocks)]
              + [{"block": "written", "kept": totals["docs"]}]}
     if kept_by_source:
-        try:
-            rows = list(read_rows(input_path, columns=["source", "medical"]))
+        for columns in (["source", "medical", "contaminated"], ["source", "medical"]):
+            try:
+                rows = list(read_rows(info["input"], columns=columns, storage_options=info.get("storage_options")))
+            except Exception:  # noqa: BLE001 - survival is only for inputs with the dev columns
+                continue
             stats["survival"] = source_survival(rows, kept_by_source)
-        except Exception:  # noqa: BLE001 - survival is only for inputs with the dev columns
-            pass
-    stats["dropped_samples"] = dropped_samples(run_dir, config.dropped_samples_per_reason)
+            break
+    stats["dropped_samples"] = dropped_samples(run_dir, info["dropped_samples_per_reason"])
     plot_funnel([(f["block"], f["kept"]) for f in stats["funnel"]], run_dir / "funnel.png")
     return stats
 

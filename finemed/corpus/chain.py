@@ -2,7 +2,7 @@
 
 With the default steps::
 
-    filter : read → length → langid → domain → gopher → c4 → fineweb → work/filtered/<rank>.jsonl
+    filter : read → length → langid → domain → gopher → c4 → fineweb → decont → work/filtered/<rank>.jsonl
              → MinHash signatures (same pass: no second read, pool or spaCy load)
     minhash: buckets → clusters (datatrove's multi-stage MinHash)
     final  : read work/filtered/<rank>.jsonl → MinHash filter → pii → FineWeb2 parquet in output/
@@ -27,10 +27,12 @@ from finemed.corpus.registry import MINHASH, BlockContext, build
 
 
 def build_stages(input_path: str, run_dir: Path, cfg: PipelineConfig,
-                 classifier: Callable[[], tuple[str, float]]) -> list[tuple[str, list, int | None]]:
+                 classifier: Callable[[], tuple[str, float]],
+                 storage_options: dict | None = None) -> list[tuple[str, list, int | None]]:
     """``[(stage_name, steps, tasks)]``; ``tasks=None`` means one task per input file.
 
-    ``classifier() -> (dir, threshold)`` is called only when a step needs the domain classifier.
+    ``classifier() -> (dir, threshold)`` is called only when a step needs the domain classifier;
+    ``storage_options`` go to fsspec for an input URL (e.g. an S3 ``endpoint_url``).
     """
     from datatrove.pipeline.dedup import (
         MinhashDedupBuckets,
@@ -51,7 +53,8 @@ def build_stages(input_path: str, run_dir: Path, cfg: PipelineConfig,
     before = [s for name, params in steps[:cut] for s in build(name, params, ctx)]
     after = [s for name, params in steps[cut + 1:] for s in build(name, params, ctx)]
     filtered = str(work / "filtered")
-    filter_steps = [make_reader(input_path, text_key=cfg.text_key, id_key=cfg.id_key), *before,
+    filter_steps = [make_reader(input_path, text_key=cfg.text_key, id_key=cfg.id_key,
+                                storage_options=storage_options), *before,
                     intermediate_writer(filtered)]
     stages: list[tuple[str, list, int | None]] = [("filter", filter_steps, None)]
     final: list = [RankJsonlReader(filtered)]

@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from finemed.artifacts import read_json
-from finemed.corpus.build import format_funnel
+from finemed.corpus.build import finalize, format_funnel
 from finemed.stage_cli import CONFIG, FORCE, OUT, SET, echo_json, run_command
 
 app = typer.Typer(help="Build a domain corpus from FineWeb2-style shards (datatrove).", no_args_is_help=True)
@@ -38,6 +38,14 @@ def build(config: Optional[Path] = CONFIG, set_: Optional[list[str]] = SET, out:
         return
     typer.echo(format_funnel(read_json(out / "stats.json")))
     typer.echo(f"kept={res['kept']} output={res['output']}")
+
+
+@app.command("finalize")
+def finalize_cmd(out: Path = typer.Argument(..., help="A corpus build dir whose stage jobs have finished")):
+    """Merge the per-task stats of a finished build (e.g. after its Slurm jobs): stats.json + funnel.png."""
+    stats = finalize(out)
+    typer.echo(format_funnel(stats))
+    typer.echo(f"stats written to {out / 'stats.json'}")
 
 
 @app.command("train-classifier")

@@ -27,11 +27,8 @@ name, and ``Apgar 9/10/10``, ``RR 90/60``, ``1-0-1/2`` are no dates. Patterns: :
 from __future__ import annotations
 
 import re
-from collections import Counter
 from dataclasses import dataclass
 
-from datatrove.data import DocumentsPipeline
-from datatrove.pipeline.base import PipelineStep
 from pydantic import Field
 
 from finemed.config import StageConfig
@@ -223,27 +220,3 @@ def redact(text: str, cfg: PiiConfig | None = None) -> tuple[str, list[Span]]:
         pos = sp.end
     parts.append(text[pos:])
     return "".join(parts), spans
-
-
-class PiiRedactor(PipelineStep):
-    """Replace PII in ``doc.text`` by typed placeholders; record ``pii_count`` and ``pii_labels``."""
-
-    name = "🔒 PII de-identification"
-    type = "🔏 - PII"
-
-    def __init__(self, cfg: PiiConfig | None = None):
-        super().__init__()
-        self.cfg = cfg or PiiConfig()
-
-    def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
-        for doc in data:
-            with self.track_time():
-                doc.text, spans = redact(doc.text, self.cfg)
-            counts = Counter(sp.label for sp in spans)
-            doc.metadata["pii_count"] = len(spans)
-            doc.metadata["pii_labels"] = dict(counts)
-            self.stat_update("docs")
-            self.stat_update("docs_with_pii", value=int(bool(spans)))
-            for label, n in counts.items():
-                self.stat_update(f"pii_{label}", value=n)
-            yield doc

@@ -1,13 +1,13 @@
 """The corpus chain's config: an ordered ``steps`` list of registered blocks, plus each block's settings.
 
-    steps: [length, langid, domain, gopher, c4, fineweb, minhash, pii]   # the default, FineMed-de's order
+    steps: [length, langid, domain, gopher, c4, fineweb, decont, minhash, pii]   # the default, FineMed-de's order
 
 Each item is a block name (:mod:`finemed.corpus.registry`) or ``{name: {param: value}}``. The domain filter
 runs before quality filtering by default: at FineWeb2 scale ~90% of docs leave at the cheapest step, so
-quality filters, MinHash and PII only see in-domain docs (``domain_score`` + a later ``domain`` reverses
-that). ``minhash`` is where the chain is cut for MinHash dedup (see :mod:`finemed.corpus.chain`). A user
-block lives in any module listed under ``imports``. This module imports no datatrove, so configs and
-recipes validate fast.
+quality filters, decontamination (``decont``), MinHash and PII only see in-domain docs (``domain_score`` + a
+later ``domain`` reverses that). ``minhash`` is where the chain is cut for MinHash dedup (see
+:mod:`finemed.corpus.chain`). A user block lives in any module listed under ``imports``. This module imports
+no datatrove, so configs and recipes validate fast.
 """
 
 from __future__ import annotations
@@ -17,11 +17,12 @@ from typing import Any
 from pydantic import Field, model_validator
 
 from finemed.config import StageConfig
+from finemed.corpus.decont import DecontConfig
 from finemed.corpus.pii import PiiConfig
 from finemed.corpus.quality import QualityConfig
 from finemed.corpus.registry import MINHASH, import_modules, known, parse_step
 
-DEFAULT_STEPS = ["length", "langid", "domain", "gopher", "c4", "fineweb", MINHASH, "pii"]
+DEFAULT_STEPS = ["length", "langid", "domain", "gopher", "c4", "fineweb", "decont", MINHASH, "pii"]
 
 
 class LangIdConfig(StageConfig):
@@ -47,6 +48,7 @@ class PipelineConfig(StageConfig):
     langid: LangIdConfig = Field(default_factory=LangIdConfig)  # step langid
     domain_threshold: float | None = None  # steps domain: None = the classifier's tuned threshold
     quality: QualityConfig = Field(default_factory=QualityConfig)  # steps gopher, c4, fineweb
+    decont: DecontConfig = Field(default_factory=DecontConfig)  # step decont (benchmark n-gram overlap)
     dedup: DedupConfig = Field(default_factory=DedupConfig)  # step minhash
     pii: PiiConfig = Field(default_factory=PiiConfig)  # step pii
     dropped_samples_per_reason: int = 5

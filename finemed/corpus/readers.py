@@ -11,12 +11,12 @@ in-process tools (classifier training, annotate); it is re-exported here for old
 from __future__ import annotations
 
 import json
-from pathlib import Path
+import posixpath
 
 from datatrove.data import DocumentsPipeline
 from datatrove.pipeline.readers import JsonlReader, ParquetReader
 
-from finemed.corpus.rows import input_format, read_rows
+from finemed.corpus.rows import data_files, input_format, read_rows
 
 __all__ = ["RankJsonlReader", "SafeJsonlReader", "SafeParquetReader", "input_format", "make_reader", "read_rows"]
 
@@ -81,16 +81,24 @@ class SafeJsonlReader(JsonlReader):
                     yield doc
 
 
-def make_reader(path: str, fmt: str | None = None, text_key: str = "text", id_key: str = "id", limit: int = -1):
-    fmt = fmt or input_format(path)
-    p = Path(path)
-    folder, glob = (str(p.parent), p.name) if "://" not in path and p.is_file() else (path, None)
-    if glob is None:
-        nested = "://" in path or any(x.is_dir() for x in p.iterdir())
-        glob = ("**/" if nested else "") + ("*.parquet" if fmt == "parquet" else "*.json*")
-    if fmt == "parquet":
-        return SafeParquetReader(folder, glob_pattern=glob, text_key=text_key, id_key=id_key, limit=limit)
-    return SafeJsonlReader(folder, glob_pattern=glob, text_key=text_key, id_key=id_key, limit=limit)
+def make_reader(path: str, fmt: str | None = None, text_key: str = "text", id_key: str = "id", limit: int = -1,
+                storage_options: dict | None = None):
+    """The counted-skips reader of a file or folder, local or any fsspec URL (datatrove's ``DataFolder``)."""
+    fs, is_folder, files = data_files(path, storage_options)
+    fmt = fmt or input_format(path, storage_options)
+    root = fs._strip_protocol(path).rstrip("/") if is_folder else posixpath.dirname(files[0])
+    if is_folder:
+        rel = [f[len(root) + 1:] for f in files]
+        glob = ("**/" if any("/" in r for r in rel) else "") + ("*.parquet" if fmt == "parquet" else "*.json*")
+    else:
+        glob = posixpath.basename(files[0])
+    folder = root if is_local(fs) else (fs.unstrip_protocol(root), dict(storage_options or {}))
+    cls = SafeParquetReader if fmt == "parquet" else SafeJsonlReader
+    return cls(folder, glob_pattern=glob, text_key=text_key, id_key=id_key, limit=limit)
+
+
+def is_local(fs) -> bool:
+    return "file" in ((fs.protocol,) if isinstance(fs.protocol, str) else fs.protocol)
 
 
 class RankJsonlReader(JsonlReader):

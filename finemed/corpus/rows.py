@@ -1,21 +1,23 @@
 """Rows of a corpus input for the in-process tools (classifier training, cascade, quality report, annotate).
 
 The one row reader of the corpus package: labelled rows keep every column (``id``, ``text``, ``source``,
-``medical``, ...), which :mod:`finemed.texts` (texts only) does not. Files are listed and typed by
-:func:`finemed.texts.list_files` / :func:`finemed.texts.file_kind` (a folder with parquet is read for those
-only), so a stage's ``metrics.json``/``manifest.json`` beside its shards is never read as data.
+``medical``, ...), which :mod:`finemed.texts` (texts only) does not. Files are typed by
+:func:`finemed.texts.file_kind` (a folder with parquet is read for those only; hidden files are skipped),
+so a stage's ``metrics.json``/``manifest.json`` beside its shards is never read as data. Inputs are
+local paths or any fsspec URL (``s3://``, ``hf://``, ``memory://``, ``file://``) with ``storage_options``.
 """
 
 from __future__ import annotations
 
 import gzip
+import io
 import json
 import re
 from pathlib import Path
 from typing import Iterator
 
 from finemed.config import FinemedError
-from finemed.texts import file_kind, list_files
+from finemed.texts import file_kind
 
 _COMPRESSED = re.compile(r"\.(gz|zst)$")
 
@@ -25,31 +27,60 @@ def shard_kind(name: str) -> str | None:
     return file_kind(name) or file_kind(_COMPRESSED.sub("", name))
 
 
-def input_format(path: Path | str) -> str:
-    """``parquet`` or ``jsonl`` from a file name or the files in a dir; one clear error otherwise."""
+def _fs(path: str, storage_options: dict | None = None):
+    """(fsspec filesystem, path on it) for a local path or any fsspec URL (``s3://``, ``hf://``, ``memory://``)."""
+    import fsspec
+
+    try:
+        return fsspec.core.url_to_fs(path, **(storage_options or {}))
+    except (ImportError, ValueError) as err:
+        raise FinemedError(f"{path}: cannot open this URL ({err}); install its fsspec backend (s3fs for s3://)")
+
+
+def is_url(path: Path | str) -> bool:
+    return "://" in str(path)
+
+
+def data_files(path: Path | str, storage_options: dict | None = None) -> tuple[object, bool, list[str]]:
+    """(fs, is_folder, parquet/jsonl files): of a file, or below a folder (parquet first); local or URL."""
     p = str(path)
-    if "://" not in p:
-        pp = Path(p)
-        if not pp.exists():
+    fs, root = _fs(p, storage_options)
+    try:
+        if fs.isfile(root):
+            return fs, False, [root]
+        if not fs.isdir(root):
             raise FinemedError(f"input {p} does not exist; pass a FineWeb2-schema parquet/jsonl file or dir")
-        names = [x.name for x in pp.rglob("*") if x.is_file()] if pp.is_dir() else [pp.name]
-    else:
-        names = [p]
-    kinds = {shard_kind(n) for n in names}
+        names = sorted(f for f in fs.find(root) if not any(
+            part.startswith(".") for part in f[len(root.rstrip("/")):].split("/")))
+    except OSError as err:
+        raise FinemedError(f"input {p}: cannot list it ({type(err).__name__}: {err})") from None
+    kinds = {f: shard_kind(f) for f in names}
+    for kind in ("parquet", "jsonl"):
+        found = [f for f in names if kinds[f] == kind]
+        if found:
+            return fs, True, found
+    return fs, True, []
+
+
+def input_format(path: Path | str, storage_options: dict | None = None) -> str:
+    """``parquet`` or ``jsonl`` from a file name or the files in a dir (local or fsspec URL); one clear error."""
+    _, _, files = data_files(path, storage_options)
+    kinds = {shard_kind(f) for f in files}
     for kind in ("parquet", "jsonl"):
         if kind in kinds:
             return kind
-    raise FinemedError(f"input {p}: no .parquet or .jsonl(.gz) files found; FineWeb2 shards are parquet")
+    raise FinemedError(f"input {path}: no .parquet or .jsonl(.gz) files found; FineWeb2 shards are parquet")
 
 
-def input_files(path: Path | str) -> list[str]:
-    """The data files of a local input (parquet first, as :func:`finemed.texts.list_files`)."""
-    return [f for f in list_files(str(path)) if shard_kind(f) in ("parquet", "jsonl")]
+def input_files(path: Path | str, storage_options: dict | None = None) -> list[str]:
+    """The data files of an input (parquet first); paths on its filesystem."""
+    return data_files(path, storage_options)[2]
 
 
-def read_rows(path: Path | str, columns: list[str] | None = None) -> Iterator[dict]:
-    """Rows of a parquet/jsonl file or dir; bad rows raise one clear line."""
-    files = input_files(path)
+def read_rows(path: Path | str, columns: list[str] | None = None,
+              storage_options: dict | None = None) -> Iterator[dict]:
+    """Rows of a parquet/jsonl file or dir (local or fsspec URL); bad rows raise one clear line."""
+    fs, _, files = data_files(path, storage_options)
     if not files:
         raise FinemedError(f"{path}: no input files; pass a parquet/jsonl file or a dir of them")
     for f in files:
@@ -57,13 +88,14 @@ def read_rows(path: Path | str, columns: list[str] | None = None) -> Iterator[di
             import pyarrow.parquet as pq
 
             try:
-                yield from pq.read_table(f, columns=columns).to_pylist()
+                with fs.open(f, "rb") as fh:
+                    yield from pq.read_table(fh, columns=columns).to_pylist()
             except Exception as err:  # noqa: BLE001 - pyarrow raises several kinds
                 raise FinemedError(f"{f}: unreadable parquet ({type(err).__name__}); re-export or remove it") from None
             continue
-        opener = gzip.open if f.endswith(".gz") else open
-        with opener(f, "rt", encoding="utf-8") as fh:
-            for lineno, line in enumerate(fh, 1):
+        with fs.open(f, "rb") as raw:
+            stream = gzip.open(raw) if f.endswith(".gz") else raw
+            for lineno, line in enumerate(io.TextIOWrapper(stream, encoding="utf-8"), 1):
                 if line.strip():
                     try:
                         yield json.loads(line)
@@ -71,9 +103,6 @@ def read_rows(path: Path | str, columns: list[str] | None = None) -> Iterator[di
                         raise FinemedError(f"{f}:{lineno}: invalid JSON; fix or remove that line") from None
 
 
-def count_input_files(path: str) -> int:
-    """One datatrove task per input file (1 for a URL or a single file)."""
-    p = Path(path)
-    if "://" in path or not p.is_dir():
-        return 1
-    return max(1, len(input_files(p)))
+def count_input_files(path: str, storage_options: dict | None = None) -> int:
+    """One datatrove task per input file (1 for a single file)."""
+    return max(1, len(input_files(path, storage_options)))

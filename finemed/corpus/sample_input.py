@@ -5,11 +5,15 @@ FineWeb2 itself is not bundled, so the dev input imitates one of its German shar
 docs with the FineWeb2 columns (``text, id, dump, url, date, file_path, language, language_score,
 language_script, minhash_cluster_size, top_langs``) plus ``source`` and ``medical`` for evaluation only.
 
-- positives (``medical=1``): GraSCCo letters, GerMedBench cases and MCQ questions, GerMedIQ human
-  answers (one interview per participant and questionnaire) and SIB-200 German "health" sentences
-  (grouped, 5 per doc, as web snippets are multi-sentence);
+- positives (``medical=1``): GraSCCo letters, GerMedBench cases and MCQ items, GerMedIQ human answers (one
+  interview per participant and questionnaire, without the questions: those are evaluation prompts) and
+  SIB-200 German "health" sentences (grouped, 5 per doc, as web snippets are multi-sentence);
 - negatives (``medical=0``): fortunes-de (grouped per category to ~60+ words), the other SIB-200
   German topics, XQuAD-de and MLQA-de contexts;
+- planted contamination (``contaminated=1``): the GerMedBench items and XQuAD/MLQA contexts are evaluation
+  items. They stay in, as benchmark text does leak into web crawls, so the domain classifier learns from
+  clinical cases and step ``decont`` shows that it removes them: a build keeps none of them (the survival
+  in ``stats.json`` counts them as class ``contaminated``, apart from the clean positives);
 - web junk (``junk/*``, ``medical=0``): SEO pharmacy spam, menus, lorem ipsum, code, hashtags,
   teasers, cookie banners, bullet lists: what the quality filters exist for;
 - non-German docs from other SIB-200 languages (``medical=-1``: out of scope);
@@ -35,6 +39,7 @@ from finemed.data.registry import cache_dir
 from finemed.logs import progress
 from finemed.stages import StageResult, stage
 
+CONTAMINATED = ("germedbench/", "xquad-de", "mlqa-de")  # sources that are evaluation items (planted)
 NON_GERMAN = ("eng_Latn", "fra_Latn", "nld_Latn", "dan_Latn", "pol_Latn", "spa_Latn", "rus_Cyrl")
 
 
@@ -43,6 +48,7 @@ def _chunks(items: list[str], size: int) -> list[str]:
 
 
 def _medical_positives() -> list[tuple[str, str]]:
+    """GraSCCo letters, GerMedBench items (planted contamination), GerMedIQ human answers, SIB-200 health."""
     out = [("grascco", d.text) for d in loaders.load_grascco()]
     for task in ("patient_text", "med_extraction", "icd10_coding"):
         out += [(f"germedbench/{task}", r["text"]) for r in loaders.load_germedbench(task)]
@@ -50,9 +56,9 @@ def _medical_positives() -> list[tuple[str, str]]:
         opts = "\n".join(f"{k}) {v}" for k, v in (r.get("options") or {}).items())
         out.append(("germedbench/med_qa", f"{r['question']}\n{opts}\n{r.get('explanation', '')}".strip()))
     interviews: dict[tuple[str, str], list[str]] = defaultdict(list)
-    for r in loaders.load_germediq("human"):
+    for r in loaders.load_germediq("human"):  # the answers only: GerMedIQ's questions are evaluation prompts
         if (r.get("response") or "").strip():
-            interviews[(r["participant_id"], r["questionnaire"])].append(f"{r['question']} {r['response'].strip()}")
+            interviews[(r["participant_id"], r["questionnaire"])].append(r["response"].strip())
     out += [("germediq/human", "\n".join(qa)) for qa in interviews.values() if len(qa) >= 3]
     health = [s.text for s in loaders.load_sib200("deu_Latn") if s.category == "health"]
     out += [("sib200/deu/health", t) for t in _chunks(health, 5)]
@@ -165,6 +171,7 @@ def build_rows(seed: int = 0, n_fortune_docs: int = 1200, non_german_per_lang: i
             "language_script": lang.split("_")[1], "minhash_cluster_size": 1,
             "top_langs": json.dumps({f"{lang}_score": 1.0}), "source": source, "medical": medical,
             "group": hashlib.sha1(origin.encode()).hexdigest()[:12],  # a doc and its near-duplicates
+            "contaminated": int(source.split("+")[0].startswith(CONTAMINATED)),
         })
     return rows
 
@@ -215,7 +222,7 @@ def run(cfg: SampleInputConfig, run_dir: Path) -> SampleInputResult:
 
 def default_dev_input() -> Path:
     """The dev input in the cache dir (built once)."""
-    path = cache_dir() / "corpus" / "dev-input-v1"
+    path = cache_dir() / "corpus" / "dev-input-v3"  # v3: no GerMedIQ questions; planted items marked
     if not path.is_dir():
         write_sample_input(path)
     return path

@@ -21,6 +21,22 @@ def _num(v) -> float:
     return float(v) if isinstance(v, (int, float)) else 0.0
 
 
+def merge_task_stats(run_dir: Path, stage: str) -> Path | None:
+    """Sum a stage's per-task ``logs/<stage>/stats/<rank>.json`` into ``logs/<stage>/stats.json`` (datatrove's
+    ``PipelineStats``, as its ``merge_stats`` tool): what the local executor writes at its end, done after the
+    fact for Slurm arrays or partial reruns. None when the stage left no task stats."""
+    tasks = sorted((run_dir / "logs" / stage / "stats").glob("*.json"))
+    if not tasks:
+        return None
+    from datatrove.utils.stats import PipelineStats
+
+    merged = sum((PipelineStats.from_json(read_json(f)) for f in tasks), start=PipelineStats())
+    out = run_dir / "logs" / stage / "stats.json"
+    with atomic_path(out) as tmp, open(tmp, "w", encoding="utf-8") as fh:
+        merged.save_to_disk(fh)
+    return out
+
+
 def block_stats(run_dir: Path, stage: str) -> list[dict]:
     f = run_dir / "logs" / stage / "stats.json"
     if not f.is_file():
@@ -89,17 +105,19 @@ def output_totals(out_dir: Path, tokenizer: str | None) -> dict:
 
 
 def source_survival(input_rows: list[dict], kept_by_source: Counter) -> dict:
+    """Kept/in per source and per class: ``medical``, ``german_other``, ``non_german``, and ``contaminated``
+    for sources the dev input marks as planted evaluation items (``contaminated=1``), which should all go."""
     n_in: Counter = Counter(r["source"] for r in input_rows if r.get("source") is not None)
     per = {s: {"in": n, "kept": kept_by_source.get(s, 0), "rate": round(kept_by_source.get(s, 0) / n, 4)}
            for s, n in sorted(n_in.items())}
     cls = defaultdict(lambda: [0, 0])
-    label = {r["source"]: r.get("medical") for r in input_rows if r.get("source") is not None}
+    names = {1: "medical", 0: "german_other", -1: "non_german"}
+    label = {r["source"]: "contaminated" if r.get("contaminated") else names.get(r.get("medical"), "?")
+             for r in input_rows if r.get("source") is not None}
     for s, v in per.items():
         cls[label.get(s)][0] += v["in"]
         cls[label.get(s)][1] += v["kept"]
-    names = {1: "medical", 0: "german_other", -1: "non_german"}
-    per_class = {names.get(k, str(k)): {"in": a, "kept": b, "rate": round(b / a, 4) if a else None}
-                 for k, (a, b) in cls.items()}
+    per_class = {k: {"in": a, "kept": b, "rate": round(b / a, 4) if a else None} for k, (a, b) in cls.items()}
     return {"per_source": per, "per_class": per_class}
 
 
