@@ -29,13 +29,13 @@ from finemed.artifacts import atomic_path
 from finemed.config import FinemedError, StageConfig
 from finemed.corpus.annotate_agreement import bootstrap_prf, calibration, confusion, plot_calibration, prf
 from finemed.corpus.classifier_eval import prf_at, tune_threshold
-from finemed.corpus.readers import read_rows
+from finemed.corpus.rows import read_rows
 from finemed.corpus.sample_input import default_dev_input
-from finemed.verdicts import Verdict, parse_verdict, verdicts
 from finemed.llm import LLMClient
 from finemed.logs import get_logger
 from finemed.runtime import Device, DType
 from finemed.stages import StageResult, stage
+from finemed.verdicts import Verdict, parse_verdict, verdicts
 
 log = get_logger(__name__)
 TEMPLATES = {

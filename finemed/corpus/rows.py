@@ -79,7 +79,8 @@ def input_files(path: Path | str, storage_options: dict | None = None) -> list[s
 
 def read_rows(path: Path | str, columns: list[str] | None = None,
               storage_options: dict | None = None) -> Iterator[dict]:
-    """Rows of a parquet/jsonl file or dir (local or fsspec URL); bad rows raise one clear line."""
+    """Rows of a parquet/jsonl file or dir (local or fsspec URL), streamed; ``columns`` limits what parquet
+    reads (those present). Bad rows raise one clear line."""
     fs, _, files = data_files(path, storage_options)
     if not files:
         raise FinemedError(f"{path}: no input files; pass a parquet/jsonl file or a dir of them")
@@ -88,8 +89,13 @@ def read_rows(path: Path | str, columns: list[str] | None = None,
             import pyarrow.parquet as pq
 
             try:
-                with fs.open(f, "rb") as fh:
-                    yield from pq.read_table(fh, columns=columns).to_pylist()
+                with fs.open(f, "rb") as fh:  # batch by batch: a shard never has to fit in memory
+                    pf = pq.ParquetFile(fh)
+                    cols = [c for c in columns if c in pf.schema_arrow.names] if columns else None
+                    for batch in pf.iter_batches(batch_size=2048, columns=cols):
+                        yield from batch.to_pylist()
+            except FinemedError:
+                raise
             except Exception as err:  # noqa: BLE001 - pyarrow raises several kinds
                 raise FinemedError(f"{f}: unreadable parquet ({type(err).__name__}); re-export or remove it") from None
             continue

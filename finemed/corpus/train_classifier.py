@@ -73,7 +73,7 @@ def labelled_rows(cfg: TrainClassifierConfig) -> tuple[list[dict], dict[str, int
     """Rows with a 0/1 label; ``skipped`` counts the rest by reason; with external ``labels``, also the rows that
     have none but carry a gold ``label_field`` (the out-of-sample gold check)."""
     source = cfg.input or str(default_dev_input())
-    rows = list(read_rows(source))
+    rows = list(read_rows(source, columns=["id", "text", "source", "group", cfg.label_field]))  # not all columns
     skipped = {"no_label": 0, "empty_text": 0}
     ext: dict[str, int] = {}
     if cfg.labels:
