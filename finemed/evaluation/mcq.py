@@ -21,6 +21,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from finemed.config import FinemedError
+from finemed.data.loaders import load_germedbench
 from finemed.data.registry import require_file
 from finemed.evaluation.qa import QaEvalConfig, QaEvalResult, run_eval
 from finemed.stages import stage
@@ -65,7 +66,6 @@ def _item(row: dict, idx: int, where: str) -> McqItem:
 
 
 def load_germedbench_mcq(root: Path | str | None = None) -> list[McqItem]:
-    from finemed.data.loaders import load_germedbench
 
     return [_item(r, i, f"germedbench med_qa row {i + 1}") for i, r in enumerate(load_germedbench("med_qa", root))]
 

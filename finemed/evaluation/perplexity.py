@@ -15,6 +15,8 @@ from pydantic import Field, field_validator
 from finemed.artifacts import atomic_write_json
 from finemed.config import StageConfig
 from finemed.logs import get_logger
+from finemed.models.bpb import compute_bpb, subsample
+from finemed.models.loading import load_causal_lm
 from finemed.runtime import Device, DType, resolve
 from finemed.stages import StageResult, stage
 from finemed.texts import read_texts
@@ -68,8 +70,6 @@ class BpbSetsResult(StageResult):
 @stage("eval.bpb")
 def run(config: BpbSetsConfig, run_dir: Path) -> BpbSetsResult:
     """Stage entry: bpb of ``config.model`` on each set; writes ``bpb.json``."""
-    from finemed.models.bpb import compute_bpb, subsample  # imports torch
-    from finemed.models.loading import load_causal_lm
 
     texts = {name: subsample(read_texts(spec), config.max_docs, config.max_chars, config.seed)
              for name, spec in config.sets.items()}

@@ -21,6 +21,7 @@ from finemed.config import FinemedError, StageConfig
 from finemed.data.registry import require_file
 from finemed.evaluation.lmeval_runner import TaskPlan, evaluate, make_lm, resolve_tasks
 from finemed.logs import get_logger
+from finemed.models.loading import load_causal_lm
 from finemed.runtime import Device, DType, Runtime, for_model, resolve
 from finemed.stages import StageResult, stage
 
@@ -95,7 +96,6 @@ def run_eval(config: QaEvalConfig, run_dir: Path) -> QaEvalResult:
     plan = resolve_tasks(config.tasks, task_dirs=config.task_dirs)  # fail on bad input before the slow load
     if config.data:
         require_file(config.data, "--data file (SQuAD-format JSON, or MCQ CSV/JSON)")
-    from finemed.models.loading import load_causal_lm  # imports torch
 
     rt = resolve(config.device, config.dtype)
     log.info("eval %s on %s", ", ".join(config.tasks), rt.describe())

@@ -24,6 +24,8 @@ from finemed.config import ConfigError, FinemedError, StageConfig
 from finemed.logs import get_logger, progress
 from finemed.merging.merge import MergeSpec, check_compatible, run_merge, short_form_methods, to_mergekit
 from finemed.merging.probe import run_probe
+from finemed.models.bpb import compute_bpb
+from finemed.models.loading import load_causal_lm
 from finemed.models.registry import resolve_model_path
 from finemed.runtime import Device, DType, Runtime, resolve
 from finemed.stages import StageResult, stage
@@ -133,8 +135,6 @@ def plot_sweep(points: list[SweepPoint], chosen: float, path: Path) -> Path:
 
 
 def _evaluate(model_dir: Path, sets: dict[str, list[str]], config: SweepConfig, rt: Runtime) -> tuple[dict, object]:
-    from finemed.models.bpb import compute_bpb  # imports torch
-    from finemed.models.loading import load_causal_lm
 
     model, tok = load_causal_lm(model_dir, runtime=rt)
     bpb = {name: round(compute_bpb(model, tok, texts, max_length=config.eval_max_length,

@@ -21,7 +21,9 @@ from typing import Any
 
 from finemed.config import FinemedError
 from finemed.data.registry import bundled_path
+from finemed.models.loading import save_model
 from finemed.models.registry import cached_path, is_registered
+from finemed.models.tiny import CHAT_TEMPLATE
 
 ARCH_DIR = Path(__file__).parent / "arch_configs"
 # the bundled tokenizer that each family uses (``shared/data/tokenizers``)
@@ -102,7 +104,6 @@ def tiny_standin(spec: str, out: Path | str, *, layers: int = 2, hidden: int = 6
     import torch
     from transformers import AutoModelForCausalLM
 
-    from finemed.models.loading import save_model
 
     real = config_dict(spec)
     shrink: dict[str, Any] = {"num_hidden_layers": layers, "hidden_size": hidden, "num_attention_heads": heads,
@@ -123,7 +124,6 @@ def tiny_standin(spec: str, out: Path | str, *, layers: int = 2, hidden: int = 6
         if tok.pad_token is None:
             tok.pad_token = tok.eos_token
         if not tok.chat_template:
-            from finemed.models.tiny import CHAT_TEMPLATE
 
             tok.chat_template = CHAT_TEMPLATE
     model.config.name_or_path = f"tiny-standin-of-{spec}"

@@ -9,6 +9,9 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
+from finemed.data.loaders import load_grascco, load_sib200
+from finemed.models.loading import save_model
+
 TINY_VOCAB = 512
 SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<pad>"]
 CHAT_TEMPLATE = (
@@ -20,7 +23,6 @@ CHAT_TEMPLATE = (
 def _training_texts() -> list[str]:
     """Bundled German + English text when available, else a fixed built-in sample."""
     try:
-        from finemed.data.loaders import load_grascco, load_sib200
 
         texts = [d.text for d in load_grascco()[:10]]
         texts += [s.text for s in load_sib200("eng_Latn", splits=("train",))[:300]]
@@ -75,7 +77,6 @@ def tiny_llama(vocab_size: int = TINY_VOCAB, hidden_size: int = 64, num_layers: 
 
 def save_tiny(out: Path | str, *, seed: int = 0, num_layers: int = 4, hidden_size: int = 64) -> Path:
     """Write a tiny model + tokenizer HF dir to ``out`` and return it."""
-    from finemed.models.loading import save_model
 
     tok = tiny_tokenizer()
     model = tiny_llama(vocab_size=len(tok), seed=seed, num_layers=num_layers, hidden_size=hidden_size)

@@ -13,6 +13,9 @@ import typer
 
 from finemed.config import FinemedError
 from finemed.stage_cli import CONFIG, FORCE, OUT, SET, run_command
+from finemed.tokenizer.correlate import correlate, read_scores
+from finemed.tokenizer.cost import parse_mix
+from finemed.tokenizer.evaluate import eval_folder, read_eval
 
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False)
 
@@ -112,8 +115,6 @@ def cost_cmd(
                                              help="Activation recomputation: 96 (default) or 72 FLOPs factor"),
 ):
     """Training FLOPs per word (fertility × Megatron FLOPs per token) and the extra cost of each tokenizer."""
-    from finemed.tokenizer.cost import parse_mix
-    from finemed.tokenizer.evaluate import eval_folder
 
     if metrics is not None and eval_folder(metrics).resolve() == out.resolve():
         raise FinemedError(f"--out {out} is the eval run dir itself; write the cost to its own folder")
@@ -154,8 +155,6 @@ def correlate_cmd(
     lang: str = typer.Option("deu_Latn", "--lang"),
 ):
     """Spearman and Pearson (with n and p) between an intrinsic metric and downstream scores."""
-    from finemed.tokenizer.correlate import correlate, read_scores
-    from finemed.tokenizer.evaluate import read_eval
 
     table, _ = read_eval(metrics, need_details=False)
     for c in correlate(table, read_scores(scores), metric=metric, lang=lang):

@@ -18,6 +18,7 @@ from finemed.stages import StageResult, stage
 from finemed.tokenizer.cost import CostSpec, cost_spec
 from finemed.tokenizer.evaluate import REF_LANG, evaluate, fertility_table, load_eval_data, load_tokenizers, write_eval
 from finemed.tokenizer.findings import english_only_vs_multi, findings_markdown, vocab_to_match_english
+from finemed.tokenizer.plots import plot_fertility_vs_vocab, plot_parity
 from finemed.tokenizer.sweep import SweepConfig, run_sweep
 
 
@@ -76,7 +77,6 @@ def run(config: CompareConfig, run_dir: Path) -> CompareResult:
     metrics, details = evaluate(toks, data, config.langs, words=config.words, ref_lang=config.ref_lang)
     write_eval(metrics, details, run_dir)
 
-    from finemed.tokenizer.plots import plot_fertility_vs_vocab, plot_parity
 
     info = {n: {"vocab_size": d["vocab_size"]} for n, d in details.items()}
     info.update({t.name: t.model_dump() for t in trained})

@@ -30,6 +30,7 @@ from finemed.artifacts import atomic_write_json, atomic_write_text
 from finemed.config import FinemedError, StageConfig
 from finemed.stages import StageResult, stage
 from finemed.tokenizer.evaluate import eval_folder, read_eval
+from finemed.tokenizer.plots import plot_cost_table
 
 
 class ModelShape(StageConfig):
@@ -175,7 +176,6 @@ class CostOutcome(BaseModel):
 
 def cost_spec(spec: CostSpec, metrics: dict, vocab_sizes: dict[str, int], out_dir: Path, stem: str) -> CostOutcome:
     """Cost ``spec`` and write ``STEM.md`` and ``STEM.png`` under ``out_dir``."""
-    from finemed.tokenizer.plots import plot_cost_table
 
     mix, shape = normalise_mix(spec.mix), spec.shape()
     rows = cost_table(metrics, vocab_sizes, mix, shape, baseline=spec.baseline, recompute=spec.recompute)

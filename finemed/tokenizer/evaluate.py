@@ -23,6 +23,7 @@ from finemed.logs import progress
 from finemed.stages import StageResult, stage
 from finemed.tokenizer.metrics import METRIC_KEYS, check_words, count_language, language_metrics, parity
 from finemed.tokenizer.parallel import SIB_SPLITS, ParallelSet, load_parallel
+from finemed.tokenizer.plots import plot_fertility_vs_vocab, plot_parity
 
 REF_LANG = "eng_Latn"
 METRICS_FILE = "tokenizer_metrics.json"  # the eval table (metrics.json is the stage Result)
@@ -174,7 +175,6 @@ def run_eval(tokenizer_specs: Sequence[str], *, parallel: str | Path | None, lan
     metrics, details = evaluate(toks, data, langs, words=words, ref_lang=ref_lang)
     write_eval(metrics, details, out_dir)
     if plots:
-        from finemed.tokenizer.plots import plot_fertility_vs_vocab, plot_parity
 
         plot_parity(metrics, out_dir / "parity.png")
         plot_fertility_vs_vocab(metrics, sweep_info(toks), out_dir / "fertility_vs_vocab.png")

@@ -7,20 +7,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from finemed.artifacts import atomic_path  # noqa: E402
+from finemed.plotting import pyplot, save_png
 
 
 def _save(fig, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    return save_png(fig, path)
 
 
 def plot_fertility_vs_vocab(metrics: dict, info: dict[str, dict], path: Path) -> Path:
@@ -30,6 +21,7 @@ def plot_fertility_vs_vocab(metrics: dict, info: dict[str, dict], path: Path) ->
     ``finemed_tokenizer.json``); tokenizers without it are drawn as single labelled points.
     """
     langs = sorted({lang for per in metrics.values() for lang in per})
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(langs), figsize=(3.6 * len(langs), 3.4), squeeze=False, sharey=True)
     styles = {"bpe": "-", "unigram": "--"}
     markers = {"hf": "o", "sp": "s"}
@@ -66,6 +58,7 @@ def plot_parity(metrics: dict, path: Path, key: str = "parity_sum") -> Path:
     names = list(metrics)
     langs = sorted({lang for per in metrics.values() for lang in per})
     width = 0.8 / max(1, len(names))
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(max(5, 1.1 * len(langs) + 0.25 * len(names)), 3.6))
     for i, name in enumerate(names):
         vals = [metrics[name].get(lang, {}).get(key) or 0 for lang in langs]
@@ -82,6 +75,7 @@ def plot_cost_table(markdown: str, path: Path, title: str = "") -> Path:
     """Render a markdown table (from :func:`finemed.tokenizer.cost.table_markdown`) as a PNG."""
     lines = [ln for ln in markdown.strip().splitlines() if ln.startswith("|") and not set(ln) <= set("|-")]
     cells = [[c.strip() for c in ln.strip("|").split("|")] for ln in lines]
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(9, 0.24 * len(cells) + 0.3))
     ax.axis("off")
     table = ax.table(cellText=cells[1:], colLabels=cells[0], loc="center", cellLoc="right")

@@ -10,6 +10,7 @@ import pytest
 from finemed.config import FinemedError
 from finemed.data import loaders
 from finemed.data.registry import DATASETS, DataMissingError, bundled_path
+from finemed.texts import read_texts
 
 
 def test_bundled_counts_match_sources_md():
@@ -61,6 +62,6 @@ def test_bad_user_files(tmp_path):
     jl = tmp_path / "t.jsonl"
     jl.write_text('{"text": "a"}\n{"txt": "b"}\n')
     with pytest.raises(FinemedError, match=r"t.jsonl:2: no 'text' field"):
-        loaders.text_file_docs(jl)
-    with pytest.raises(FinemedError, match="does not exist"):
-        loaders.text_file_docs(tmp_path / "none.jsonl")
+        read_texts(str(jl))
+    with pytest.raises(FinemedError, match="no such file or folder"):
+        read_texts(str(tmp_path / "none.jsonl"))

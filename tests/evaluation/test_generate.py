@@ -36,7 +36,9 @@ def test_generate_two_models_then_local_judge(tiny_model_dir, tmp_path):
     assert {r.prompt_id for r in rows} == {"q0", "q1", "q2"} and all(r.reference == "x" for r in rows)
     assert all(r.finish_reason in ("stop", "length") for r in rows)
     assert run_stage("eval.generate", cfg, tmp_path / "gen").status == "cached"
-    # a local: judge; the random tiny model never writes a verdict → every pair counted invalid, none a tie
+    # a local: judge; the random tiny model never writes a verdict, so after the reminder every order is decided
+    # by P(A) vs P(B) of its next token: no pair is invalid, and both orders carry a letter
     j, jinfo = run_pairwise(rows, f"local:{tiny_model_dir}", cache_path=tmp_path / "j.sqlite", max_tokens=4)
-    assert len(j) == 3 and all(x.outcome == "invalid" for x in j)
-    assert jinfo["invalid_orders"] == 6 and jinfo["client"]["calls"] == 12  # 6 orders + 6 reminders
+    assert len(j) == 3 and all(x.outcome != "invalid" and x.verdict_ab in "AB" and x.verdict_ba in "AB" for x in j)
+    assert jinfo["invalid_orders"] == 0 and jinfo["prob_verdicts"] == 6
+    assert jinfo["client"]["calls"] == 18  # 6 orders + 6 reminders + 6 letter probabilities

@@ -35,7 +35,8 @@ def fake_cuda(monkeypatch):
 
 def test_policy_auto_picks_cuda_bf16_weights_for_inference_fp32_for_training(fake_cuda):
     inference = runtime.resolve("auto", "auto")
-    assert inference.device == "cuda:0" and inference.weight_dtype == torch.bfloat16 and inference.autocast_dtype is None
+    assert inference.device == "cuda:0" and inference.weight_dtype == torch.bfloat16
+    assert inference.autocast_dtype is None
     training = runtime.resolve("auto", "auto", train=True)
     assert training.weight_dtype == torch.float32 and training.autocast_dtype == torch.bfloat16
     assert training.trainer_kwargs() == {"use_cpu": False, "bf16": True, "fp16": False}

@@ -10,6 +10,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from finemed.config import FinemedError
+from finemed.data.loaders import load_squad
+from finemed.evaluation.mcq import load_germedbench_mcq, load_mcq_file, mcq_rows
+from finemed.evaluation.qa_metrics import default_metric, score_one
+from finemed.evaluation.qa_prompts import build_prompt
+
 QA_DATASETS = {"xquad_de": ("xquad.de", "de"), "xquad_en": ("xquad.en", "en"), "xquad_es": ("xquad.es", "es"),
                "mlqa_de": ("mlqa.de", "de"), "squad_v1": ("squad_v1.1", "en")}
 
@@ -17,9 +23,6 @@ QA_DATASETS = {"xquad_de": ("xquad.de", "de"), "xquad_en": ("xquad.en", "en"), "
 def qa_rows(dataset: str, shots: int = 0, seed: int = 0, path: str | None = None, n: int | None = None,
             lang: str | None = None, metric: str | None = None) -> list[dict[str, Any]]:
     """Rows ``{id, title, context, question, answers, prompt, lang, metric}`` of a QA task."""
-    from finemed.data.loaders import load_squad
-    from finemed.evaluation.qa_metrics import default_metric
-    from finemed.evaluation.qa_prompts import build_prompt
 
     name, default_lang = QA_DATASETS[dataset]
     # a user path only replaces the "any SQuAD-format file" task; the named sets keep their bundled data
@@ -43,7 +46,6 @@ def load_qa(dataset: str = "xquad_de", shots: int = 0, seed: int = 0, path: str 
 
 def process_results_qa(doc: dict, results: list[str]) -> dict[str, float]:
     """EM / F1 / ROUGE-L in percent for one generated answer, max over the gold answers."""
-    from finemed.evaluation.qa_metrics import score_one
 
     pred = results[0].strip() if results else ""
     return {k: 100.0 * v for k, v in score_one(pred, doc["answers"], doc["lang"], doc["metric"]).items()}
@@ -53,10 +55,8 @@ def load_mcq(path: str | None = None, source: str = "germedbench_med_qa", n: int
     """``custom_dataset`` hook for MCQ: GerMedBench med_qa, or a user CSV/JSON in MMLU-de/MedQA-de layout."""
     import datasets
 
-    from finemed.evaluation.mcq import load_germedbench_mcq, load_mcq_file, mcq_rows
 
     if source == "file" and not path:
-        from finemed.config import FinemedError
         raise FinemedError("task finemed_mcq_file needs a file: pass metadata {'path': 'FILE.csv|json'} (--data)")
     items = load_mcq_file(path) if source == "file" else load_germedbench_mcq()
     rows = mcq_rows(items[: int(n)] if n else items)
