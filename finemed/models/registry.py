@@ -6,6 +6,8 @@ directory, so the loaders, the merge and the recipe's input fingerprints all agr
 
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
 
 from finemed.config import FinemedError
@@ -18,11 +20,27 @@ def is_registered(spec: str | Path) -> bool:
     return str(spec) in REGISTERED
 
 
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+HUB_FILES = ["*.json", "*.safetensors", "tokenizer*", "*.model", "*.tiktoken", "merges.txt", "vocab.txt"]
+
+
+def hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
+
+
 def resolve_model_path(spec: str | Path) -> Path:
-    """``smollm2`` → the cached safetensors dir (fetching it once); otherwise an existing local HF dir."""
+    """``smollm2`` → the cached safetensors dir (fetching it once); a local HF dir; or a hub id (``org/name``),
+    downloaded once (safetensors and tokenizer files only) where hub access is on."""
     if is_registered(spec):
         return REGISTERED[str(spec)](str(spec))
     path = Path(spec).expanduser()
+    if not path.exists() and HUB_ID.match(str(spec)):
+        if hub_offline():
+            raise FinemedError(f"model {spec!r} is a hub id but hub access is off (HF_HUB_OFFLINE=1); download it "
+                               f"once (`hf download {spec} --local-dir DIR`) and pass DIR, or unset HF_HUB_OFFLINE")
+        from huggingface_hub import snapshot_download
+
+        path = Path(snapshot_download(str(spec), allow_patterns=HUB_FILES))
     if not path.is_dir():
         raise FinemedError(f"model {spec!r}: not a registered name ({', '.join(REGISTERED)}) and no such "
                            f"directory; pass an HF model dir or run `finemed models fetch smollm2`")

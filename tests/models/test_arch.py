@@ -54,3 +54,22 @@ def test_training_memory_by_hand():
                            strategy="fsdp", gradient_checkpointing=True)
     assert fsdp.weights_gib == pytest.approx((4 * p / 4 + 4 * p / layers) / GIB, abs=0.01)
     assert fsdp.optimizer_gib == pytest.approx(8 * p / 4 / GIB, abs=0.01) and fsdp.total_gib < ddp.total_gib / 2
+
+
+def test_hub_id_offline_is_one_line_and_online_downloads_once(tmp_path, monkeypatch):
+    import huggingface_hub
+
+    from finemed.config import FinemedError
+    from finemed.models import registry
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(FinemedError, match="hub access is off.*hf download Qwen/Qwen2.5-7B-Instruct"):
+        registry.resolve_model_path("Qwen/Qwen2.5-7B-Instruct")
+    snap = tmp_path / "snap"
+    snap.mkdir()
+    (snap / "config.json").write_text("{}")
+    calls = []
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", lambda repo, **kw: calls.append((repo, kw)) or str(snap))
+    assert registry.resolve_model_path("Qwen/Qwen2.5-7B-Instruct") == snap
+    assert calls[0][0] == "Qwen/Qwen2.5-7B-Instruct" and "*.safetensors" in calls[0][1]["allow_patterns"]
