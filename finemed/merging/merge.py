@@ -1,8 +1,9 @@
 """Stage ``merge.apply``: mergekit-backed model merges, from a raw mergekit config or a short finemed form.
 
-mergekit is the engine: a merge here is ``mergekit.merge.run_merge`` with the same ``MergeOptions`` the
-``mergekit-yaml`` CLI builds, so the output tensors are bit-identical to running ``mergekit-yaml`` on the same
-YAML (tested for every method). What finemed adds:
+mergekit is the engine: a merge here is ``mergekit.merge.run_merge`` with the ``MergeOptions`` the
+``mergekit-yaml`` CLI builds plus bounded memory (:func:`merge_options`, :func:`release_reads`), so the output
+tensors are bit-identical to running ``mergekit-yaml`` on the same YAML (tested for every method) and peak
+memory does not grow with the model beyond one output shard. What finemed adds:
 
 - the short form ``{base, cpt, method, t, density}`` for the DeFineMed case (an instruct model and its CPT
   descendant), expanded to mergekit YAML by :func:`to_mergekit`; ``t`` is a scalar or a per-layer list that
@@ -11,7 +12,8 @@ YAML (tested for every method). What finemed adds:
   (linear, task_arithmetic, ties, dare_*, della, breadcrumbs, ...): see :func:`short_form_methods`;
 - checks before any tensor is read: ``t`` in [0, 1], and every referenced model has the same architecture,
   shape and vocabulary (one line naming the two models and the difference);
-- an atomic output dir (tmp then rename) holding an HF model with the tokenizer.
+- an atomic output dir (tmp then rename) holding an HF model with the tokenizer (safetensors shards of at most
+  ``OUT_SHARD_BYTES``, with an index when there are several).
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ log = get_logger(__name__)
 SHAPE_KEYS = ("model_type", "hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
               "intermediate_size", "vocab_size")
 TValue = Union[float, list[float], list[dict[str, Any]]]
+OUT_SHARD_BYTES = 1_000_000_000  # output held in RAM per shard; a 7B bf16 model is 15 shards
+MERGE_OPTIONS = {"out_shard_size": OUT_SHARD_BYTES, "lazy_unpickle": True}
 
 
 class MergeSpec(StageConfig):
@@ -202,10 +206,41 @@ def referenced_models(mk: dict) -> list[str]:
 
 # ------------------------------------------------------------------------------------------------ merge
 def merge_options(random_seed: int | None = None, **overrides):
-    """The ``MergeOptions`` that ``mergekit-yaml CONFIG OUT [--random-seed N]`` builds (CPU defaults)."""
+    """The ``MergeOptions`` of every finemed merge (``merge.apply`` and ``merge.sweep``), bounded in memory.
+
+    As ``mergekit-yaml CONFIG OUT --out-shard-size 1B --lazy-unpickle [--random-seed N]``: mergekit's writer
+    holds the output tensors until a shard is full, so ``out_shard_size`` (bytes, despite mergekit's
+    "parameters") bounds the output held in RAM (the default 5B held any model up to 5 GB whole);
+    ``lazy_unpickle`` reads ``.bin`` inputs tensor by tensor instead of whole. The tensors are unchanged.
+    """
     from mergekit.options import MergeOptions
 
-    return MergeOptions(random_seed=random_seed, **overrides)
+    return MergeOptions(**{**MERGE_OPTIONS, "random_seed": random_seed, **overrides})
+
+
+def release_reads(models, options) -> None:
+    """Make mergekit's cached loaders of ``models`` close a safetensors file after each tensor read.
+
+    mergekit keeps one ``safe_open`` per input model; its tensors are views of the memory map, so every page
+    read stays resident (in RSS) until the map closes: the whole of each input by the end of a merge.
+    Reopening per tensor (a header parse) frees each map once its tensors are consumed.
+    """
+    from mergekit.io.tasks import LoaderCache
+
+    cache = LoaderCache()
+    cache.setup(options=options)
+    for model in models:
+        loader = cache.get(model)
+        if getattr(loader, "finemed_releases", False) or not loader.index.is_safetensors:
+            continue
+
+        def get_tensor(*args, _read=loader.get_tensor, _loader=loader, **kwargs):
+            tensor = _read(*args, **kwargs)
+            _loader.flush()
+            return tensor
+
+        loader.get_tensor = get_tensor
+        loader.finemed_releases = True
 
 
 def run_merge(mk: dict, out: Path | str, *, random_seed: int | None = None, check: bool = True, **options) -> Path:
@@ -226,6 +261,7 @@ def run_merge(mk: dict, out: Path | str, *, random_seed: int | None = None, chec
         check_compatible([str(m.model.path) for m in cfg.referenced_models()])
     opts = merge_options(random_seed, **{"quiet": not progress_enabled(), **options})
     opts.apply_global_options()
+    release_reads(cfg.referenced_models(), opts)
     source = yaml.safe_dump(mk, sort_keys=False)
     out = Path(out)
     log.info("merge %s of %d models into %s", mk["merge_method"], len(cfg.referenced_models()), out)

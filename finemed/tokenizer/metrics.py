@@ -2,7 +2,8 @@
 bytes per token and vocabulary use.
 
 No library computes these (the paper's own code is not packaged), so they are written here; the
-encoding itself is always the tokenizer library's batched call.
+encoding itself is always the tokenizer library's batched call, on batches of ``CHUNK`` sentences of which only
+the counts are kept.
 
 Definitions (tokens are counted without special tokens, no BOS/EOS):
 
@@ -26,12 +27,13 @@ from __future__ import annotations
 import re
 from bisect import bisect_right
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Iterator, Sequence
 
 from finemed.config import FinemedError
 
 WORD_PATTERNS = {"whitespace": re.compile(r"\S+"), "punct": re.compile(r"[^\W_]+|[^\w\s]+|_+")}
 METRIC_KEYS = ("fertility", "parity", "parity_sum", "continued_words", "bytes_per_token")
+CHUNK = 1000  # sentences encoded per batch: the encodings of one batch are in memory at a time
 
 
 def check_words(words: str) -> re.Pattern:
@@ -81,18 +83,30 @@ class LangCounts:
         return sum(self.tokens)
 
 
-def count_language(tok, texts: Sequence[str], words: str = "whitespace", *, with_words: bool = True) -> LangCounts:
-    """Encode ``texts`` in one batch and count tokens, words, bytes (and, with ``with_words``, the
-    continued words and the ids used, which need token offsets)."""
+def chunks(texts: Sequence[str], size: int = CHUNK) -> Iterator[Sequence[str]]:
+    """Consecutive slices of at most ``size`` texts (``size`` >= 1)."""
+    if size < 1:
+        raise FinemedError(f"chunk size {size} must be at least 1")
+    for i in range(0, len(texts), size):
+        yield texts[i:i + size]
+
+
+def count_language(tok, texts: Sequence[str], words: str = "whitespace", *, with_words: bool = True,
+                   chunk: int = CHUNK) -> LangCounts:
+    """Encode ``texts`` in batches of ``chunk`` and count tokens, words, bytes (and, with ``with_words``, the
+    continued words and the ids used, which need token offsets). Only the counts outlive a batch, so memory
+    does not grow with the encodings of all texts; the counts are the same for any ``chunk``."""
     n_words = sum(count_words(t, words) for t in texts)
     n_bytes = sum(len(t.encode("utf-8")) for t in texts)
     if not with_words:
-        return LangCounts(tokens=tok.count_batch(texts), words=n_words, bytes=n_bytes)
+        return LangCounts(tokens=[n for part in chunks(texts, chunk) for n in tok.count_batch(part)],
+                          words=n_words, bytes=n_bytes)
     lengths, continued, used = [], 0, set()
-    for text, (ids, offsets) in zip(texts, tok.encode_batch_offsets(texts)):
-        lengths.append(len(ids))
-        used.update(ids)
-        continued += sum(1 for c in tokens_per_word(offsets, word_spans(text, words)) if c >= 2)
+    for part in chunks(texts, chunk):
+        for text, (ids, offsets) in zip(part, tok.encode_batch_offsets(part)):
+            lengths.append(len(ids))
+            used.update(ids)
+            continued += sum(1 for c in tokens_per_word(offsets, word_spans(text, words)) if c >= 2)
     return LangCounts(tokens=lengths, words=n_words, bytes=n_bytes, continued=continued, ids=used)
 
 
@@ -126,10 +140,11 @@ def language_metrics(counts: LangCounts, ref: LangCounts | None) -> dict[str, fl
 
 
 def fertility_parity(tok, parallel: dict[str, Sequence[str]], ref_lang: str = "eng_Latn",
-                     words: str = "whitespace") -> dict[str, dict[str, float]]:
-    """Only fertility and both parities, from one batched encode over all languages (no offsets): the fast path."""
+                     words: str = "whitespace", *, chunk: int = CHUNK) -> dict[str, dict[str, float]]:
+    """Only fertility and both parities, from batched token counts over all languages (no offsets, batches of
+    ``chunk`` texts): the fast path."""
     flat = [t for texts in parallel.values() for t in texts]
-    lengths = tok.count_batch(flat)
+    lengths = [n for part in chunks(flat, chunk) for n in tok.count_batch(part)]
     counts, pos = {}, 0
     for lang, texts in parallel.items():
         n = len(texts)

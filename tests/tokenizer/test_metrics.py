@@ -97,3 +97,30 @@ def test_continued_words_in_context_match_word_by_word(name):
 def test_fertility_of_no_words(chunk3):
     with pytest.raises(FinemedError, match="no words"):
         fertility(count_language(chunk3, ["   "]))
+
+
+def test_chunked_counts_equal_one_shot():
+    """Batches of 7 sentences give exactly the counts of one batch over all 300 (per-sentence tokens, words,
+    bytes, continued words, ids), and so the same metrics; no batch exceeds the chunk."""
+    from finemed.data.loaders import load_sib200
+
+    tok = load_any_tokenizer("gpt2")
+    texts = {lang: [s.text for s in load_sib200(lang, splits=("train",))[:300]] for lang in ("eng_Latn", "deu_Latn")}
+    assert all(len(v) == 300 for v in texts.values())
+    sizes = []
+    encode = tok.encode_batch_offsets
+    tok.encode_batch_offsets = lambda part: (sizes.append(len(part)), encode(part))[1]
+    for lang, sents in texts.items():
+        sizes.clear()
+        one = count_language(tok, sents, chunk=len(sents))
+        assert sizes == [300]
+        chunked = count_language(tok, sents, chunk=7)
+        assert sizes[1:] == [7] * 42 + [6]
+        assert chunked.tokens == one.tokens and len(one.tokens) == 300
+        assert (chunked.words, chunked.bytes, chunked.continued, chunked.ids) == (one.words, one.bytes,
+                                                                                  one.continued, one.ids)
+        assert one.continued > 0 and len(one.ids) > 100
+        assert count_language(tok, sents, with_words=False, chunk=7).tokens == one.tokens
+    assert fertility_parity(tok, texts, chunk=7) == fertility_parity(tok, texts, chunk=10**6)
+    with pytest.raises(FinemedError, match="at least 1"):
+        count_language(tok, texts["eng_Latn"], chunk=0)
