@@ -45,6 +45,9 @@ class SweepConfig(StageConfig):
     cpt: str
     method: str = "slerp"
     t_values: list[float] = Field(default_factory=lambda: [0.0, 0.3, 0.5, 0.7, 1.0])
+    # layer-wise SLERP: named per-layer t schedules (interpolated over the layers by mergekit), e.g.
+    # {valley: [0, 0.5, 1, 0.5, 0]}; each is one more sweep point, chosen by the same rule as a uniform t
+    schedules: dict[str, list[float]] = {}
     merge_dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     device: Device = "auto"
     dtype: DType = "auto"
@@ -71,9 +74,19 @@ class SweepConfig(StageConfig):
             raise ValueError(f"t={bad[0]} is outside [0, 1]; t is the CPT model's share (0 = base, 1 = cpt)")
         return sorted(set(v))
 
+    @field_validator("schedules")
+    @classmethod
+    def _schedules(cls, v: dict[str, list[float]]) -> dict[str, list[float]]:
+        for name, ts in v.items():
+            if len(ts) < 2 or any(not 0.0 <= t <= 1.0 for t in ts):
+                raise ValueError(f"schedule {name!r}: give >= 2 values in [0, 1], e.g. [0, 0.5, 1, 0.5, 0]")
+        return v
+
 
 class SweepPoint(BaseModel):
-    t: float
+    t: float  # the uniform t, or a schedule's mean (where it is drawn)
+    label: str = ""  # "t=0.5" or the schedule's name
+    schedule: list[float] | None = None
     bpb: dict[str, float]
     probe_pass_rate: float
     probe_by_lang: dict[str, float]
@@ -81,7 +94,8 @@ class SweepPoint(BaseModel):
 
 
 class SweepResult(StageResult):
-    key_metric: ClassVar[str] = "chosen_t"
+    key_metric: ClassVar[str] = "chosen"
+    chosen: str  # the chosen point's label: "t=0.5" or a schedule name
     chosen_t: float
     rule: str
     chosen_model: str
@@ -97,32 +111,41 @@ RULE = ("lowest domain bpb among t with probe pass rate >= {keep:.0%} of the ins
         "(ties: smaller t); if none, the highest pass rate")
 
 
-def choose_t(points: list[SweepPoint], base_pass: float, min_keep: float) -> float:
+def choose_point(points: list[SweepPoint], base_pass: float, min_keep: float) -> SweepPoint:
     """Apply the stated rule (see the module docstring)."""
     ok = [p for p in points if p.probe_pass_rate >= min_keep * base_pass - 1e-12]
     if ok:
-        return min(ok, key=lambda p: (p.bpb["domain"], p.t)).t
-    return max(points, key=lambda p: (p.probe_pass_rate, -p.t)).t
+        return min(ok, key=lambda p: (p.bpb["domain"], p.t))
+    return max(points, key=lambda p: (p.probe_pass_rate, -p.t))
 
 
-def plot_sweep(points: list[SweepPoint], chosen: float, path: Path) -> Path:
+def choose_t(points: list[SweepPoint], base_pass: float, min_keep: float) -> float:
+    return choose_point(points, base_pass, min_keep).t
+
+
+def plot_sweep(points: list[SweepPoint], chosen: SweepPoint, path: Path) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    ts = [p.t for p in points]
+    uniform = [p for p in points if p.schedule is None]
+    ts = [p.t for p in uniform]
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for name in points[0].bpb:
-        ax.plot(ts, [p.bpb[name] for p in points], marker="o", label=f"bpb {name}")
+        ax.plot(ts, [p.bpb[name] for p in uniform], marker="o", label=f"bpb {name}")
+    for p in points:
+        if p.schedule is not None:
+            ax.scatter([p.t], [p.bpb["domain"]], marker="*", s=90, zorder=5)
+            ax.annotate(f"{p.label} (probe {p.probe_pass_rate:.2f})", (p.t, p.bpb["domain"]), fontsize=7)
     ax.set_xlabel("t (0 = instruct, 1 = CPT)")
     ax.set_ylabel("bits per byte (lower is better)")
     ax2 = ax.twinx()
-    ax2.plot(ts, [p.probe_pass_rate for p in points], marker="s", color="black", linestyle="--",
+    ax2.plot(ts, [p.probe_pass_rate for p in uniform], marker="s", color="black", linestyle="--",
              label="probe pass rate")
     ax2.set_ylabel("instruction probe pass rate")
     ax2.set_ylim(0, 1)
-    ax.axvline(chosen, color="grey", linestyle=":", label=f"chosen t={chosen:g}")
+    ax.axvline(chosen.t, color="grey", linestyle=":", label=f"chosen {chosen.label}")
     lines = ax.get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0]
     labels = ax.get_legend_handles_labels()[1] + ax2.get_legend_handles_labels()[1]
     ax.legend(lines, labels, fontsize=8, loc="upper center")
@@ -163,36 +186,42 @@ def run(config: SweepConfig, run_dir: Path) -> SweepResult:
     rt = resolve(config.device, config.dtype)
     t_values = sorted(set(config.t_values) | {0.0, 1.0})
     points: list[SweepPoint] = []
-    merged_dirs: dict[float, Path] = {}
-    for t in progress(t_values, "sweep points"):
+    merged_dirs: dict[str, Path] = {}
+    todo: list[tuple[str, float | list[float]]] = [(f"t={t:g}", t) for t in t_values]
+    todo += [(name, ts) for name, ts in config.schedules.items()]
+    for label, t in progress(todo, "sweep points"):
         start = time.perf_counter()
         if t in (0.0, 1.0):
             model_dir = base if t == 0.0 else cpt
         else:
             spec = MergeSpec(base=str(base), cpt=str(cpt), method=config.method, t=t, dtype=config.merge_dtype)
-            model_dir = run_merge(to_mergekit(spec), run_dir / f"merged-t{t:g}", check=False)
-            merged_dirs[t] = model_dir
+            slug = label.replace("=", "").replace("/", "_")
+            model_dir = run_merge(to_mergekit(spec), run_dir / f"merged-{slug}", check=False)
+            merged_dirs[label] = model_dir
         bpb, probe = _evaluate(model_dir, sets, config, rt)
-        atomic_write_json(run_dir / "probe" / f"t{t:g}.json", probe)
-        points.append(SweepPoint(t=t, bpb=bpb, probe_pass_rate=probe.pass_rate, probe_by_lang=probe.by_lang,
+        atomic_write_json(run_dir / "probe" / f"{label.replace('=', '')}.json", probe)
+        schedule = t if isinstance(t, list) else None
+        points.append(SweepPoint(t=sum(t) / len(t) if schedule else t, label=label, schedule=schedule, bpb=bpb,
+                                 probe_pass_rate=probe.pass_rate, probe_by_lang=probe.by_lang,
                                  seconds=round(time.perf_counter() - start, 2)))
-        log.info("sweep t=%g: bpb %s, probe pass rate %.2f", t, bpb, probe.pass_rate)
+        log.info("sweep %s: bpb %s, probe pass rate %.2f", label, bpb, probe.pass_rate)
         atomic_write_json(run_dir / "points.partial.json", points)  # progress; sweep.json is the result
-    by_t = {p.t: p for p in points}
-    chosen = choose_t([p for p in points if p.t in config.t_values] or points, by_t[0.0].probe_pass_rate,
-                      config.min_probe_keep)
+    by_t = {p.t: p for p in points if p.schedule is None}
+    asked = [p for p in points if p.schedule is not None or p.t in config.t_values]
+    pick = choose_point(asked or points, by_t[0.0].probe_pass_rate, config.min_probe_keep)
+    chosen = pick.t
     base_pass, gain_total = by_t[0.0].probe_pass_rate, by_t[0.0].bpb["domain"] - by_t[1.0].bpb["domain"]
-    probe_kept = by_t[chosen].probe_pass_rate / base_pass if base_pass > 0 else None
-    gain_kept = (by_t[0.0].bpb["domain"] - by_t[chosen].bpb["domain"]) / gain_total if gain_total > 0 else None
+    probe_kept = pick.probe_pass_rate / base_pass if base_pass > 0 else None
+    gain_kept = (by_t[0.0].bpb["domain"] - pick.bpb["domain"]) / gain_total if gain_total > 0 else None
     chosen_dir = run_dir / "merged"  # always the chosen model, so later stages can name ${stage:NAME}/merged
     with atomic_path(chosen_dir) as tmp:
-        shutil.copytree(merged_dirs.get(chosen) or (base if chosen == 0.0 else cpt), tmp)
+        shutil.copytree(merged_dirs.get(pick.label) or (base if pick.label == "t=0" else cpt), tmp)
     if config.keep == "chosen":
         for d in merged_dirs.values():
             shutil.rmtree(d, ignore_errors=True)
-    plot = plot_sweep(points, chosen, run_dir / "sweep.png")
+    plot = plot_sweep(points, pick, run_dir / "sweep.png")
     result = SweepResult(
-        chosen_t=chosen, rule=RULE.format(keep=config.min_probe_keep),
+        chosen=pick.label, chosen_t=chosen, rule=RULE.format(keep=config.min_probe_keep),
         chosen_model=str(chosen_dir),
         probe_kept=None if probe_kept is None else round(probe_kept, 4),
         gain_kept=None if gain_kept is None else round(gain_kept, 4),

@@ -49,3 +49,18 @@ def test_sweep_on_tiny_models(tiny_pair, tmp_path):
     assert json.loads((tmp_path / "sweep" / "manifest.json").read_text())["kind"] == "merge.sweep"
     probe = json.loads((tmp_path / "sweep" / "probe" / "t0.5.json").read_text())
     assert len(probe["items"]) == 4
+
+
+def test_layerwise_schedule_is_a_sweep_point(tiny_pair, tmp_path):
+    base, cpt = tiny_pair
+    cfg = SweepConfig(base=str(base), cpt=str(cpt), t_values=[0.5], schedules={"valley": [0.0, 0.5, 1.0, 0.5, 0.0]},
+                      domain={"source": "builtin:grascco"}, general_eval={}, eval_max_docs=2, eval_max_length=64,
+                      probe_limit=4, probe_max_new_tokens=4, dtype="float32", keep="all")
+    res = SweepResult.model_validate(run_stage("merge.sweep", cfg, tmp_path / "sweep").result)
+    valley = next(p for p in res.points if p.label == "valley")
+    uniform = next(p for p in res.points if p.label == "t=0.5")
+    assert valley.schedule == [0.0, 0.5, 1.0, 0.5, 0.0] and valley.t == 0.4
+    assert valley.bpb["domain"] != uniform.bpb["domain"]  # a different model than the uniform merge
+    assert res.chosen in ("t=0.5", "valley") and (tmp_path / "sweep" / "merged-valley" / "config.json").is_file()
+    with pytest.raises(ValueError, match="schedule 'bad'"):
+        SweepConfig(cpt="x", schedules={"bad": [1.5, 0.0]})
