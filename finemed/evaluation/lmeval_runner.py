@@ -9,12 +9,14 @@ stock tasks (indexing those is slow, so only then). ``evaluate`` runs them throu
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from finemed.config import FinemedError
+from finemed.runtime import Runtime
 
 TASKS_DIR = Path(__file__).parent / "tasks"
 FINEMED_TAGS = ("finemed_qa", "finemed_mcq")
@@ -25,6 +27,31 @@ def make_lm(model, tokenizer, *, batch_size: int = 8, max_length: int | None = N
 
     return HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, max_length=max_length,
                 device=str(model.device), mixed_precision_dtype=mixed_precision)
+
+
+def vllm_available() -> bool:
+    return importlib.util.find_spec("vllm") is not None
+
+
+def choose_backend(backend: str, rt: Runtime) -> str:
+    """``hf`` (lm-eval's HFLM on our model object) or ``vllm`` (lm-eval's vLLM backend); ``auto`` takes vLLM where it
+    is installed and the runtime has a GPU."""
+    if backend == "auto":
+        return "vllm" if vllm_available() and rt.is_cuda else "hf"
+    if backend == "vllm" and not vllm_available():
+        raise FinemedError("backend vllm: the vllm package is not installed; `pip install vllm` on a GPU machine, "
+                           "or set backend: hf")
+    if backend == "vllm" and not rt.is_cuda:
+        raise FinemedError(f"backend vllm needs a CUDA device, but the runtime is {rt.device}; set backend: hf")
+    return backend
+
+
+def make_vllm_lm(model_dir: str, *, dtype: str, batch_size: int | str = "auto", max_length: int | None = None):
+    """lm-eval's vLLM backend on a local model dir (vLLM loads weights and tokenizer itself; safetensors only)."""
+    from lm_eval.models.vllm_causallms import VLLM
+
+    return VLLM(pretrained=model_dir, tokenizer=model_dir, dtype=dtype, batch_size=batch_size,
+                max_model_len=max_length, trust_remote_code=False)
 
 
 def task_manager(metadata: dict[str, Any] | None = None, *, task_dirs: list[str | Path] = (),

@@ -12,16 +12,17 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
 from finemed.artifacts import atomic_write_json
 from finemed.config import FinemedError, StageConfig
 from finemed.data.registry import require_file
-from finemed.evaluation.lmeval_runner import TaskPlan, evaluate, make_lm, resolve_tasks
+from finemed.evaluation.lmeval_runner import TaskPlan, choose_backend, evaluate, make_lm, make_vllm_lm, resolve_tasks
 from finemed.logs import get_logger
-from finemed.models.loading import load_causal_lm
+from finemed.models.loading import check_weights, load_causal_lm
+from finemed.models.registry import resolve_model_path
 from finemed.runtime import Device, DType, Runtime, for_model, resolve
 from finemed.stages import StageResult, stage
 
@@ -41,11 +42,13 @@ class QaEvalConfig(StageConfig):
     data: str | None = Field(None, description="SQuAD-format file for squad_v1_*, CSV/JSON for mcq_file")
     max_length: int | None = None
     allow_pickle: bool = False
+    backend: Literal["auto", "hf", "vllm"] = "auto"  # auto: vLLM where installed and a GPU is present, else hf
 
 
 class QaEvalResult(StageResult):
     key_metric: ClassVar[str] = "summary"
     model: str
+    backend: str = "hf"  # the lm-eval backend that ran: hf | vllm
     tasks: dict[str, Metrics]
     summary: str
 
@@ -66,14 +69,15 @@ def _summary(tasks: dict[str, Metrics]) -> str:
 
 
 def evaluate_model(model, tokenizer, config: QaEvalConfig, out_dir: Path | None = None, *,
-                   plan: TaskPlan | None = None, runtime: Runtime | None = None) -> dict[str, Any]:
-    """Run ``config.tasks`` on a loaded model; return ``{"tasks": {name: metrics}, "summary": str}``."""
+                   plan: TaskPlan | None = None, runtime: Runtime | None = None, lm: Any = None) -> dict[str, Any]:
+    """Run ``config.tasks`` on a loaded model (or a ready lm-eval ``lm``); return ``{"tasks": ..., "summary": ...}``."""
     plan = plan or resolve_tasks(config.tasks, task_dirs=config.task_dirs)
     if any(full == "finemed_mcq_file" for full in plan.names.values()) and not config.data:
         raise FinemedError("task mcq_file needs --data FILE (CSV in MMLU layout or JSON/JSONL in MedQA layout)")
-    rt = runtime or for_model(model)
-    lm = make_lm(model, tokenizer, batch_size=config.batch_size, max_length=config.max_length,
-                 mixed_precision=rt.autocast_dtype)
+    if lm is None:
+        rt = runtime or for_model(model)
+        lm = make_lm(model, tokenizer, batch_size=config.batch_size, max_length=config.max_length,
+                     mixed_precision=rt.autocast_dtype)
     meta = {"seed": config.seed, **({"path": str(config.data)} if config.data else {})}
     tasks: dict[str, Metrics] = {}
     for name, full in plan.names.items():
@@ -98,9 +102,17 @@ def run_eval(config: QaEvalConfig, run_dir: Path) -> QaEvalResult:
         require_file(config.data, "--data file (SQuAD-format JSON, or MCQ CSV/JSON)")
 
     rt = resolve(config.device, config.dtype)
-    log.info("eval %s on %s", ", ".join(config.tasks), rt.describe())
-    model, tok = load_causal_lm(config.model, runtime=rt, allow_pickle=config.allow_pickle)
-    result = QaEvalResult(model=config.model, **evaluate_model(model, tok, config, run_dir, plan=plan, runtime=rt))
+    backend = choose_backend(config.backend, rt)
+    log.info("eval %s on %s with the %s backend", ", ".join(config.tasks), rt.describe(), backend)
+    if backend == "vllm":
+        path = resolve_model_path(config.model)
+        check_weights(path, allow_pickle=False)
+        lm = make_vllm_lm(str(path), dtype=rt.compute, max_length=config.max_length)
+        scores = evaluate_model(None, None, config, run_dir, plan=plan, lm=lm)
+    else:
+        model, tok = load_causal_lm(config.model, runtime=rt, allow_pickle=config.allow_pickle)
+        scores = evaluate_model(model, tok, config, run_dir, plan=plan, runtime=rt)
+    result = QaEvalResult(model=config.model, backend=backend, **scores)
     atomic_write_json(Path(run_dir) / "qa_results.json", result)
     return result
 

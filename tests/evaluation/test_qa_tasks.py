@@ -126,3 +126,27 @@ def test_qa_score_cli(tmp_path):
     pred.write_text("[1, 2]")
     r = run_cli("qa-score", "--data", str(data), "--predictions", str(pred), "--lang", "de")
     assert r.exit_code != 0 and "question ids" in str(r.exception)
+
+
+def test_backend_choice_is_recorded_and_vllm_refused_where_it_cannot_run(tiny_model_dir, tmp_path, monkeypatch):
+    from finemed.config import FinemedError
+    from finemed.evaluation import lmeval_runner
+    from finemed.evaluation.qa import QaEvalConfig
+    from finemed.runtime import Runtime
+    from finemed.stages import run_stage
+
+    cpu = Runtime(device="cpu", compute="float32")
+    assert lmeval_runner.choose_backend("auto", cpu) == "hf"
+    monkeypatch.setattr(lmeval_runner, "vllm_available", lambda: True)
+    assert lmeval_runner.choose_backend("auto", cpu) == "hf"  # vLLM only on a GPU
+    assert lmeval_runner.choose_backend("auto", Runtime(device="cuda:0", compute="bfloat16")) == "vllm"
+    with pytest.raises(FinemedError, match="needs a CUDA device"):
+        lmeval_runner.choose_backend("vllm", cpu)
+    monkeypatch.setattr(lmeval_runner, "vllm_available", lambda: False)
+    with pytest.raises(FinemedError, match="vllm package is not installed"):
+        lmeval_runner.choose_backend("vllm", Runtime(device="cuda:0", compute="bfloat16"))
+    cfg = QaEvalConfig(model=str(tiny_model_dir), tasks=["xquad_de_0shot"], limit=2, device="cpu", dtype="float32")
+    out = run_stage("eval.qa", cfg, tmp_path / "qa")
+    manifest = json.loads((tmp_path / "qa" / "manifest.json").read_text())
+    assert out.result["backend"] == "hf" and manifest["result"]["backend"] == "hf"
+    assert manifest["config"]["backend"] == "auto"
