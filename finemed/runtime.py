@@ -146,3 +146,13 @@ def for_model(model) -> Runtime:
     if param.device.type == "cuda":
         return Runtime(device=str(param.device), compute=str(param.dtype).replace("torch.", ""))  # type: ignore[arg-type]
     return Runtime(device="cpu", compute=resolve_compute("auto", "cpu"))
+
+
+def device_memory_gib(device: str = "auto") -> float:
+    """Total memory of ``device`` in GiB: the GPU's (torch) or, on CPU, the machine's RAM."""
+    dev = resolve_device(device)
+    if dev.startswith("cuda"):
+        import torch
+
+        return torch.cuda.get_device_properties(int(dev.split(":")[1]) if ":" in dev else 0).total_memory / 2 ** 30
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2 ** 30

@@ -17,7 +17,7 @@ import typer
 from finemed import stages
 from finemed.artifacts import to_jsonable
 from finemed.config import ConfigError, apply_overrides, read_yaml, validate
-from finemed.recipe import path_inputs
+from finemed.recipe import path_inputs, resolve_env_refs
 
 CONFIG = typer.Option(None, "--config", "-c", help="Stage config YAML (any key of the stage's Config)")
 SET = typer.Option(None, "--set", help="Override a config key: key.sub=value (repeatable; wins over flags)")
@@ -39,7 +39,7 @@ def set_dotted(data: dict, key: str, value: Any) -> None:
 def build_config(kind: str, config: Optional[Path], sets: Optional[list[str]], flags: dict[str, Any] | None = None):
     """The stage's validated Config from a YAML file, named flags (``None`` = not given) and ``--set``."""
     sdef = stages.get(kind)
-    data = read_yaml(config) if config is not None else {}
+    data = resolve_env_refs(read_yaml(config), str(config)) if config is not None else {}
     for key, value in (flags or {}).items():
         if value is not None:
             set_dotted(data, key, str(value) if isinstance(value, Path) else value)

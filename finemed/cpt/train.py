@@ -1,9 +1,10 @@
 """Stage ``train.cpt``: continual pre-training of a causal LM on domain text (the DeFineMed recipe).
 
-The HF ``Trainer`` trains (:mod:`finemed.cpt.trainer`); FSDP comes from an accelerate config
-(:mod:`finemed.cpt.launch`). What this stage adds:
+The HF ``Trainer`` trains (:mod:`finemed.cpt.trainer`); ``launch: {processes, machines, strategy}`` runs it in
+several processes (DDP or FSDP2 with sharded checkpoints, :mod:`finemed.launch`). What this stage adds:
 
-- the data: :mod:`finemed.data.packing` packs domain (+ replay) text; held-out domain and general sets come
+- the data: :mod:`finemed.data.packing` tokenises domain (+ replay) text once per tokenizer and data fingerprint
+  (every rank and every resume reads that stream); held-out domain and general sets come
   from the same seeded hash split (:mod:`finemed.texts`), so no evaluated text is ever trained on;
 - bpb on the held-out sets before, at ``eval_steps`` intervals (logged to TensorBoard) and after training;
 - resume only from checkpoints marked complete (a SIGKILL during a save leaves an unmarked one, removed);
@@ -23,13 +24,16 @@ from pydantic import Field
 from finemed.artifacts import atomic_write_json, read_json
 from finemed.config import FinemedError, StageConfig
 from finemed.cpt import trainer as T
-from finemed.data.packing import MixedBlocks, PackCollator, PackedBlocks, write_token_file
+from finemed.data.packing import MixedBlocks, PackCollator, PackedBlocks, token_stream
+from finemed.launch import LaunchConfig, fault_callbacks, in_launched_process, launch_stage, needs_launch, rank
 from finemed.logs import get_logger
 from finemed.models.bpb import compute_bpb
-from finemed.models.loading import load_causal_lm
+from finemed.models.loading import load_causal_lm, load_tokenizer
+from finemed.models.registry import resolve_model_path
 from finemed.runtime import Device, DType, Runtime, resolve
-from finemed.stages import StageResult, stage
+from finemed.stages import StageResult, planner, stage
 from finemed.texts import TextSet, general_eval_default, heldout_texts, train_texts
+from finemed.training_plan import check_memory, estimate
 
 log = get_logger(__name__)
 
@@ -71,6 +75,7 @@ class CptConfig(StageConfig):
     report_to: list[str] = Field(default_factory=lambda: ["tensorboard"])
     seed: int = 0
     resume: bool = True
+    launch: LaunchConfig = LaunchConfig()  # processes/machines/strategy: `finemed run` launches them itself
 
 
 class CptResult(StageResult):
@@ -90,6 +95,7 @@ class CptResult(StageResult):
     train_seconds: float
     tokens_per_second: float
     resumed_from: str | None = None
+    processes: int = 1
     runtime: dict[str, str] = {}
 
 
@@ -114,18 +120,23 @@ def bpb_sets(model, tok, sets: dict[str, list[str]], config: CptConfig, rt: Runt
 
 
 def build_datasets(config: CptConfig, tok, workdir: Path):
-    """Token files for domain and replay text (train part only) and the mixed, shuffled block dataset."""
+    """The domain (+ replay) token streams, tokenised once per tokenizer and data (shared by every rank and
+    every resume), and the mixed, shuffled block dataset over them."""
     def texts(ts: TextSet):
-        return train_texts(ts.source, config.heldout_fraction, config.seed, ts.max_docs)
+        return lambda: train_texts(ts.source, config.heldout_fraction, config.seed, ts.max_docs)
 
-    dom = write_token_file(texts(config.domain), tok, workdir / "domain.bin")
+    def key(ts: TextSet) -> dict:
+        return {"source": ts.source, "max_docs": ts.max_docs, "heldout_fraction": config.heldout_fraction,
+                "seed": config.seed}
+
+    dom = token_stream(texts(config.domain), tok, workdir, "domain", key(config.domain))
     domain = PackedBlocks(dom.array(), config.seq_len)
     if len(domain) == 0:
         raise FinemedError(f"domain data {config.domain.source!r} gave {dom.tokens} training tokens in {dom.docs} "
                            f"docs, fewer than one block of seq_len={config.seq_len}; add text or lower seq_len")
     replay = None
     if config.replay is not None and config.replay_ratio > 0:
-        rep = write_token_file(texts(config.replay), tok, workdir / "replay.bin")
+        rep = token_stream(texts(config.replay), tok, workdir, "replay", key(config.replay))
         replay = PackedBlocks(rep.array(), config.seq_len)
     return MixedBlocks(domain, replay, config.replay_ratio, seed=config.seed), dom.tokens
 
@@ -139,13 +150,62 @@ def _check_model(model, tok, config: CptConfig) -> None:
         raise FinemedError(f"model {config.model!r}: its tokenizer has no EOS token; packing needs one")
 
 
+def plan_tokens(config: CptConfig, hints: dict | None = None) -> float:
+    """Tokens trained: max_steps x global batch x seq_len, else epochs x the local corpus, else the hint."""
+    launch = config.launch
+    if config.max_steps > 0:
+        return float(config.max_steps * config.batch_size * config.grad_accum * launch.world_size * config.seq_len)
+    src = Path(config.domain.source).expanduser()
+    if src.exists():
+        tok = load_tokenizer(resolve_model_path(config.model))
+        n = sum(len(ids) + 1 for t in train_texts(config.domain.source, config.heldout_fraction, config.seed,
+                                                   config.domain.max_docs)
+                for ids in [tok(t, add_special_tokens=False)["input_ids"]])
+        return float(config.epochs * n / (1.0 - config.replay_ratio))
+    tokens = (hints or {}).get("tokens")
+    if tokens is None:
+        raise FinemedError(f"train.cpt plan: {config.domain.source!r} is not local and max_steps is unset; give "
+                           f"plan: {{STAGE: {{tokens: N}}}} in the recipe")
+    return float(tokens)
+
+
+def cpt_estimate(config: CptConfig, tokens: float, mfu: float = 0.4, gpu: str = "h100") -> dict:
+    return estimate(config.model, tokens, seq_len=config.seq_len, micro_batch=config.batch_size,
+                    launch=config.launch, save_total_limit=config.save_total_limit,
+                    mixed_precision=config.dtype != "float32", gradient_checkpointing=config.gradient_checkpointing,
+                    mfu=mfu, gpu=gpu)
+
+
+@planner("train.cpt")
+def plan(config: CptConfig, ctx) -> dict:
+    """``finemed plan``: tokens, FLOPs, GPU-hours, memory per process (and its terms) and disk."""
+    hints = ctx.hints.get(getattr(ctx, "stage_name", ""), {}) or ctx.hints.get("cpt", {})
+    return cpt_estimate(config, plan_tokens(config, hints), ctx.mfu, ctx.gpu)
+
+
+def _compute_dtype(config: CptConfig) -> str:
+    return {"bf16": "bfloat16", "no": "float32"}.get(config.launch.mixed_precision, config.dtype)
+
+
 @stage("train.cpt")
 def run(config: CptConfig, run_dir: Path, callbacks: list | None = None) -> CptResult:
-    """CPT ``config.model``; writes ``model/``, ``checkpoints/``, ``tb/`` and ``log_history.json``."""
+    """CPT ``config.model``; writes ``model/``, ``checkpoints/``, ``tb/`` and ``log_history.json``.
+
+    With ``launch.processes * launch.machines > 1`` this process tokenises the data once, then launches the
+    processes (:func:`finemed.launch.launch_stage`), each running this function, and returns rank 0's result.
+    """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     ckpt_dir = run_dir / "checkpoints"
-    rt = resolve(config.device, config.dtype, train=True)
+    rt = resolve(config.device, _compute_dtype(config), train=True)
+    if needs_launch(config.launch):
+        build_datasets(config, load_tokenizer(resolve_model_path(config.model)), run_dir / "data")
+        if config.resume and ckpt_dir.is_dir():
+            T.drop_incomplete_checkpoints(ckpt_dir)
+        return CptResult.model_validate(launch_stage("train.cpt", config, run_dir, config.launch, config.model))
+    launched = in_launched_process()
+    if config.max_steps > 0 and not launched:
+        check_memory("train.cpt", cpt_estimate(config, 1.0)["memory_gib_per_process"], rt.device, config.launch)
     log.info("train.cpt on %s", rt.describe())
     model, tok = load_causal_lm(config.model, runtime=rt)
     if config.attn_implementation:
@@ -156,21 +216,24 @@ def run(config: CptConfig, run_dir: Path, callbacks: list | None = None) -> CptR
 
     resume_from = None
     if config.resume and ckpt_dir.is_dir():
-        T.drop_incomplete_checkpoints(ckpt_dir)
+        if not launched:
+            T.drop_incomplete_checkpoints(ckpt_dir)
         resume_from = T.last_good_checkpoint(ckpt_dir)
     before_path = run_dir / "bpb_before.json"
     if resume_from is not None and before_path.is_file():
         before = read_json(before_path)
-    else:
+    elif rank() == 0:  # other ranks may hold meta weights until FSDP broadcasts rank 0's
         before = bpb_sets(model, tok, sets, config, rt)
         atomic_write_json(before_path, before)
+    else:
+        before = {}
 
     CptTrainer, MarkComplete, BpbEval = T.trainer_classes()
     model.train()
     trainer = CptTrainer(model=model, args=T.training_args(config, ckpt_dir, rt), train_dataset=train_ds,
                          data_collator=PackCollator(tok.eos_token_id, config.doc_mask),
                          callbacks=[MarkComplete(), *T.tensorboard_callbacks(config.report_to, run_dir),
-                                    *(callbacks or [])])
+                                    *(callbacks or []), *fault_callbacks()])
     trainer.add_callback(BpbEval(trainer, lambda m: bpb_sets(m, tok, sets, config, rt, progress=False),
                                  config.eval_steps))
     t0 = time.perf_counter()
@@ -190,13 +253,14 @@ def run(config: CptConfig, run_dir: Path, callbacks: list | None = None) -> CptR
     if trainer.is_world_process_zero():
         atomic_write_json(run_dir / "log_history.json", trainer.state.log_history)
     start_step = int(resume_from.name.split("-")[1]) if resume_from else 0
-    tokens_trained = (steps - start_step) * config.batch_size * config.grad_accum * config.seq_len
+    world = trainer.args.world_size
+    tokens_trained = (steps - start_step) * config.batch_size * config.grad_accum * config.seq_len * world
     return CptResult(
         model_dir=str(model_dir), bpb_before=before, bpb_after=after,
-        domain_bpb_drop=round((before["domain"] - after["domain"]) / before["domain"], 6),
+        domain_bpb_drop=round((before["domain"] - after["domain"]) / before["domain"], 6) if before else 0.0,
         heldout_docs={k: len(v) for k, v in sets.items()}, train_blocks=len(train_ds),
         train_tokens_per_epoch=len(train_ds) * config.seq_len, domain_train_tokens=dom_tokens,
         replay_share=round(train_ds.replay_share, 4), steps=steps,
         final_loss=losses[-1] if losses else None, train_seconds=round(seconds, 2),
         tokens_per_second=round(tokens_trained / seconds, 1) if seconds > 0 else 0.0,
-        resumed_from=str(resume_from) if resume_from else None, runtime=rt.describe())
+        resumed_from=str(resume_from) if resume_from else None, processes=world, runtime=rt.describe())

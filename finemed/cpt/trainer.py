@@ -21,6 +21,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable
 
+from finemed.launch import enable_cpu_fsdp
 from finemed.runtime import Runtime
 
 COMPLETE_MARK = "finemed_complete"
@@ -59,7 +60,12 @@ def trainer_classes() -> tuple[type, type, type]:
     from transformers import Trainer, TrainerCallback
 
     class CptTrainer(Trainer):
-        """The HF Trainer, stopping on the first non-finite loss."""
+        """The HF Trainer, stopping on the first non-finite loss (and running FSDP on CPU when launched so)."""
+
+        def create_accelerator_and_postprocess(self):
+            super().create_accelerator_and_postprocess()
+            if enable_cpu_fsdp(self.accelerator):
+                self.is_fsdp_enabled = True
 
         def training_step(self, model, inputs, num_items_in_batch=None):
             loss = super().training_step(model, inputs, num_items_in_batch)
@@ -101,7 +107,7 @@ def training_args(config, output_dir: Path, rt: Runtime):
         save_strategy="steps", save_steps=config.save_steps, save_total_limit=config.save_total_limit,
         logging_steps=config.logging_steps, report_to=[r for r in config.report_to if r != "tensorboard"],
         seed=config.seed, data_seed=config.seed, dataloader_num_workers=config.dataloader_workers,
-        dataloader_pin_memory=rt.is_cuda, remove_unused_columns=False)
+        dataloader_pin_memory=rt.is_cuda, remove_unused_columns=False, ddp_find_unused_parameters=False)
 
 
 def tensorboard_callbacks(report_to: list[str], run_dir: Path) -> list:
@@ -114,10 +120,33 @@ def tensorboard_callbacks(report_to: list[str], run_dir: Path) -> list:
     return [TensorBoardCallback(tb_writer=SummaryWriter(log_dir=str(run_dir / "tb")))]
 
 
+def save_consolidated(sharded_model: Any, state: dict, out: Path) -> None:
+    """Save a gathered full ``state`` as a plain HF safetensors dir (the FSDP model's own ``save_pretrained``
+    would touch its sharded parameters, a collective, from rank 0 alone)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    with torch.device("meta"):
+        plain = AutoModelForCausalLM.from_config(sharded_model.config)
+    plain.load_state_dict(state, assign=True, strict=False)
+    plain.tie_weights()
+    if getattr(sharded_model, "generation_config", None) is not None:
+        plain.generation_config = sharded_model.generation_config
+    plain.save_pretrained(str(out), safe_serialization=True)
+
+
 def save_final(trainer: Any, tok, out: Path) -> Path:
     """Save the trained model + tokenizer to ``out`` atomically; under FSDP every rank joins the gather."""
     partial = out.with_name(f".{out.name}.partial")
-    trainer.save_model(str(partial))  # collective under FSDP; writes on the main process only
+    if getattr(trainer, "is_fsdp_enabled", False):
+        # sharded checkpoints: gather one full state dict (collective), written once, consolidated, by rank 0
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+        state = get_model_state_dict(trainer.model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+        if trainer.is_world_process_zero():
+            save_consolidated(trainer.accelerator.unwrap_model(trainer.model), state, partial)
+    else:
+        trainer.save_model(str(partial))
     if trainer.is_world_process_zero():
         tok.save_pretrained(str(partial))
         (partial / "training_args.bin").unlink(missing_ok=True)  # a pickle; not part of the model

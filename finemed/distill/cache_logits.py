@@ -77,19 +77,20 @@ class CacheLogitsResult(StageResult):
 
 
 def cache_logits(cfg: CacheLogitsConfig, out: Path | str, *, rt: Runtime | None = None, teacher=None, tok=None,
-                 data: tuple | None = None) -> CacheLogitsResult:
-    """Write the top-k cache of ``cfg``'s KD data to ``out`` (the teacher and data are built unless given)."""
+                 data: tuple | None = None, vocab: int | None = None) -> CacheLogitsResult:
+    """Write the top-k cache of ``cfg``'s KD data to ``out`` (the teacher and data are built unless given);
+    ``vocab`` slices the teacher's logits to the width it shares with the student."""
     t0 = time.perf_counter()
     rt = rt or resolve(cfg.device, cfg.dtype)
     if teacher is None:
         teacher, tok = load_causal_lm(cfg.teacher, runtime=rt)
-    vocab = int(teacher.get_output_embeddings().weight.shape[0])
+    vocab = vocab or int(teacher.get_output_embeddings().weight.shape[0])
     if cfg.top_k > vocab:  # fail before tokenising the data
         raise FinemedError(f"top-k cache: k={cfg.top_k} must be within 1..{vocab} (the teacher vocab size)")
     ids, att, labels = data if data is not None else build_data(cfg, tok, Path(out) / ".data").train
     report = build_cache(teacher, ids, att, labels, out, k=cfg.top_k, temperature=cfg.temperature,
                          value_dtype=cfg.cache_dtype, runtime=rt, teacher_name=str(cfg.teacher),
-                         batch_size=cfg.batch_size * 2, shard_size=cfg.shard_size)
+                         batch_size=cfg.batch_size * 2, shard_size=cfg.shard_size, vocab=vocab)
     return CacheLogitsResult(**report.model_dump(), seconds=round(time.perf_counter() - t0, 2))
 
 

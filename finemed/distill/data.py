@@ -1,7 +1,7 @@
 """KD training data: packed plain text and QA-format prompts with answer-only labels, and held-out sets.
 
-Plain text reuses the CPT packing (:func:`finemed.data.packing.pack_texts`). QA-format sequences are
-``prompt + " " + answer + EOS`` where the prompt is the evaluation's own 0-/1-shot template
+Plain text reuses the CPT packing (:func:`finemed.data.packing.token_stream`, tokenised once). QA-format
+sequences are ``prompt + " " + answer + EOS`` where the prompt is the evaluation's own 0-/1-shot template
 (:mod:`finemed.evaluation.qa_prompts`), so the student is distilled on exactly what it is scored on; prompt
 and padding positions get label -100, so only answer tokens count in the loss. SQuAD-format data is split by
 article title, so held-out evaluation never sees a training context.
@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from finemed.config import FinemedError
 from finemed.data.loaders import load_squad
-from finemed.data.packing import pack_texts
+from finemed.data.packing import PackedBlocks, token_stream
 from finemed.evaluation.qa_prompts import TARGET_DELIMITER, build_prompt
 from finemed.texts import read_texts, split_heldout
 
@@ -40,9 +40,13 @@ def unique_contexts(examples: list) -> list[str]:
 
 def packed_text(texts: list[str], tokenizer, seq_len: int, workdir: Path | str, name: str = "kd_text"):
     """Packed ``seq_len`` blocks of ``texts`` → (input_ids, attention_mask, labels), all (N, seq_len)."""
+    import hashlib
+
     import torch
 
-    blocks = pack_texts(texts, tokenizer, seq_len, workdir, name=name)
+    digest = hashlib.sha256("\x00".join(texts).encode("utf-8")).hexdigest()
+    info = token_stream(lambda: texts, tokenizer, workdir, name, {"texts_sha256": digest, "docs": len(texts)})
+    blocks = PackedBlocks(info.array(), seq_len)
     if len(blocks) == 0:
         raise FinemedError(f"KD data: the text gives no full block of {seq_len} tokens; add text or lower seq_len")
     ids = torch.stack([torch.from_numpy(blocks[i]) for i in range(len(blocks))]).long()

@@ -92,16 +92,17 @@ def _shard_done(out: Path, i: int) -> bool:
 
 
 def teacher_topk(teacher, input_ids: torch.Tensor, attention_mask: torch.Tensor, k: int, temperature: float = 1.0,
-                 runtime: Runtime | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                 runtime: Runtime | None = None, vocab: int | None = None) -> tuple[torch.Tensor, torch.Tensor,
+                                                                                    torch.Tensor]:
     """One teacher forward (under ``runtime``'s autocast) → (top-k ids, top-k raw logits, remaining probability
-    mass at ``temperature``)."""
+    mass at ``temperature``), over the first ``vocab`` logits (the width shared with a student padded otherwise)."""
     import torch
 
     device = next(teacher.parameters()).device
     rt = runtime or for_model(teacher)
     with torch.no_grad(), rt.autocast():
         logits = teacher(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device)).logits
-    logits = logits.float()
+    logits = logits.float() if vocab is None else logits[..., :vocab].float()
     if k > logits.size(-1):
         raise FinemedError(f"top-k cache: k={k} is larger than the teacher vocab ({logits.size(-1)}); "
                            f"choose k <= {logits.size(-1)}")
@@ -120,7 +121,7 @@ def _write_shard(out: Path, s: int, teacher, input_ids: torch.Tensor, attention_
 
     lo, hi = s * plan.shard_size, min((s + 1) * plan.shard_size, plan.num_sequences)
     parts = [teacher_topk(teacher, input_ids[b:min(b + batch_size, hi)], attention_mask[b:min(b + batch_size, hi)],
-                          plan.k, plan.temperature, runtime) for b in range(lo, hi, batch_size)]
+                          plan.k, plan.temperature, runtime, plan.vocab_size) for b in range(lo, hi, batch_size)]
     tensors = {
         "input_ids": input_ids[lo:hi].to(torch.int32).contiguous(),
         "attention_mask": attention_mask[lo:hi].to(torch.uint8).contiguous(),
@@ -138,12 +139,14 @@ def _write_shard(out: Path, s: int, teacher, input_ids: torch.Tensor, attention_
 def build_cache(teacher, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor, out: Path | str,
                 *, k: int = 32, temperature: float = 1.0, value_dtype: str = "float16", shard_size: int = 64,
                 batch_size: int = 8, runtime: Runtime | None = None, teacher_name: str = "",
-                on_shard: Callable[[int], None] | None = None) -> CacheReport:
-    """Run the teacher over ``input_ids`` (N, L) once and write the top-k cache to ``out``; resumable."""
+                on_shard: Callable[[int], None] | None = None, vocab: int | None = None) -> CacheReport:
+    """Run the teacher over ``input_ids`` (N, L) once and write the top-k cache to ``out``; resumable.
+
+    ``vocab``: keep only the first ``vocab`` logits (a student whose padded width is smaller)."""
     import torch
 
     out = Path(out)
-    vocab = int(teacher.get_output_embeddings().weight.shape[0])
+    vocab = vocab or int(teacher.get_output_embeddings().weight.shape[0])
     if not 1 <= k <= vocab:
         raise FinemedError(f"top-k cache: k={k} must be within 1..{vocab} (the teacher vocab size)")
     if value_dtype not in VALUE_DTYPES:

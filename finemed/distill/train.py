@@ -22,12 +22,14 @@ from finemed.distill.data import SequenceDataset, build_data
 from finemed.distill.logit_cache import LogitCache
 from finemed.distill.report import qa_scores, retention, write_report
 from finemed.distill.trainer import check_teacher, check_vocab, kd_trainer_class, run_on_policy
+from finemed.launch import LaunchConfig, in_launched_process, launch_stage, main_process_first, needs_launch, rank
 from finemed.logs import get_logger
 from finemed.models.bpb import compute_bpb
 from finemed.models.loading import count_parameters, load_causal_lm, resolve_dtype, save_model
 from finemed.models.student import init_student
 from finemed.runtime import Runtime, resolve
-from finemed.stages import StageResult, stage
+from finemed.stages import StageResult, planner, stage
+from finemed.training_plan import check_memory, estimate
 
 log = get_logger(__name__)
 QA_LANGS = ("de", "en", "es")
@@ -52,6 +54,14 @@ class DistillConfig(CacheLogitsConfig):
     qa_lang: str | None = None  # QA metric language; default from the qa name (xquad.de → de), else en
     max_new_tokens: int = 16  # on-policy completion length
     save_student: bool = True
+    logging_steps: int = Field(0, ge=0)  # 0: steps // 5
+    launch: LaunchConfig = LaunchConfig()  # online/offline: `finemed run` launches the processes itself
+
+    @model_validator(mode="after")
+    def _launchable(self) -> "DistillConfig":
+        if self.mode == "on_policy" and self.launch.world_size > 1:
+            raise ValueError("launch with more than one process supports mode online or offline, not on_policy")
+        return self
 
     @model_validator(mode="after")
     def _student_source(self) -> "DistillConfig":
@@ -69,6 +79,7 @@ class StudentSummary(BaseModel):
 
 class TrainSummary(BaseModel):
     seconds: float
+    tokens_per_second: float = 0.0  # every process's tokens
     train_loss: float | None = None
     log: list[dict[str, Any]] = []
 
@@ -79,7 +90,8 @@ class DistillResult(StageResult):
     mode: str
     steps: int
     train_sequences: int
-    train_tokens_per_step: int
+    train_tokens_per_step: int  # global: batch_size x seq_len x processes
+    processes: int = 1
     student: StudentSummary
     parameter_reduction_pct: float
     heldout_docs: int
@@ -106,53 +118,91 @@ def qa_lang(cfg: DistillConfig) -> str:
 
 
 def build_student(cfg: DistillConfig, teacher, teacher_tok, rt: Runtime):
-    """(student, tokenizer, summary): layer-dropped from the teacher, or loaded and vocab-checked."""
+    """(student, tokenizer, summary, vocab): layer-dropped from the teacher, or loaded and vocab-checked;
+    ``vocab`` is the logit width both share when their padding differs (else None)."""
     if cfg.student is None:
         student, info = init_student(teacher, keep_every=None if cfg.layers else cfg.keep_every, layers=cfg.layers)
-        return student, teacher_tok, StudentSummary(**info.model_dump())
+        return student, teacher_tok, StudentSummary(**info.model_dump()), None
     student, tok = load_causal_lm(cfg.student, runtime=rt)
-    check_vocab(teacher_tok, tok, teacher, student)
+    vocab = check_vocab(teacher_tok, tok, teacher, student)
     pt, ps = count_parameters(teacher), count_parameters(student)
     return student, tok, StudentSummary(kept_layers=None, teacher_parameters=pt, student_parameters=ps,
-                                        reduction=round(1 - ps / pt, 6))
+                                        reduction=round(1 - ps / pt, 6)), vocab
 
 
 def _train(cfg: DistillConfig, rt: Runtime, student, dataset, run_dir: Path, mode: str, teacher=None,
-           cache_temperature: float = 1.0) -> TrainSummary:
+           cache_temperature: float = 1.0, vocab: int | None = None) -> TrainSummary:
     from transformers import TrainingArguments
 
     args = TrainingArguments(**rt.trainer_kwargs(), output_dir=str(run_dir / f".trainer-{mode}"),
                              max_steps=cfg.steps, per_device_train_batch_size=cfg.batch_size, learning_rate=cfg.lr,
                              warmup_steps=cfg.warmup_steps, lr_scheduler_type="linear", weight_decay=0.0,
-                             logging_steps=max(1, cfg.steps // 5), save_strategy="no", report_to=[],
-                             seed=cfg.seed, data_seed=cfg.seed, remove_unused_columns=False, dataloader_num_workers=0)
+                             logging_steps=cfg.logging_steps or max(1, cfg.steps // 5), save_strategy="no",
+                             report_to=[], seed=cfg.seed, data_seed=cfg.seed, remove_unused_columns=False,
+                             dataloader_num_workers=0, ddp_find_unused_parameters=False)
     student.train()
     trainer = kd_trainer_class()(model=student, args=args, train_dataset=dataset, kd_mode=mode, teacher=teacher,
                         divergence=cfg.divergence, beta=cfg.beta, temperature=cfg.temperature, alpha=cfg.alpha,
-                        cache_temperature=cache_temperature)
+                        cache_temperature=cache_temperature, vocab=vocab)
     t0 = time.perf_counter()
     out = trainer.train()
     student.eval()
-    return TrainSummary(seconds=round(time.perf_counter() - t0, 2), train_loss=round(out.training_loss, 5),
+    seconds = time.perf_counter() - t0
+    tokens = trainer.state.global_step * cfg.batch_size * cfg.seq_len * trainer.args.world_size
+    return TrainSummary(seconds=round(seconds, 2), tokens_per_second=round(tokens / max(seconds, 1e-9), 1),
+                        train_loss=round(out.training_loss, 5),
                         log=[h for h in trainer.state.log_history if "loss" in h])
+
+
+def distill_tokens(cfg: DistillConfig) -> float:
+    return float(cfg.steps * cfg.batch_size * cfg.launch.world_size * cfg.seq_len)
+
+
+@planner("train.distill")
+def plan(cfg: DistillConfig, ctx) -> dict:
+    """``finemed plan``: the student's training cost (tokens = steps x global batch x seq_len) plus the teacher's
+    forward FLOPs (a third of a training step's, per token; run once for the cache or every step online)."""
+    model = cfg.student or cfg.teacher
+    est = estimate(model, distill_tokens(cfg), seq_len=cfg.seq_len, micro_batch=cfg.batch_size, launch=cfg.launch,
+                   mixed_precision=cfg.dtype != "float32", mfu=ctx.mfu, gpu=ctx.gpu)
+    teacher = estimate(cfg.teacher, distill_tokens(cfg), seq_len=cfg.seq_len, micro_batch=cfg.batch_size,
+                       launch=cfg.launch, mfu=ctx.mfu, gpu=ctx.gpu)
+    est["teacher_flops"] = teacher["flops"] / 3
+    est["flops"] += est["teacher_flops"]
+    est["gpu_hours"] = round(est["gpu_hours"] + teacher["gpu_hours"] / 3, 3)
+    return est
 
 
 @stage("train.distill")
 def run(cfg: DistillConfig, run_dir: Path) -> DistillResult:
-    """Run KD (and the CE baseline), write ``report.md`` (and ``student/``), return the result."""
+    """Run KD (and the CE baseline), write ``report.md`` (and ``student/``), return the result.
+
+    With ``launch.processes * launch.machines > 1`` the stage runs in that many processes (DDP or FSDP over the
+    student; the teacher is replicated); rank 0 builds the cache first and writes the report and the student.
+    """
     import torch
 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    if needs_launch(cfg.launch):
+        res = launch_stage("train.distill", cfg, run_dir, cfg.launch, cfg.student or cfg.teacher,
+                           ram_efficient_loading=False)  # the teacher is not sharded: every rank loads it
+        return DistillResult.model_validate(res)
     torch.manual_seed(cfg.seed)
     t_start = time.perf_counter()
     rt = resolve(cfg.device, cfg.dtype, train=True)
+    if cfg.student and not in_launched_process():
+        est = estimate(cfg.student, 1.0, seq_len=cfg.seq_len, micro_batch=cfg.batch_size, launch=cfg.launch,
+                       mixed_precision=rt.compute != "float32")
+        check_memory("train.distill", est["memory_gib_per_process"], rt.device, cfg.launch)
     log.info("train.distill (%s) on %s", cfg.mode, rt.describe())
     teacher, tok = load_causal_lm(cfg.teacher, runtime=rt)
-    student, _, info = build_student(cfg, teacher, tok, rt)
+    student, _, info, vocab = build_student(cfg, teacher, tok, rt)
     ce_student = copy.deepcopy(student) if cfg.compare_ce else None
-    data = build_data(cfg, tok, run_dir / ".data")
+    with main_process_first():
+        data = build_data(cfg, tok, run_dir / ".data")
     (ids, att, labels), held_texts = data.train, data.held_texts
+    main = rank() == 0
 
     def bpb(model) -> float:
         return compute_bpb(model, tok, held_texts, max_length=cfg.seq_len * 2, progress=False, runtime=rt).bpb
@@ -161,13 +211,16 @@ def run(cfg: DistillConfig, run_dir: Path) -> DistillResult:
     cache = None
     if cfg.mode == "offline":
         cache_path = Path(cfg.cache_dir).expanduser() if cfg.cache_dir else run_dir / "logits"
-        cache = cache_logits(cfg, cache_path, rt=rt, teacher=teacher, tok=tok, data=(ids, att, labels))
+        with main_process_first():  # rank 0 computes the cache; the others then find every shard done
+            cache = cache_logits(cfg, cache_path, rt=rt, teacher=teacher, tok=tok, data=(ids, att, labels),
+                                 vocab=vocab)
         kd_train = _train(cfg, rt, student, LogitCache(cache_path), run_dir, "offline",
-                          cache_temperature=cfg.temperature)
+                          cache_temperature=cfg.temperature, vocab=vocab)
     elif cfg.mode == "online":
         teacher.to(resolve_dtype(cfg.teacher_dtype))
         check_teacher(teacher, student, resolve_dtype(cfg.teacher_dtype))
-        kd_train = _train(cfg, rt, student, SequenceDataset(ids, att, labels), run_dir, "online", teacher)
+        kd_train = _train(cfg, rt, student, SequenceDataset(ids, att, labels), run_dir, "online", teacher,
+                          vocab=vocab)
         teacher.float()
     else:
         t0 = time.perf_counter()
@@ -183,20 +236,22 @@ def run(cfg: DistillConfig, run_dir: Path) -> DistillResult:
         ce_train = _train(cfg, rt, ce_student, SequenceDataset(ids, att, labels), run_dir, "ce")
         bpb_ce = bpb(ce_student)
     qa, n_questions = None, 0
-    if cfg.eval_qa and data.held_qa:
+    if cfg.eval_qa and data.held_qa and main:
         models = {"teacher": teacher, "kd": student} | ({"ce": ce_student} if ce_student is not None else {})
         qa, n_questions = qa_scores(models, tok, data.held_qa, cfg.eval_qa, run_dir, pool=data.qa_pool,
                                     lang=qa_lang(cfg), batch_size=cfg.batch_size * 2, runtime=rt)
     reduction_pct = round(100 * info.reduction, 2)
-    if cfg.save_student:
+    if cfg.save_student and main:
         save_model(student, tok, run_dir / "student")
     result = DistillResult(
         mode=cfg.mode, steps=cfg.steps, train_sequences=int(ids.size(0)),
-        train_tokens_per_step=cfg.batch_size * cfg.seq_len, student=info, parameter_reduction_pct=reduction_pct,
+        train_tokens_per_step=cfg.batch_size * cfg.seq_len * cfg.launch.world_size,
+        processes=cfg.launch.world_size, student=info, parameter_reduction_pct=reduction_pct,
         heldout_docs=len(held_texts), bpb_teacher=bpb_teacher, bpb_student_init=bpb_init, bpb_student=bpb_student,
         bpb_ce=bpb_ce, kd_beats_ce=None if bpb_ce is None else bpb_student < bpb_ce, cache=cache,
         kd_train=kd_train, ce_train=ce_train, qa=qa, qa_questions=n_questions,
         retention=retention({"teacher": bpb_teacher, "kd": bpb_student, "ce": bpb_ce}, qa, reduction_pct),
         seconds=round(time.perf_counter() - t_start, 1), runtime=rt.describe())
-    write_report(result, run_dir / "report.md")
+    if main:
+        write_report(result, run_dir / "report.md")
     return result

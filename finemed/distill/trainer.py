@@ -21,14 +21,20 @@ from typing import TYPE_CHECKING
 
 from finemed.config import FinemedError
 from finemed.distill.losses import TopKTeacher, kd_loss
+from finemed.launch import enable_cpu_fsdp
 from finemed.runtime import Runtime
 
 if TYPE_CHECKING:
     import torch
 
 
-def check_vocab(teacher_tok, student_tok, teacher_model=None, student_model=None) -> None:
-    """Same vocab and same ids, or one line naming the first ids that differ."""
+def check_vocab(teacher_tok, student_tok, teacher_model=None, student_model=None) -> int | None:
+    """Same tokenizer (same tokens at the same ids), or one line naming the first ids that differ.
+
+    The logit widths may differ by padding only (Qwen2.5-7B 152,064 vs 3B 151,936; Pythia 50,304 vs 50,432):
+    then both models' logits are sliced to the shared width, returned here (None when the widths are equal).
+    A width below the tokenizer's size is a true mismatch.
+    """
     tv, sv = teacher_tok.get_vocab(), student_tok.get_vocab()
     t_by_id, s_by_id = {i: t for t, i in tv.items()}, {i: t for t, i in sv.items()}
     diff = [i for i in sorted(set(t_by_id) | set(s_by_id)) if t_by_id.get(i) != s_by_id.get(i)]
@@ -37,12 +43,15 @@ def check_vocab(teacher_tok, student_tok, teacher_model=None, student_model=None
         raise FinemedError(f"KD: teacher and student tokenizers differ ({len(tv)} vs {len(sv)} tokens, {len(diff)} "
                            f"ids differ; first: {shown}); logit KD needs one shared tokenizer (cross-tokenizer "
                            f"KD, TRL GOLD, is out of scope)")
-    if teacher_model is not None and student_model is not None:
-        vt = teacher_model.get_output_embeddings().weight.shape[0]
-        vs = student_model.get_output_embeddings().weight.shape[0]
-        if vt != vs:
-            raise FinemedError(f"KD: teacher has {vt} output logits, student {vs}; resize the student's embeddings "
-                               f"to the teacher's ({vt}) so the distributions line up")
+    if teacher_model is None or student_model is None:
+        return None
+    vt = int(teacher_model.get_output_embeddings().weight.shape[0])
+    vs = int(student_model.get_output_embeddings().weight.shape[0])
+    needed = max(tv.values(), default=-1) + 1
+    if min(vt, vs) < needed:
+        raise FinemedError(f"KD: teacher has {vt} output logits, student {vs}, but their tokenizer has ids up to "
+                           f"{needed - 1}; resize the smaller model's embeddings to at least {needed}")
+    return None if vt == vs else min(vt, vs)
 
 
 def check_teacher(teacher, student, dtype: torch.dtype | None = None) -> None:
@@ -67,7 +76,7 @@ def kd_trainer_class():
 
         def __init__(self, *args, kd_mode: str = "online", teacher=None, divergence: str = "forward_kl",
                      beta: float = 0.5, temperature: float = 1.0, alpha: float = 0.0, cache_temperature: float = 1.0,
-                     **kwargs):
+                     vocab: int | None = None, **kwargs):
             super().__init__(*args, **kwargs)
             if kd_mode not in ("online", "offline", "ce"):
                 raise FinemedError(f"KD: mode {kd_mode!r} unknown for KDTrainer; use online, offline or ce")
@@ -76,25 +85,38 @@ def kd_trainer_class():
             self.kd_mode, self.teacher = kd_mode, teacher
             self.kd_args = dict(divergence=divergence, beta=beta, temperature=temperature,
                                 alpha=1.0 if kd_mode == "ce" else alpha)
-            self.cache_temperature = cache_temperature
+            self.cache_temperature, self.vocab = cache_temperature, vocab
             if teacher is not None:
                 teacher.eval()
                 teacher.requires_grad_(False)
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            loss, logits = kd_step_loss(model, inputs, self.kd_mode, self.teacher, self.kd_args, self.cache_temperature)
+            loss, logits = kd_step_loss(model, inputs, self.kd_mode, self.teacher, self.kd_args, self.cache_temperature,
+                                        vocab=self.vocab)
+            if num_items_in_batch is not None:
+                # a mean over the scored tokens of the whole global batch (all processes, all accumulation steps),
+                # not a mean of per-process means: N processes then train exactly as one on the same batch
+                loss = loss * logits.size(0) / num_items_in_batch.to(loss.device).clamp_min(1)
+                if self.args.average_tokens_across_devices:
+                    loss = loss * self.accelerator.num_processes
             return (loss, {"logits": logits}) if return_outputs else loss
+
+        def create_accelerator_and_postprocess(self):
+            super().create_accelerator_and_postprocess()
+            if enable_cpu_fsdp(self.accelerator):
+                self.is_fsdp_enabled = True
 
     return KDTrainer
 
 
 def kd_step_loss(student, batch: dict, mode: str, teacher=None, kd_args: dict | None = None,
-                 cache_temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+                 cache_temperature: float = 1.0, vocab: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """The loss of one KD batch: student forward, teacher forward or cache lookup, :func:`kd_loss`.
 
     Only the scored positions (label set, attention on) are projected onto the vocabulary, through the
     models' own ``logits_to_keep`` (a boolean ``(B, L)`` mask): QA prompts and padding never reach the
-    lm-head, the softmax or the divergence. The returned logits are those rows, flattened ``(N, V)``.
+    lm-head, the softmax or the divergence. The returned logits are those rows, flattened ``(N, V)``;
+    ``vocab`` (teacher and student padded differently, :func:`check_vocab`) slices both to the shared width.
     """
     import torch
 
@@ -106,6 +128,8 @@ def kd_step_loss(student, batch: dict, mode: str, teacher=None, kd_args: dict | 
     keep = torch.zeros_like(ids, dtype=torch.bool)
     keep[:, :-1] = valid
     s_logits = _scored_logits(student, ids, att, keep)
+    if vocab is not None:
+        s_logits = s_logits[:, :vocab]
     s_labels = labels[:, 1:][valid]
     if mode == "ce":
         kd_args["alpha"] = 1.0
@@ -113,6 +137,8 @@ def kd_step_loss(student, batch: dict, mode: str, teacher=None, kd_args: dict | 
     elif mode == "online":
         with torch.no_grad():
             target = _scored_logits(teacher, ids, att, keep)
+        if vocab is not None:
+            target = target[:, :vocab]
     elif mode == "offline":
         target = TopKTeacher(batch["teacher_ids"][:, :-1][valid], batch["teacher_values"][:, :-1][valid],
                              batch["teacher_rest"][:, :-1][valid], cache_temperature)

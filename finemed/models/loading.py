@@ -14,6 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from finemed.artifacts import atomic_path
 from finemed.config import FinemedError
 from finemed.models.registry import resolve_model_path
 from finemed.runtime import Runtime, resolve
@@ -28,13 +29,29 @@ class UnsafeWeightsError(FinemedError):
 
 
 def check_weights(path: Path, allow_pickle: bool = False) -> None:
-    safes = list(path.glob("*.safetensors"))
+    """Weights a model dir may load: safetensors with readable headers, or pickle only when allowed."""
+    safes = sorted(path.glob("*.safetensors"))
     pickles = [p for pat in PICKLE_PATTERNS for p in path.glob(pat)]
     if not safes and pickles and not allow_pickle:
         raise UnsafeWeightsError(f"{path}: only pickle weights ({pickles[0].name}); loading them can run code. "
-                                 f"Convert to safetensors or pass --allow-pickle if you trust the source")
+                                 f"Convert to safetensors or pass --allow-pickle (config key allow_pickle: true) "
+                                 f"if you trust the source")
     if not safes and not pickles:
         raise FinemedError(f"{path}: no model weights (*.safetensors) found; pass a complete HF model dir")
+    for file in safes:
+        check_safetensors(file)
+
+
+def check_safetensors(file: Path) -> None:
+    """Open ``file``'s header (no tensor is read): a truncated or corrupt file is one line naming it."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(file), framework="numpy"):
+            pass
+    except (SafetensorError, OSError) as err:
+        raise FinemedError(f"{file}: unreadable safetensors ({err}); the file is truncated or corrupt, "
+                           f"copy or download it again") from None
 
 
 def resolve_dtype(dtype: Any) -> Any:
@@ -76,7 +93,9 @@ def load_causal_lm(spec: str | Path, *, runtime: Runtime | None = None, device: 
     model = AutoModelForCausalLM.from_pretrained(
         str(path), dtype=resolve_dtype(dtype) if dtype is not None else rt.weight_dtype,
         trust_remote_code=trust_remote_code, use_safetensors=None if allow_pickle else True)
-    model.to(rt.device).eval()
+    if not any(p.is_meta for p in model.parameters()):  # FSDP RAM-efficient loading: ranks > 0 stay on meta
+        model.to(rt.device)
+    model.eval()
     tok = load_tokenizer(path, trust_remote_code=trust_remote_code) if with_tokenizer else None
     return model, tok
 
@@ -93,7 +112,6 @@ def count_parameters(model: Any) -> int:
 
 def save_model(model, tokenizer, out: Path | str) -> Path:
     """Save model (safetensors) and tokenizer atomically into ``out``."""
-    from finemed.artifacts import atomic_path
 
     out = Path(out)
     with atomic_path(out) as tmp:

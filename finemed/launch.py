@@ -1,0 +1,251 @@
+"""Multi-process training stages: ``finemed run`` starts ``accelerate launch`` itself.
+
+A training stage's config has ``launch: {processes, machines, strategy, mixed_precision}``. When
+``processes * machines > 1`` and this process is not already one of a launched job, the stage calls
+:func:`launch_stage`: it writes the resolved config (``launch/config.json``) and a generated accelerate config
+(``launch/accelerate.yaml``) into the run dir and runs ``accelerate launch`` over ``python -m finemed.launch``,
+which runs the same stage function with the same config in every process. Rank 0 writes ``launch/result.json``
+(or ``launch/error.json`` for a one-line :class:`FinemedError`); the launcher reads it back.
+
+- CPU: the processes talk over gloo (torchrun spawns them; accelerate picks gloo without CUDA).
+- Multi-node: ``machine_rank`` comes from ``FINEMED_MACHINE_RANK``, ``SLURM_NODEID`` or ``NODE_RANK``;
+  ``main_process_ip`` from ``MASTER_ADDR``; the port from ``MASTER_PORT`` (a free port on one machine).
+- Every worker dies with its parent (``PR_SET_PDEATHSIG``), so a ``kill -9`` of the launcher never leaves
+  orphans that keep writing checkpoints.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import Field
+
+from finemed.artifacts import atomic_write_json, atomic_write_text, read_json, to_jsonable
+from finemed.config import FinemedError, StageConfig
+from finemed.logs import get_logger
+
+log = get_logger("finemed.launch")  # also when run as __main__ (the worker)
+LAUNCHED_ENV = "FINEMED_LAUNCHED"
+LAUNCHER_PID_ENV = "FINEMED_LAUNCHER_PID"
+
+
+class LaunchConfig(StageConfig):
+    """How many processes train: ``processes`` per machine on ``machines`` machines."""
+
+    processes: int = Field(default=1, ge=1)
+    machines: int = Field(default=1, ge=1)
+    strategy: Literal["ddp", "fsdp"] = "ddp"
+    mixed_precision: Literal["auto", "bf16", "no"] = "auto"  # auto: the stage's dtype decides
+    layer_cls: str | None = None  # FSDP wrap unit; default: the model's decoder layer class
+
+    @property
+    def world_size(self) -> int:
+        return self.processes * self.machines
+
+
+def in_launched_process() -> bool:
+    """True inside a process that ``accelerate launch``/torchrun started (ours or the user's own)."""
+    return os.environ.get(LAUNCHED_ENV) == "1" or int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def needs_launch(launch: LaunchConfig | None) -> bool:
+    return launch is not None and launch.world_size > 1 and not in_launched_process()
+
+
+def world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def rank() -> int:
+    return int(os.environ.get("RANK", "0"))
+
+
+def machine_rank() -> int:
+    for key in ("FINEMED_MACHINE_RANK", "SLURM_NODEID", "NODE_RANK"):
+        if os.environ.get(key, "").isdigit():
+            return int(os.environ[key])
+    return 0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def decoder_layer_class(model: str) -> str:
+    """The decoder-layer class name of ``model`` (``Qwen2DecoderLayer``, ...), from its config."""
+    from finemed.models.arch import config_dict
+
+    arch = (config_dict(model).get("architectures") or ["LlamaForCausalLM"])[0]
+    return arch.replace("ForCausalLM", "DecoderLayer")
+
+
+def accelerate_config(launch: LaunchConfig, model: str | None = None, *, port: int | None = None,
+                      ram_efficient_loading: bool = True) -> dict[str, Any]:
+    """The accelerate config of a launch: DDP (``MULTI_GPU``; gloo on CPU) or FSDP2 with sharded checkpoints."""
+    multi = launch.machines > 1
+    if multi and not os.environ.get("MASTER_ADDR"):
+        raise FinemedError(f"launch: machines={launch.machines} needs MASTER_ADDR (rank 0's host) and "
+                           f"FINEMED_MACHINE_RANK (or SLURM_NODEID) in the environment of every machine")
+    port = int(os.environ["MASTER_PORT"]) if os.environ.get("MASTER_PORT") else (port or free_port())
+    acc: dict[str, Any] = {
+        "compute_environment": "LOCAL_MACHINE", "debug": False,
+        "distributed_type": "FSDP" if launch.strategy == "fsdp" else "MULTI_GPU",
+        "mixed_precision": "no" if launch.mixed_precision == "auto" else launch.mixed_precision,
+        "num_machines": launch.machines, "num_processes": launch.world_size, "machine_rank": machine_rank(),
+        "main_process_ip": os.environ.get("MASTER_ADDR", "127.0.0.1"), "main_process_port": port,
+        "rdzv_backend": "static", "same_network": True, "use_cpu": False, "downcast_bf16": "no",
+        "gpu_ids": "all", "main_training_function": "main"}
+    if launch.strategy == "fsdp":
+        layer_cls = launch.layer_cls or (decoder_layer_class(model) if model else "LlamaDecoderLayer")
+        acc["fsdp_config"] = {
+            "fsdp_version": 2, "fsdp_auto_wrap_policy": "TRANSFORMER_BASED_WRAP",
+            "fsdp_transformer_layer_cls_to_wrap": layer_cls, "fsdp_reshard_after_forward": True,
+            "fsdp_state_dict_type": "SHARDED_STATE_DICT", "fsdp_cpu_ram_efficient_loading": ram_efficient_loading,
+            "fsdp_sync_module_states": True, "fsdp_offload_params": False, "fsdp_activation_checkpointing": False}
+    return acc
+
+
+def write_accelerate_config(path: Path | str, launch: LaunchConfig, model: str | None = None, **kw) -> Path:
+    atomic_write_text(Path(path), yaml.safe_dump(accelerate_config(launch, model, **kw), sort_keys=False))
+    return Path(path)
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to SIGKILL this process when its parent dies (no-op elsewhere)."""
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        except OSError:
+            pass
+
+
+def init_distributed() -> None:
+    """Join the process group before the model loads, so that FSDP's RAM-efficient loading applies
+    (ranks other than 0 build the model on the meta device; rank 0's weights are broadcast when sharding)."""
+    if world_size() > 1:
+        from accelerate import PartialState
+
+        from finemed.runtime import cuda_available
+
+        PartialState(cpu=not cuda_available())
+
+
+@contextlib.contextmanager
+def main_process_first():
+    """Rank 0 runs the block first, then the others (who then find its outputs, e.g. a finished cache)."""
+    if world_size() <= 1:
+        yield
+        return
+    from accelerate import PartialState
+
+    with PartialState().main_process_first():
+        yield
+
+
+def enable_cpu_fsdp(accelerator) -> bool:
+    """FSDP on CPU (gloo): accelerate only turns FSDP on for GPU-like backends; under a launch that asks for FSDP
+    (``ACCELERATE_USE_FSDP``) on CPU, switch the accelerator's state to FSDP with the plugin the env describes."""
+    from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin
+
+    state = accelerator.state
+    if os.environ.get("ACCELERATE_USE_FSDP", "false").lower() != "true" or \
+            state.distributed_type != DistributedType.MULTI_CPU:
+        return False
+    state.distributed_type = DistributedType.FSDP
+    state.fsdp_plugin = FullyShardedDataParallelPlugin()
+    return True
+
+
+FAULT_ENV = "FINEMED_FAULT_KILL_AT_STEP"  # tests: rank 0 kill -9s the launcher after this training step
+
+
+def fault_callbacks() -> list:
+    """With ``FINEMED_FAULT_KILL_AT_STEP=N`` in a launched job: a Trainer callback by which rank 0 SIGKILLs the
+    launcher after step N (the workers follow it: they die with their parent). Used to test exact resume."""
+    at, pid = os.environ.get(FAULT_ENV, ""), os.environ.get(LAUNCHER_PID_ENV, "")
+    if not (at.isdigit() and pid.isdigit()) or rank() != 0:
+        return []
+    from transformers import TrainerCallback
+
+    class KillLauncher(TrainerCallback):
+        def on_step_end(self, args, state, control, **kw):
+            if state.global_step == int(at):
+                os.kill(int(pid), signal.SIGKILL)
+
+    return [KillLauncher()]
+
+
+def launch_stage(kind: str, config: StageConfig, run_dir: Path | str, launch: LaunchConfig,
+                 model: str | None = None, **acc_kw: Any) -> dict[str, Any]:
+    """Run stage ``kind`` with ``config`` in ``launch.world_size`` processes; return rank 0's result dict."""
+    run_dir = Path(run_dir)
+    ldir = run_dir / "launch"
+    ldir.mkdir(parents=True, exist_ok=True)
+    for name in ("result.json", "error.json"):
+        (ldir / name).unlink(missing_ok=True)
+    atomic_write_json(ldir / "config.json", config)
+    acc = write_accelerate_config(ldir / "accelerate.yaml", launch, model, **acc_kw)
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(acc),
+           "-m", "finemed.launch", kind, str(ldir / "config.json"), str(run_dir)]
+    env = dict(os.environ, **{LAUNCHED_ENV: "1", LAUNCHER_PID_ENV: str(os.getpid())})
+    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // launch.processes)))
+    log.info("%s: launching %d processes (%s, %d machine(s)): %s", kind, launch.world_size, launch.strategy,
+             launch.machines, " ".join(cmd[2:]))
+    proc = subprocess.run(cmd, env=env, preexec_fn=_die_with_parent)
+    if (ldir / "error.json").is_file():
+        raise FinemedError(read_json(ldir / "error.json")["error"])
+    if proc.returncode != 0:
+        raise FinemedError(f"{kind}: the launched processes failed (exit {proc.returncode}); see the log above. "
+                           f"Rerun to resume from the last complete checkpoint")
+    if not (ldir / "result.json").is_file():
+        raise FinemedError(f"{kind}: no {ldir / 'result.json'} from rank 0 (machine {machine_rank()}); on several "
+                           f"machines the run dir must be on a filesystem they all share")
+    return read_json(ldir / "result.json")
+
+
+def worker(kind: str, config_path: str, run_dir: str) -> int:
+    """One launched process: run stage ``kind``; rank 0 writes ``launch/result.json``."""
+    from finemed import stages
+
+    _die_with_parent()
+    init_distributed()
+    sdef = stages.get(kind)
+    cfg = sdef.config.model_validate(json.loads(Path(config_path).read_text(encoding="utf-8")))
+    ldir = Path(run_dir) / "launch"
+    try:
+        result = sdef.fn(cfg, Path(run_dir))
+    except FinemedError as err:
+        if rank() == 0:
+            atomic_write_json(ldir / "error.json", {"error": str(err)})
+        log.error("%s", err)
+        return 2
+    if rank() == 0:
+        atomic_write_json(ldir / "result.json", to_jsonable(result))
+    if world_size() > 1:
+        import torch.distributed as dist
+
+        if dist.is_initialized():
+            dist.barrier()  # every machine's launcher may read rank 0's result once its processes exit
+    import resource
+
+    log.info("rank %d: peak RSS %.0f MiB", rank(), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    return 0
+
+
+if __name__ == "__main__":
+    from finemed.logs import setup_logging
+
+    setup_logging()
+    sys.exit(worker(*sys.argv[1:4]))
