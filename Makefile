@@ -32,8 +32,9 @@ quickstart: setup
 	$(BIN)/finemed models fetch smollm2
 	$(BIN)/finemed run recipes/quickstart.yaml
 
-## test: the fast tests plus the chosen SmolLM2 smoke tests (what CI runs)
+## test: ruff, then the fast tests plus the chosen SmolLM2 smoke tests (what CI runs)
 test: setup
+	$(BIN)/ruff check finemed tests benchmarks
 	$(BIN)/finemed models fetch smollm2
 	$(BIN)/python -m pytest -m "not slow or smoke" -q $(PYTEST_ARGS)
 
