@@ -30,9 +30,12 @@ from typing import Any, Literal
 import yaml
 from pydantic import Field
 
+from finemed import stages
 from finemed.artifacts import atomic_write_json, atomic_write_text, read_json, to_jsonable
 from finemed.config import FinemedError, StageConfig
-from finemed.logs import get_logger
+from finemed.logs import get_logger, setup_logging
+from finemed.models.arch import config_dict
+from finemed.runtime import cuda_available
 
 log = get_logger("finemed.launch")  # also when run as __main__ (the worker)
 LAUNCHED_ENV = "FINEMED_LAUNCHED"
@@ -85,7 +88,6 @@ def free_port() -> int:
 
 def decoder_layer_class(model: str) -> str:
     """The decoder-layer class name of ``model`` (``Qwen2DecoderLayer``, ...), from its config."""
-    from finemed.models.arch import config_dict
 
     arch = (config_dict(model).get("architectures") or ["LlamaForCausalLM"])[0]
     return arch.replace("ForCausalLM", "DecoderLayer")
@@ -137,7 +139,6 @@ def init_distributed() -> None:
     if world_size() > 1:
         from accelerate import PartialState
 
-        from finemed.runtime import cuda_available
 
         PartialState(cpu=not cuda_available())
 
@@ -217,7 +218,6 @@ def launch_stage(kind: str, config: StageConfig, run_dir: Path | str, launch: La
 
 def worker(kind: str, config_path: str, run_dir: str) -> int:
     """One launched process: run stage ``kind``; rank 0 writes ``launch/result.json``."""
-    from finemed import stages
 
     _die_with_parent()
     init_distributed()
@@ -245,7 +245,6 @@ def worker(kind: str, config_path: str, run_dir: str) -> int:
 
 
 if __name__ == "__main__":
-    from finemed.logs import setup_logging
 
     setup_logging()
     sys.exit(worker(*sys.argv[1:4]))

@@ -26,7 +26,7 @@ import yaml
 from pydantic import Field, field_validator, model_validator
 
 from finemed.artifacts import atomic_path, atomic_write_text
-from finemed.config import ConfigError, FinemedError, StageConfig, read_yaml, validate
+from finemed.config import ConfigError, FinemedError, StageConfig, apply_overrides, read_yaml, validate
 from finemed.logs import get_logger, progress_enabled
 from finemed.models.registry import resolve_model_path
 from finemed.stages import StageResult, stage
@@ -141,7 +141,6 @@ def to_mergekit(spec: MergeSpec) -> dict:
 
 def load_merge_config(path: Path | str, overrides: list[str] | None = None) -> tuple[dict, int | None]:
     """Read either form from YAML; return ``(mergekit_dict, random_seed)``. Raw mergekit YAML is kept as is."""
-    from finemed.config import apply_overrides
 
     data = apply_overrides(read_yaml(path), overrides)
     if "merge_method" in data:
