@@ -4,11 +4,12 @@
    mix, shuffle, collate through a DataLoader) vs the tokens/s a training step consumes. Goal >= 20x.
 2. step: tokens/s of a CPT training step (our HF Trainer setup, ``finemed.cpt.trainer``) vs a bare
    PyTorch loop on the same model, data, batch shape, AdamW, linear schedule, clipping and autocast.
-   Goal >= 0.9x. Both run ``--rounds`` times in alternating order; the median of each counts.
+   Goal >= 0.9x. Both run ``--rounds`` (>= 3) times in alternating order from the same initial weights
+   (:mod:`_rounds`); the per-round ratio ours/bare is summarised as min/median/max.
 
-Last line: ``ratio=<step ratio>``.
+Last line: ``ratio=<median step ratio>``.
 
-    python benchmarks/bench_cpt.py [--steps 6] [--rounds 2] [--seq-len 256] [--batch-size 4]
+    python benchmarks/bench_cpt.py [--steps 6] [--rounds 3] [--seq-len 256] [--batch-size 4]
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+
+from _rounds import print_ratio, report, rounds_arg, run_rounds
 
 
 def data_pipeline_tps(tok, seq_len: int, batch_size: int, workdir: Path) -> tuple[float, int]:
@@ -102,7 +105,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=6)
     ap.add_argument("--warmup", type=int, default=1)
-    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--rounds", type=rounds_arg, default=3)
     ap.add_argument("--seq-len", type=int, default=256)
     ap.add_argument("--batch-size", type=int, default=4)
     args = ap.parse_args()
@@ -124,22 +127,25 @@ def main() -> None:
         data_tps, n_tokens = data_pipeline_tps(tok, args.seq_len, args.batch_size, work)
         info = write_token_file(iter_texts("builtin:medical"), tok, work / "train.bin")
         dataset = MixedBlocks(PackedBlocks(info.array(), args.seq_len), seed=0)
-        ours, bare = [], []
-        for r in range(args.rounds):
-            for kind in (("bare", "ours") if r % 2 == 0 else ("ours", "bare")):
+        counter = iter(range(10**6))
+
+        def side(kind: str):
+            def once() -> float:
                 model.load_state_dict(init)
                 if kind == "ours":
-                    ours.append(trainer_tps(model, tok, dataset, config, args.steps, args.warmup, work / f"r{r}"))
-                else:
-                    bare.append(bare_tps(model, tok, dataset, config, args.steps, args.warmup))
-                print(f"round {r} {kind:4s} {(ours if kind == 'ours' else bare)[-1]:8.1f} train tokens/s", flush=True)
-    t_ours, t_bare = statistics.median(ours), statistics.median(bare)
+                    return trainer_tps(model, tok, dataset, config, args.steps, args.warmup, work / f"r{next(counter)}")
+                return bare_tps(model, tok, dataset, config, args.steps, args.warmup)
+            return once
+
+        res = run_rounds({"bare": side("bare"), "ours": side("ours")}, args.rounds, unit="train tokens/s")
+    t_ours, t_bare = statistics.median(res.values["ours"]), statistics.median(res.values["bare"])
     print(f"threads={torch.get_num_threads()} seq_len={args.seq_len} batch={args.batch_size} steps={args.steps}")
     print(f"data pipeline: {data_tps:,.0f} tokens/s over {n_tokens:,} tokens (tokenise+pack+mix+collate)")
     print(f"training step: ours {t_ours:.1f} tokens/s, bare PyTorch {t_bare:.1f} tokens/s")
     print(f"data_ratio={data_tps / t_ours:.1f} (data pipeline vs training consumption; goal >= 20)")
-    print(f"step_ratio={t_ours / t_bare:.3f} (Trainer step vs bare loop; goal >= 0.9)")
-    print(f"ratio={t_ours / t_bare:.3f}")
+    ratios = res.ratios("ours", "bare")
+    report("step_ratio", ratios, "(Trainer step vs bare loop; goal >= 0.9)")
+    print_ratio(ratios)
 
 
 if __name__ == "__main__":

@@ -1,23 +1,23 @@
 """Benchmark: ``finemed merge`` vs the ``mergekit-yaml`` CLI on a SmolLM2 SLERP (same YAML, same machine).
 
 The second model is SmolLM2 with Gaussian noise (std 1e-2) added to every weight, so SLERP does not fall
-back to linear interpolation for near-parallel tensors. Both tools run as separate processes in
-alternating order (``--rounds`` each); wall time and peak RSS come from ``os.wait4``. The outputs are
-checked for bit-identity. Goals: time ratio <= 1.05, peak-RSS ratio <= 1.1. Last line: ``ratio=<time>``.
+back to linear interpolation for near-parallel tensors. Each tool runs in a fresh process, in alternating
+order, ``--rounds`` (>= 3) times (:mod:`_rounds`); wall time and peak RSS come from ``os.wait4``. The outputs
+are checked for bit-identity. The per-round ratios finemed/mergekit are summarised as min/median/max.
+Goals: time ratio <= 1.05, peak-RSS ratio <= 1.1. Last line: ``ratio=<median time ratio>``.
 
-    python benchmarks/bench_merge.py [--rounds 2] [--workdir /tmp/bench_merge]
+    python benchmarks/bench_merge.py [--rounds 3] [--workdir /tmp/bench_merge]
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import statistics
-import subprocess
 import sys
-import time
 from pathlib import Path
+
+from _rounds import fresh_process, print_ratio, report, rounds_arg, run_rounds
 
 BIN = Path(sys.executable).parent
 
@@ -41,18 +41,6 @@ def make_pair(workdir: Path, noise: float = 1e-2) -> tuple[Path, Path]:
     return base, other
 
 
-def timed(cmd: list[str]) -> tuple[float, float]:
-    """Run ``cmd``; return (wall seconds, peak RSS in MB) of that child alone."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - start
-    err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"{cmd[0]} failed: {err[-800:]}")
-    return wall, usage.ru_maxrss / 1024
-
-
 def identical(a: Path, b: Path) -> bool:
     from safetensors.torch import load_file
 
@@ -64,7 +52,7 @@ def main() -> None:
     import yaml
 
     ap = argparse.ArgumentParser()
-    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--rounds", type=rounds_arg, default=3)
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/bench_merge"))
     args = ap.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
@@ -73,28 +61,31 @@ def main() -> None:
     cfg.write_text(yaml.safe_dump({"merge_method": "slerp", "base_model": str(base), "dtype": "float32",
                                    "models": [{"model": str(base)}, {"model": str(other)}],
                                    "parameters": {"t": 0.5}}, sort_keys=False))
-    runs: dict[str, list[tuple[float, float]]] = {"finemed": [], "mergekit": []}
-    for r in range(args.rounds):
-        order = ["mergekit", "finemed"] if r % 2 == 0 else ["finemed", "mergekit"]
-        for tool in order:
+    rss: dict[str, list[float]] = {"finemed": [], "mergekit": []}
+
+    def side(tool: str):
+        def once() -> float:
             out = args.workdir / f"out-{tool}"
             shutil.rmtree(out, ignore_errors=True)
             cmd = ([str(BIN / "mergekit-yaml"), str(cfg), str(out)] if tool == "mergekit"
                    else [str(BIN / "finemed"), "merge", str(cfg), "--out", str(out)])
-            runs[tool].append(timed(cmd))
-            print(f"round {r} {tool:8s} {runs[tool][-1][0]:7.2f} s  peak RSS {runs[tool][-1][1]:7.0f} MB", flush=True)
-    same = identical(args.workdir / "out-finemed" / "model", args.workdir / "out-mergekit")  # run dir/model
-    t_ours = statistics.median(w for w, _ in runs["finemed"])
-    t_peer = statistics.median(w for w, _ in runs["mergekit"])
-    m_ours = max(m for _, m in runs["finemed"])
-    m_peer = max(m for _, m in runs["mergekit"])
-    print(f"finemed merge:  median {t_ours:.2f} s, peak RSS {m_ours:.0f} MB")
-    print(f"mergekit-yaml:  median {t_peer:.2f} s, peak RSS {m_peer:.0f} MB")
-    print(f"outputs bit-identical: {same}")
-    print(f"rss_ratio={m_ours / m_peer:.3f} (goal <= 1.1)")
-    print(f"time_ratio={t_ours / t_peer:.3f} (goal <= 1.05)")
-    print(f"ratio={t_ours / t_peer:.3f}")
+            run = fresh_process(cmd)
+            rss[tool].append(run.peak_rss_mb)
+            print(f"  {tool:8s} {run.wall_s:7.2f} s  peak RSS {run.peak_rss_mb:7.0f} MB", flush=True)
+            return run.wall_s
+        return once
 
+    res = run_rounds({"mergekit": side("mergekit"), "finemed": side("finemed")}, args.rounds, unit="s")
+    same = identical(args.workdir / "out-finemed" / "model", args.workdir / "out-mergekit")  # run dir/model
+    print(f"finemed merge:  median {statistics.median(res.values['finemed']):.2f} s, "
+          f"peak RSS {max(rss['finemed']):.0f} MB")
+    print(f"mergekit-yaml:  median {statistics.median(res.values['mergekit']):.2f} s, "
+          f"peak RSS {max(rss['mergekit']):.0f} MB")
+    print(f"outputs bit-identical: {same}")
+    report("rss_ratio", [a / b for a, b in zip(rss["finemed"], rss["mergekit"])], "(goal <= 1.1)")
+    ratios = res.ratios("finemed", "mergekit")
+    report("time_ratio", ratios, "(goal <= 1.05)")
+    print_ratio(ratios)
 
 if __name__ == "__main__":
     main()

@@ -3,9 +3,10 @@
 Same input for both: the SIB-200 sentences of EN/DE/FR/IT/ES (all splits), repeated ``--repeat`` times.
 Ours is ``finemed.tokenizer.metrics.fertility_parity`` on a tokenizer from ``load_any_tokenizer`` (one batched
 encode per language, word counts, per-sentence parity); the peer is the raw library call that only encodes,
-``Tokenizer.from_file(...).encode_batch(texts)``. Timings are best of ``--rounds``, interleaved in alternating
-order. It also prints the ratio against the raw ``encode_batch_fast`` (no offsets) for reference. Prints
-``ratio=<ours/peer>`` last.
+``Tokenizer.from_file(...).encode_batch(texts)``. Each of ``--rounds`` (>= 3) rounds times both sides in
+alternating order (:mod:`_rounds`); the per-round throughput ratio ours/peer is summarised as min/median/max.
+It also prints the ratio against the raw ``encode_batch_fast`` (no offsets) for reference. Prints
+``ratio=<median ours/peer>`` last.
 
     python benchmarks/bench_tokenizer.py [--tokenizer gpt-neox-20b] [--repeat 4] [--rounds 5]
 """
@@ -16,13 +17,15 @@ import argparse
 import os
 import time
 
+from _rounds import print_ratio, report, rounds_arg, run_rounds
+
 
 def main() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
     parser = argparse.ArgumentParser()
     parser.add_argument("--tokenizer", default="gpt-neox-20b", help="a bundled name or path with a tokenizer.json")
     parser.add_argument("--repeat", type=int, default=4)
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=rounds_arg, default=5)
     args = parser.parse_args()
 
     from tokenizers import Tokenizer
@@ -57,22 +60,16 @@ def main() -> None:
     raw_tokens = sum(len(e.ids) for e in raw.encode_batch(parallel["deu_Latn"][:200], add_special_tokens=False))
     assert abs(check - raw_tokens / words) < 1e-12
 
-    ours(), peer()  # warm-up
-    t_ours, t_peer, t_fast = [], [], []
-    for i in range(args.rounds):  # alternate the order so neither side always runs first
-        if i % 2:
-            t_peer.append(peer())
-            t_ours.append(ours())
-        else:
-            t_ours.append(ours())
-            t_peer.append(peer())
-        t_fast.append(peer(fast=True))
-    o, p, f = min(t_ours), min(t_peer), min(t_fast)
+    res = run_rounds({"ours": ours, "peer": peer, "fast": lambda: peer(fast=True)}, args.rounds, warmup=True,
+                     unit="s")
+    o, p = min(res.values["ours"]), min(res.values["peer"])
     print(f"input: {len(flat):,} sentences, {mb:.2f} MB, tokenizer {ours_tok.name}")
-    print(f"ours  fertility+parity: {mb / o:.2f} MB/s ({o:.3f}s)")
-    print(f"peer  Tokenizer.encode_batch: {mb / p:.2f} MB/s ({p:.3f}s)")
-    print(f"ref   Tokenizer.encode_batch_fast: {mb / f:.2f} MB/s ({f:.3f}s); ours/fast = {f / o:.3f}")
-    print(f"ratio={p / o:.3f}")
+    print(f"ours  fertility+parity: {mb / o:.2f} MB/s (best {o:.3f}s)")
+    print(f"peer  Tokenizer.encode_batch: {mb / p:.2f} MB/s (best {p:.3f}s)")
+    report("ours/encode_batch_fast (reference)", res.ratios("fast", "ours"))
+    ratios = res.ratios("peer", "ours")  # seconds peer / seconds ours = MB/s ours / MB/s peer
+    report("ours/encode_batch throughput", ratios)
+    print_ratio(ratios)
 
 
 if __name__ == "__main__":

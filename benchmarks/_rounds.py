@@ -1,0 +1,150 @@
+"""Rounds for benchmarks that compare the same work: alternate the order, summarise the per-round ratios.
+
+Every ``benchmarks/bench_*.py`` times each side once per round (``--rounds``, at least 3), in the order
+:func:`order` gives (reversed on odd rounds, so no side always runs first, cold or warm), pairs the sides
+round by round, and prints ``min/median/max`` of the per-round ratio with :func:`report`; the last line it
+prints is ``ratio=<median>`` (:func:`print_ratio`). :func:`fresh_process` runs one side in its own process
+and returns its wall time, peak RSS and output, for sides that must not share a warm interpreter.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Mapping, Sequence
+
+MIN_ROUNDS = 3
+
+
+def check_rounds(rounds: int) -> int:
+    if rounds < MIN_ROUNDS:
+        raise ValueError(f"rounds={rounds}: a comparison needs at least {MIN_ROUNDS} rounds")
+    return rounds
+
+
+def rounds_arg(value: str) -> int:
+    """``argparse`` type of ``--rounds``: an int of at least 3."""
+    import argparse
+
+    try:
+        return check_rounds(int(value))
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def order(sides: Sequence[str], round_index: int) -> list[str]:
+    """The sides in the order round ``round_index`` runs them: as given on even rounds, reversed on odd ones."""
+    return list(sides) if round_index % 2 == 0 else list(reversed(sides))
+
+
+@dataclass
+class Rounds:
+    """Per-side values of every round (index = round) and the order each round ran in."""
+
+    values: dict[str, list[float]] = field(default_factory=dict)
+    orders: list[list[str]] = field(default_factory=list)
+
+    def ratios(self, num: str, den: str) -> list[float]:
+        """``num / den`` per round (both sides' values of the same round)."""
+        return [a / b for a, b in zip(self.values[num], self.values[den])]
+
+
+def run_rounds(sides: Mapping[str, Callable[[], float]], rounds: int = MIN_ROUNDS, *, warmup: bool = False,
+               unit: str = "", log: Callable[[str], None] | None = print) -> Rounds:
+    """Call every side once per round in alternating order; each call returns the number to compare
+    (seconds, tokens/s, ...). ``warmup`` calls every side once first, untimed and unrecorded."""
+    check_rounds(rounds)
+    if warmup:
+        for fn in sides.values():
+            fn()
+    out = Rounds(values={name: [] for name in sides})
+    for r in range(rounds):
+        seq = order(list(sides), r)
+        out.orders.append(seq)
+        for name in seq:
+            value = sides[name]()
+            out.values[name].append(value)
+            if log is not None:
+                log(f"round {r} {name}: {value:.4g}{(' ' + unit) if unit else ''}")
+    return out
+
+
+@dataclass(frozen=True)
+class Summary:
+    n: int
+    min: float
+    median: float
+    max: float
+
+    def describe(self, digits: int = 3, what: str = "rounds") -> str:
+        d = digits
+        return f"min={self.min:.{d}f} median={self.median:.{d}f} max={self.max:.{d}f} over {self.n} {what}"
+
+    def __str__(self) -> str:
+        return self.describe()
+
+
+def summarize(ratios: Sequence[float]) -> Summary:
+    if not ratios:
+        raise ValueError("no ratios to summarise")
+    return Summary(n=len(ratios), min=min(ratios), median=statistics.median(ratios), max=max(ratios))
+
+
+def report(name: str, ratios: Sequence[float], note: str = "") -> Summary:
+    """Print ``<name>: min=… median=… max=… over N rounds [note]`` and return the summary."""
+    s = summarize(ratios)
+    print(f"{name}: {s}{(' ' + note) if note else ''}", flush=True)
+    return s
+
+
+def print_ratio(ratios: Sequence[float]) -> float:
+    """The benchmark's last line: ``ratio=<median of the per-round ratios>``."""
+    med = summarize(ratios).median
+    print(f"ratio={med:.3f}", flush=True)
+    return med
+
+
+@dataclass
+class ProcessRun:
+    wall_s: float
+    peak_rss_mb: float
+    stdout: str
+    stderr: str
+
+    def last_json(self) -> dict:
+        """The last stdout line that parses as a JSON object (a child's report)."""
+        for line in reversed(self.stdout.splitlines()):
+            line = line.strip()
+            if line.startswith("{"):
+                return json.loads(line)
+        raise ValueError(f"no JSON line in the child's output: {self.stdout[-500:]!r}")
+
+
+def fresh_process(cmd: Sequence[str], *, env: Mapping[str, str] | None = None,
+                  timeout_s: float | None = None) -> ProcessRun:
+    """Run ``cmd`` in a new process; its wall time and peak RSS (that child alone, from ``os.wait4``)."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        start = time.perf_counter()
+        proc = subprocess.Popen(list(cmd), stdout=out, stderr=err, env={**os.environ, **(env or {})}, text=True)
+        timer = threading.Timer(timeout_s, proc.kill) if timeout_s else None
+        if timer is not None:
+            timer.start()
+        try:
+            _, status, usage = os.wait4(proc.pid, 0)
+        finally:
+            if timer is not None:
+                timer.cancel()
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        wall = time.perf_counter() - start
+        out.seek(0)
+        err.seek(0)
+        run = ProcessRun(wall_s=wall, peak_rss_mb=usage.ru_maxrss / 1024, stdout=out.read(), stderr=err.read())
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(map(str, cmd[:3]))} failed (exit {proc.returncode}): {run.stderr[-1500:]}")
+    return run
