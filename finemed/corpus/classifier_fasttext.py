@@ -15,6 +15,10 @@ import numpy as np
 from pydantic import BaseModel
 
 from finemed.artifacts import atomic_path
+from finemed.config import FinemedError
+from finemed.logs import get_logger
+
+log = get_logger(__name__)
 
 _WS = re.compile(r"\s+")
 
@@ -45,9 +49,19 @@ def train_fasttext(texts: list[str], labels: list[int], out: Path, params: FastT
             fh.write(f"__label__{int(y)} {normalize(t, params.max_chars)}\n")
         train_file = fh.name
     try:
-        model = fasttext.train_supervised(train_file, epoch=params.epoch, lr=params.lr, dim=params.dim,
-                                          wordNgrams=params.word_ngrams, minn=params.minn, maxn=params.maxn,
-                                          bucket=params.bucket, thread=1, seed=params.seed, verbose=0)
+        lr = params.lr
+        for attempt in range(5):  # a small training set can diverge at the default lr: halve it and retry
+            try:
+                model = fasttext.train_supervised(train_file, epoch=params.epoch, lr=lr, dim=params.dim,
+                                                  wordNgrams=params.word_ngrams, minn=params.minn, maxn=params.maxn,
+                                                  bucket=params.bucket, thread=1, seed=params.seed, verbose=0)
+                break
+            except RuntimeError as err:
+                if "NaN" not in str(err) or attempt == 4:
+                    raise FinemedError(f"fastText training failed ({err}) on {len(texts)} docs even at lr {lr:g}; "
+                                       f"give it more labelled docs") from None
+                log.warning("fastText diverged at lr %g on %d docs; retrying at lr %g", lr, len(texts), lr / 2)
+                lr /= 2
     finally:
         Path(train_file).unlink(missing_ok=True)
     with atomic_path(out) as tmp:
