@@ -7,9 +7,11 @@ swaps only what cannot run here:
 - a model id with a bundled architecture (``Qwen/Qwen2.5-7B-Instruct``, ``mistralai/...``, ``EleutherAI/pythia-*``)
   → a tiny random stand-in of the same class and vocabulary, with the family's real tokenizer
   (:func:`finemed.models.arch.tiny_standin`), built once under ``$FINEMED_CACHE/rehearsal/``;
+- an encoder hub id a classifier fine-tunes (``FacebookAI/xlm-roberta-base``) → a tiny random XLM-R of the same
+  class (:func:`tiny_encoder`);
 - an OpenAI-compatible endpoint (``http(s)://HOST/v1#MODEL``) → ``local:`` + a tiny chat model;
-- hub or object-store data (``hf:``, ``hf://``, ``s3://``, ``gs://``) → the bundled FineWeb2-schema dev input for a
-  corpus ``input``, ``builtin:medical`` for any other text source;
+- hub or object-store data (``hf:``, ``hf://``, ``s3://``, ``gs://``) → a small FineWeb2-schema dev input (2 shards,
+  :func:`rehearsal_input`) for a corpus ``input``, ``builtin:medical`` for any other text source;
 - then each stage's own ``rehearse:`` mapping in the recipe (dotted keys, like ``--set``) shrinks steps and limits.
 
 Every replacement is listed before the run starts, so a reader sees what was not exercised.
@@ -17,19 +19,22 @@ Every replacement is listed before the run starts, so a reader sees what was not
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
 
 from finemed.config import apply_overrides
-from finemed.corpus.sample_input import default_dev_input
+from finemed.corpus.sample_input import write_sample_input
 from finemed.data.registry import cache_dir
 from finemed.models import arch
-from finemed.models.tiny import save_tiny
+from finemed.models.tiny import save_tiny, tiny_tokenizer
 
 ENDPOINT = re.compile(r"^https?://[^\s#]+/v1(#.*)?$")
 REMOTE_DATA = ("hf:", "hf://", "s3://", "gs://", "az://")
 STANDIN = {"layers": 2, "hidden": 64, "heads": 4}
+# encoders the corpus classifier fine-tunes; their stand-in is a tiny XLM-R sequence classifier
+ENCODERS = ("FacebookAI/xlm-roberta-base", "FacebookAI/xlm-roberta-large", "xlm-roberta-base", "xlm-roberta-large")
 
 
 def _slug(spec: str) -> str:
@@ -41,7 +46,25 @@ def standin_dir(spec: str) -> Path:
     out = cache_dir() / "rehearsal" / _slug(spec)
     if not (out / "config.json").is_file():
         arch.tiny_standin(spec, out, **STANDIN)
+    _ensure_eos(out)
     return out
+
+
+def _ensure_eos(model_dir: Path) -> None:
+    """A tokenizer built from a bare ``tokenizer.json`` (GPT-NeoX) names no EOS; take it from the model config."""
+    tok_cfg = model_dir / "tokenizer_config.json"
+    if not tok_cfg.is_file() or json.loads(tok_cfg.read_text(encoding="utf-8")).get("eos_token"):
+        return
+    eos_id = json.loads((model_dir / "config.json").read_text(encoding="utf-8")).get("eos_token_id")
+    if not isinstance(eos_id, int):
+        return
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(model_dir))
+    tok.eos_token = tok.convert_ids_to_tokens(eos_id)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    tok.save_pretrained(str(model_dir))
 
 
 def tiny_chat_model() -> Path:
@@ -51,13 +74,40 @@ def tiny_chat_model() -> Path:
     return out
 
 
+def tiny_encoder() -> Path:
+    """A tiny random XLM-R sequence classifier with the tiny tokenizer, built once."""
+    out = cache_dir() / "rehearsal" / "tiny-xlm-roberta"
+    if not (out / "config.json").is_file():
+        import torch
+        from transformers import XLMRobertaConfig, XLMRobertaForSequenceClassification
+
+        torch.manual_seed(0)
+        tok = tiny_tokenizer()
+        cfg = XLMRobertaConfig(vocab_size=len(tok), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                               intermediate_size=32, max_position_embeddings=520, pad_token_id=tok.pad_token_id,
+                               num_labels=2)
+        XLMRobertaForSequenceClassification(cfg).save_pretrained(out)
+        tok.save_pretrained(out)
+    return out
+
+
+def rehearsal_input() -> Path:
+    """The dev input at a rehearsal's size (2 shards, few general-German and non-German docs), built once."""
+    out = cache_dir() / "rehearsal" / "dev-input-small"
+    if not out.is_dir():
+        write_sample_input(out, shards=2, n_fortune_docs=120, non_german_per_lang=2)
+    return out
+
+
 def _swap(key: str, value: str) -> str | None:
     if value in arch.bundled():
         return str(standin_dir(value))
+    if value in ENCODERS:
+        return str(tiny_encoder())
     if ENDPOINT.match(value):
         return f"local:{tiny_chat_model()}"
     if value.startswith(REMOTE_DATA):
-        return str(default_dev_input()) if key.split(".")[-1] == "input" else "builtin:medical"
+        return str(rehearsal_input()) if key.split(".")[-1] == "input" else "builtin:medical"
     return None
 
 
