@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import finemed.models.loading as loading
+import finemed.evaluation.perplexity as perplexity
 from finemed.recipe import run_recipe
 
 REPO = Path(__file__).resolve().parents[2]
@@ -22,8 +22,8 @@ def test_tiny_recipe_runs_then_is_cached_without_loading_a_model(tmp_path, tiny_
     assert summary["stages"][0]["status"] == "complete" and summary["stages"][0]["metric"] == "bpb"
 
     loads = []
-    real = loading.load_causal_lm
-    monkeypatch.setattr(loading, "load_causal_lm", lambda *a, **k: loads.append(a) or real(*a, **k))
+    real = perplexity.load_causal_lm
+    monkeypatch.setattr(perplexity, "load_causal_lm", lambda *a, **k: loads.append(a) or real(*a, **k))
     second = run_recipe(recipe, overrides, runs_dir=tmp_path)
     assert [o.status for o in second] == ["cached"] and loads == []
     assert second[0].result["bpb"] == bpb["bpb"]
@@ -33,11 +33,14 @@ def test_tiny_recipe_runs_then_is_cached_without_loading_a_model(tmp_path, tiny_
     assert [o.status for o in changed] == ["complete"]
 
 
-def test_quickstart_recipe_validates():
-    from finemed.recipe import STAGES, load_recipe
+def test_quickstart_recipe_validates_every_stage_config(tmp_path):
+    from finemed.recipe import load_recipe, resolve_stages
+    from finemed.stages import get
 
     recipe = load_recipe(REPO / "recipes" / "quickstart.yaml")
-    assert recipe.name == "quickstart"
-    for stage in recipe.stages:
-        cfg_cls, _ = STAGES[stage.kind].load()
-        assert cfg_cls is not None
+    resolved = resolve_stages(recipe, tmp_path / "quickstart", "quickstart.yaml")
+    assert [e.name for e, _ in resolved][:4] == ["fetch", "labels", "classifier", "corpus"]
+    for entry, cfg in resolved:
+        assert isinstance(cfg, get(entry.kind).config)
+    judge = next(c for e, c in resolved if e.name == "judge")
+    assert judge.answers.endswith("answers/answers.jsonl") and judge.judge.startswith("local:")
