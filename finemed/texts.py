@@ -169,7 +169,11 @@ def iter_file(fs, path: str, field: str = "text") -> Iterator[str]:
         import pyarrow.parquet as pq
 
         with fs.open(path, "rb") as fh:
-            pf = pq.ParquetFile(fh)
+            try:
+                pf = pq.ParquetFile(fh)
+            except Exception as err:  # noqa: BLE001 - pyarrow raises several kinds for a corrupt file
+                raise FinemedError(f"{path}: unreadable parquet ({type(err).__name__}: {err}); re-export or "
+                                   f"remove it") from None
             if field not in pf.schema_arrow.names:
                 raise FinemedError(f"{path}: parquet has no column {field!r} (has {', '.join(pf.schema_arrow.names)});"
                                    f" use PATH#column")
@@ -179,6 +183,13 @@ def iter_file(fs, path: str, field: str = "text") -> Iterator[str]:
     if kind not in ("jsonl", "txt"):
         raise FinemedError(f"{path}: unsupported text format; use .jsonl (field {field!r}), .jsonl.gz, .parquet "
                            f"or .txt")
+    try:
+        yield from _iter_text_lines(fs, path, kind, field)
+    except UnicodeDecodeError as err:
+        raise FinemedError(f"{path}: not UTF-8 text ({err.reason}); save it as UTF-8") from None
+
+
+def _iter_text_lines(fs, path: str, kind: str, field: str) -> Iterator[str]:
     with fs.open(path, "rb") as raw:
         stream = gzip.open(raw) if path.endswith(".gz") else raw
         lines = io.TextIOWrapper(stream, encoding="utf-8")
@@ -193,7 +204,9 @@ def iter_file(fs, path: str, field: str = "text") -> Iterator[str]:
             except json.JSONDecodeError as err:
                 raise FinemedError(f"{path}:{lineno}: invalid JSON ({err.msg}); fix or remove that line") from None
             if not isinstance(row, dict) or field not in row:
-                raise FinemedError(f"{path}:{lineno}: no {field!r} field; every row needs one (or use PATH#field)")
+                found = ", ".join(row) if isinstance(row, dict) else f"a JSON {type(row).__name__}"
+                raise FinemedError(f"{path}:{lineno}: no {field!r} field (found: {found or 'none'}); every row "
+                                   f"needs one (or use PATH#field)")
             if row[field] is not None:
                 yield str(row[field])
 

@@ -23,9 +23,9 @@ from finemed.config import FinemedError, StageConfig
 from finemed.corpus.executors import ExecutorConfig, execute
 from finemed.corpus.pipeline import PipelineConfig
 from finemed.corpus.registry import heavy
-from finemed.corpus.rows import count_input_files, input_format, read_rows
+from finemed.corpus.rows import check_text_column, count_input_files, first_row_columns, input_format, read_rows
 from finemed.corpus.sample_input import default_dev_input
-from finemed.corpus.scorers import classifier_threshold
+from finemed.corpus.scorers import classifier_meta, classifier_threshold
 from finemed.corpus.stats import (
     block_stats,
     dropped_samples,
@@ -49,7 +49,7 @@ class CorpusBuildConfig(StageConfig):
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
     executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
     tokenizer: str | None = "smollm2"  # for the token totals: a tokenizer.json, a dir, or "smollm2"
-    dropped_samples_per_reason: int = 3
+    dropped_samples_per_reason: int = Field(3, ge=0)
 
 
 class CorpusBuildResult(StageResult):
@@ -71,11 +71,13 @@ def run(config: CorpusBuildConfig, run_dir: Path) -> CorpusBuildResult:
     input_path = str(default_dev_input()) if config.input is None else config.input
     opts = config.storage_options
     input_format(input_path, opts)  # one clear error for a missing/unsupported input
+    check_text_column(input_path, config.pipeline.text_key, opts)
     used: dict[str, str | float] = {}
 
     def classifier() -> tuple[str, float]:
         if not used:
             clf = config.classifier or str(cached_default_classifier())
+            classifier_meta(clf)  # one clear line for a dir that is not a trained classifier
             threshold = config.pipeline.domain_threshold
             used.update(dir=clf, threshold=classifier_threshold(clf) if threshold is None else threshold)
         return str(used["dir"]), float(used["threshold"])
@@ -120,12 +122,28 @@ def finalize(run_dir: Path, extra: dict | None = None, t0: float | None = None) 
         merge_task_stats(run_dir, name)
     if not (run_dir / "logs" / "final" / "stats.json").is_file():
         raise FinemedError(f"{run_dir}: the final stage left no stats (logs/final/stats); did its jobs finish?")
+    check_read_docs(run_dir, info)
     stats = collect_stats(run_dir, info)
     stats["stage_seconds"] = {**(extra or {}).get("stage_seconds", {}), "stats": round(time.time() - t_stats, 2)}
     if t0 is not None:
         stats["seconds"] = round(time.time() - t0, 2)
     atomic_write_json(run_dir / "stats.json", stats)
     return stats
+
+
+def check_read_docs(run_dir: Path, info: dict) -> None:
+    """A build that read zero documents is an error naming the input and the skip counts (no stats.json)."""
+    reader = (block_stats(run_dir, STAGES[0]) or [{"in": 0}])[0]
+    if reader.get("in"):
+        return
+    skipped = reader.get("skipped") or {}
+    counts = ", ".join(f"{k}={v}" for k, v in sorted(skipped.items())) or "none (the input has no rows)"
+    hint = "check that the files are FineWeb2-schema parquet/jsonl with a text column"
+    if "missing_text" in skipped:
+        columns = first_row_columns(info["input"], info.get("storage_options"))
+        if columns is not None:
+            hint = f"columns found: {', '.join(columns) or 'none'}; set pipeline.text_key to the text column"
+    raise FinemedError(f"corpus build read zero documents from {info['input']} (skipped: {counts}); {hint}")
 
 
 def collect_stats(run_dir: Path, info: dict) -> dict:

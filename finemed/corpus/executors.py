@@ -29,8 +29,8 @@ log = get_logger(__name__)
 class SlurmConfig(StageConfig):
     partition: str = "cpu"
     time: str = "04:00:00"
-    cpus_per_task: int = 1
-    mem_per_cpu_gb: int = 2
+    cpus_per_task: int = Field(1, ge=1)
+    mem_per_cpu_gb: int = Field(2, ge=1)
     venv_path: str | None = None
     qos: str = "normal"
     sbatch_args: dict[str, str] = Field(default_factory=dict)
@@ -38,16 +38,16 @@ class SlurmConfig(StageConfig):
 
 class RayConfig(StageConfig):
     address: str | None = None  # "auto", "ray://host:10001", host:port; None: $RAY_ADDRESS, else a local Ray
-    cpus_per_task: int = 1
-    mem_per_cpu_gb: float = 1
-    gpus_per_task: int = 0
-    local_cpus: int | None = None  # CPUs of the local Ray started when no cluster is attached; None: workers
+    cpus_per_task: int = Field(1, ge=1)
+    mem_per_cpu_gb: float = Field(1, gt=0)
+    gpus_per_task: int = Field(0, ge=0)
+    local_cpus: int | None = Field(None, ge=1)  # CPUs of a local Ray started when no cluster is attached; None: workers
 
 
 class ExecutorConfig(StageConfig):
     kind: Literal["local", "ray", "slurm"] = "local"
-    workers: int = 2
-    tasks: int | None = None  # default: one task per input file
+    workers: int = Field(2, ge=1)
+    tasks: int | None = Field(None, ge=1)  # default: one task per input file
     ray: RayConfig = Field(default_factory=RayConfig)
     slurm: SlurmConfig = Field(default_factory=SlurmConfig)
 

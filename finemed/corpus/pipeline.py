@@ -28,14 +28,14 @@ DEFAULT_STEPS = ["length", "langid", "domain", "gopher", "c4", "fineweb", "decon
 class LangIdConfig(StageConfig):
     enabled: bool = True
     languages: list[str] = Field(default_factory=lambda: ["de"])
-    threshold: float = 0.65
+    threshold: float = Field(0.65, ge=0.0, le=1.0)
 
 
 class DedupConfig(StageConfig):
     enabled: bool = True
-    n_grams: int = 5
-    num_buckets: int = 14
-    hashes_per_bucket: int = 8
+    n_grams: int = Field(5, ge=1)
+    num_buckets: int = Field(14, ge=1)
+    hashes_per_bucket: int = Field(8, ge=1)
     language: str = "deu"
 
 
@@ -44,14 +44,14 @@ class PipelineConfig(StageConfig):
     steps: list[str | dict[str, dict[str, Any] | None]] = Field(default_factory=lambda: list(DEFAULT_STEPS))
     text_key: str = "text"
     id_key: str = "id"
-    max_doc_chars: int = 1_000_000  # step length
+    max_doc_chars: int = Field(1_000_000, ge=1)  # step length
     langid: LangIdConfig = Field(default_factory=LangIdConfig)  # step langid
-    domain_threshold: float | None = None  # steps domain: None = the classifier's tuned threshold
+    domain_threshold: float | None = Field(None, ge=0.0, le=1.0)  # steps domain; None: the classifier's threshold
     quality: QualityConfig = Field(default_factory=QualityConfig)  # steps gopher, c4, fineweb
     decont: DecontConfig = Field(default_factory=DecontConfig)  # step decont (benchmark n-gram overlap)
     dedup: DedupConfig = Field(default_factory=DedupConfig)  # step minhash
     pii: PiiConfig = Field(default_factory=PiiConfig)  # step pii
-    dropped_samples_per_reason: int = 5
+    dropped_samples_per_reason: int = Field(5, ge=0)
 
     @model_validator(mode="after")
     def _known_steps(self) -> "PipelineConfig":

@@ -109,6 +109,37 @@ def read_rows(path: Path | str, columns: list[str] | None = None,
                         raise FinemedError(f"{f}:{lineno}: invalid JSON; fix or remove that line") from None
 
 
+def check_text_column(path: Path | str, text_key: str, storage_options: dict | None = None) -> None:
+    """A parquet input none of whose readable files has ``text_key`` is one line naming the columns found.
+
+    Only parquet footers are read; unreadable files are left to the build, which counts them as skipped."""
+    fs, _, files = data_files(path, storage_options)
+    found: list[str] | None = None
+    for f in (f for f in files if shard_kind(f) == "parquet"):
+        import pyarrow.parquet as pq
+
+        try:
+            with fs.open(f, "rb") as fh:
+                names = pq.ParquetFile(fh).schema_arrow.names
+        except Exception:  # noqa: BLE001 - a corrupt file is counted by the build's reader
+            continue
+        if text_key in names:
+            return
+        found = found or names
+    if found is not None:
+        raise FinemedError(f"input {path}: no {text_key!r} column in any parquet file (columns found: "
+                           f"{', '.join(found) or 'none'}); set pipeline.text_key to the text column")
+
+
+def first_row_columns(path: Path | str, storage_options: dict | None = None) -> list[str] | None:
+    """The keys of the first readable row of an input (for error messages); None when none is readable."""
+    try:
+        row = next(iter(read_rows(path, storage_options=storage_options)), None)
+    except Exception:  # noqa: BLE001 - best effort, for an error message only
+        return None
+    return list(row) if isinstance(row, dict) else None
+
+
 def count_input_files(path: str, storage_options: dict | None = None) -> int:
     """One datatrove task per input file (1 for a single file)."""
     return max(1, len(input_files(path, storage_options)))

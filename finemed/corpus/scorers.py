@@ -23,9 +23,7 @@ def load_scorer(clf_dir: Path | str, device: str = "auto", dtype: str = "auto"):
     """The scorer of a classifier dir; transformer models run on ``device``/``dtype`` (:mod:`finemed.runtime`)."""
     clf_dir = Path(clf_dir)
     meta_path = clf_dir / CLASSIFIER_JSON
-    if not meta_path.is_file():
-        raise FinemedError(f"{clf_dir}: no {CLASSIFIER_JSON}; pass a dir written by `finemed corpus train-classifier`")
-    meta = read_json(meta_path)
+    meta = classifier_meta(clf_dir)
     kind = meta.get("kind")
     if kind == "fasttext":
         return FastTextScorer(clf_dir / "model.bin", max_chars=meta.get("max_chars", 4000))
@@ -38,8 +36,27 @@ def load_scorer(clf_dir: Path | str, device: str = "auto", dtype: str = "auto"):
     raise FinemedError(f"{meta_path}: unknown classifier kind {kind!r}; expected fasttext, transformer or cascade")
 
 
+def classifier_meta(clf_dir: Path | str) -> dict:
+    """``clf_dir/classifier.json``, or one line saying the dir is not a trained classifier."""
+    meta_path = Path(clf_dir) / CLASSIFIER_JSON
+    if not meta_path.is_file():
+        raise FinemedError(f"{clf_dir}: no {CLASSIFIER_JSON}; pass a dir written by `finemed corpus train-classifier`")
+    try:
+        meta = read_json(meta_path)
+    except (ValueError, UnicodeDecodeError) as err:  # json.JSONDecodeError is a ValueError
+        raise FinemedError(f"{meta_path}: not valid JSON ({err}); retrain with `finemed corpus train-classifier`") \
+            from None
+    if not isinstance(meta, dict):
+        raise FinemedError(f"{meta_path}: expected a JSON object; retrain with `finemed corpus train-classifier`")
+    return meta
+
+
 def classifier_threshold(clf_dir: Path | str) -> float:
-    return float(read_json(Path(clf_dir) / CLASSIFIER_JSON)["threshold"])
+    meta = classifier_meta(clf_dir)
+    if not isinstance(meta.get("threshold"), (int, float)):
+        raise FinemedError(f"{Path(clf_dir) / CLASSIFIER_JSON}: no numeric 'threshold'; retrain with "
+                           f"`finemed corpus train-classifier` or set pipeline.domain_threshold")
+    return float(meta["threshold"])
 
 
 class CascadeScorer:

@@ -57,14 +57,23 @@ SIB_SPLITS = ("train", "dev", "test")
 
 
 def read_jsonl(path: Path | str) -> Iterator[dict]:
-    """The rows of a jsonl file; an invalid line is one clear error naming the file and the line."""
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
+    """The rows of a jsonl file; an invalid line (not UTF-8, not JSON, not an object) is one clear error naming
+    the file and the line."""
+    with open(path, "rb") as fh:
+        for lineno, raw in enumerate(fh, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise FinemedError(f"{path}:{lineno}: not UTF-8 text; save the file as UTF-8 JSON lines") from None
             if line.strip():
                 try:
-                    yield json.loads(line)
+                    row = json.loads(line)
                 except json.JSONDecodeError as err:
                     raise FinemedError(f"{path}:{lineno}: invalid JSON ({err.msg}); fix or remove that line") from None
+                if not isinstance(row, dict):
+                    raise FinemedError(f"{path}:{lineno}: a JSON {type(row).__name__}, not an object; every line "
+                                       f"must be one {{...}} row")
+                yield row
 
 
 def load_squad(path: Path | str | None = None, *, name: str = "xquad.de") -> list[QAExample]:

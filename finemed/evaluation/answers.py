@@ -102,8 +102,8 @@ def load_answers(spec: str | Path) -> list[AnswerRow]:
         for i, d in enumerate(read_jsonl(path), 1):
             missing = [k for k in ("model", "prompt_id", "answer") if k not in d]
             if missing:
-                raise FinemedError(f"{path}:{i}: missing field(s) {', '.join(missing)}; "
-                                   f"rows need model, prompt_id, answer")
+                raise FinemedError(f"{path}:{i}: missing field(s) {', '.join(missing)} (found: "
+                                   f"{', '.join(d) or 'none'}); rows need model, prompt_id, answer")
             d = {**d, "prompt_id": str(d["prompt_id"]), "answer": "" if d["answer"] is None else str(d["answer"])}
             rows.append(AnswerRow.model_validate({k: v for k, v in d.items() if k in AnswerRow.model_fields}))
     keys = set()
@@ -140,7 +140,8 @@ def load_prompts(spec: str | Path, limit: int | None = None) -> list[PromptRow]:
         path = require_file(spec, "prompts JSONL")
         for i, d in enumerate(read_jsonl(path), 1):
             if "prompt" not in d:
-                raise FinemedError(f"{path}:{i}: no 'prompt' field; every row needs one")
+                raise FinemedError(f"{path}:{i}: no 'prompt' field (found: {', '.join(d) or 'none'}); "
+                                   f"every row needs one")
             out.append(PromptRow(prompt_id=str(d.get("prompt_id", d.get("id", i))), prompt=str(d["prompt"]),
                                  reference=d.get("reference")))
     return out[:limit] if limit else out

@@ -18,7 +18,7 @@ import csv
 import json
 from pathlib import Path
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from finemed.config import FinemedError
 from finemed.data.loaders import load_germedbench
@@ -115,7 +115,7 @@ class McqEvalConfig(QaEvalConfig):
     """``tasks`` empty: ``mcq_file`` when ``data`` is given, else ``germedbench_medqa``."""
 
     tasks: list[str] = []
-    limit: int | None = None
+    limit: int | None = Field(None, ge=1)  # first N questions per task (None: all)
 
 
 @stage("eval.mcq")

@@ -16,7 +16,7 @@ from finemed.artifacts import atomic_write_json
 from finemed.config import StageConfig
 from finemed.logs import get_logger
 from finemed.models.bpb import compute_bpb, subsample
-from finemed.models.loading import load_causal_lm
+from finemed.models.loading import check_model, load_causal_lm
 from finemed.runtime import Device, DType, resolve
 from finemed.stages import StageResult, stage
 from finemed.texts import read_texts
@@ -70,7 +70,7 @@ class BpbSetsResult(StageResult):
 @stage("eval.bpb")
 def run(config: BpbSetsConfig, run_dir: Path) -> BpbSetsResult:
     """Stage entry: bpb of ``config.model`` on each set; writes ``bpb.json``."""
-
+    check_model(config.model, config.allow_pickle)  # a bad model dir fails before the texts and torch load
     texts = {name: subsample(read_texts(spec), config.max_docs, config.max_chars, config.seed)
              for name, spec in config.sets.items()}
     rt = resolve(config.device, config.dtype)

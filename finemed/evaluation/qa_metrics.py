@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import re
 import string
-import sys
 import unicodedata
 from collections import Counter
 from functools import lru_cache
@@ -29,8 +28,6 @@ from typing import Iterable, Mapping
 from finemed.config import FinemedError
 
 SQUAD_PUNCT = frozenset(string.punctuation)
-MLQA_PUNCT = frozenset(chr(i) for i in range(sys.maxunicode + 1)
-                       if unicodedata.category(chr(i)).startswith("P")) | SQUAD_PUNCT
 MLQA_ARTICLES = {
     "en": r"\b(a|an|the)\b",
     "es": r"\b(un|una|unos|unas|el|la|los|las)\b",
@@ -58,10 +55,16 @@ def _check(lang: str, metric: str) -> None:
                            f"use one of {', '.join(sorted(MLQA_ARTICLES))}")
 
 
+def is_mlqa_punct(ch: str) -> bool:
+    """MLQA's punctuation: ASCII punctuation or any Unicode ``P*`` character (checked per character, so no
+    table of all code points is built when the CLI starts)."""
+    return ch in SQUAD_PUNCT or unicodedata.category(ch).startswith("P")
+
+
 def _mixed_segmentation(text: str) -> list[str]:
     out, buf = [], ""
     for ch in text:
-        if _CJK.search(ch) or ch in MLQA_PUNCT:
+        if _CJK.search(ch) or is_mlqa_punct(ch):
             if buf:
                 out.extend(buf.split())
                 buf = ""
@@ -82,7 +85,7 @@ def normalize_answer(s: str, lang: str = "en", metric: str = "squad") -> str:
         s = re.sub(r"\b(a|an|the)\b", " ", s)
         return " ".join(s.split())
     _check(lang, metric)
-    s = "".join(ch for ch in s if ch not in MLQA_PUNCT)
+    s = "".join(ch for ch in s if not is_mlqa_punct(ch))
     pattern = MLQA_ARTICLES[lang]
     if pattern:
         s = re.sub(pattern, " ", s)

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from finemed.config import FinemedError
 from finemed.models.registry import resolve_model_path
 from finemed.runtime import Runtime, resolve
 
+JSON_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json")
 PICKLE_PATTERNS = ("pytorch_model*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl")
 DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16", "float16": "float16",
           "fp16": "float16"}
@@ -40,6 +42,28 @@ def check_weights(path: Path, allow_pickle: bool = False) -> None:
         raise FinemedError(f"{path}: no model weights (*.safetensors) found; pass a complete HF model dir")
     for file in safes:
         check_safetensors(file)
+
+
+def check_model(spec: str | Path, allow_pickle: bool = False) -> Path:
+    """The model dir of ``spec`` with its weights checked, without importing torch: call it before a slow load."""
+    path = resolve_model_path(spec)
+    check_weights(path, allow_pickle)
+    for name in JSON_FILES:
+        check_json(path / name)
+    return path
+
+
+def check_json(file: Path) -> None:
+    """A model dir's JSON file (config, tokenizer) that exists must parse: else one line naming it."""
+    if not file.is_file():
+        return
+    try:
+        data = json.loads(file.read_bytes())
+    except (ValueError, UnicodeDecodeError) as err:  # json.JSONDecodeError is a ValueError
+        raise FinemedError(f"{file}: not valid JSON ({err}); the file is truncated or corrupt, copy or download "
+                           f"the model again") from None
+    if not isinstance(data, dict):
+        raise FinemedError(f"{file}: expected a JSON object, got a {type(data).__name__}; pass a complete HF model dir")
 
 
 def check_safetensors(file: Path) -> None:
@@ -85,11 +109,10 @@ def load_causal_lm(spec: str | Path, *, runtime: Runtime | None = None, device: 
     Where and in which dtype come from ``runtime`` (or ``finemed.runtime.resolve(device)``); an explicit
     ``dtype`` overrides the weight dtype only.
     """
+    path = check_model(spec, allow_pickle)  # a bad model dir fails before torch is imported
     from transformers import AutoModelForCausalLM
 
     rt = runtime or resolve(device, train=train)
-    path = resolve_model_path(spec)
-    check_weights(path, allow_pickle)
     model = AutoModelForCausalLM.from_pretrained(
         str(path), dtype=resolve_dtype(dtype) if dtype is not None else rt.weight_dtype,
         trust_remote_code=trust_remote_code, use_safetensors=None if allow_pickle else True)
