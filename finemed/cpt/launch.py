@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from finemed.config import validate
 from finemed.launch import LaunchConfig, accelerate_config, decoder_layer_class
 from finemed.launch import write_accelerate_config as _write
 
@@ -14,10 +15,15 @@ __all__ = ["decoder_layer_class", "fsdp_accelerate_config", "write_accelerate_co
 
 def fsdp_accelerate_config(model: str | None = None, num_processes: int = 8, layer_cls: str | None = None) -> dict:
     """An accelerate FSDP2 config for ``num_processes`` GPUs (sharded checkpoints, bf16, layer wrapping)."""
-    launch = LaunchConfig(processes=num_processes, strategy="fsdp", mixed_precision="bf16", layer_cls=layer_cls)
+    launch = _fsdp(num_processes, layer_cls)
     return accelerate_config(launch, model)
+
+
+def _fsdp(num_processes: int, layer_cls: str | None = None) -> LaunchConfig:
+    return validate(LaunchConfig, {"processes": num_processes, "strategy": "fsdp", "mixed_precision": "bf16",
+                                   "layer_cls": layer_cls}, "--num-processes")
 
 
 def write_accelerate_config(path: Path | str, model: str | None, num_processes: int = 8) -> Path:
     """Write :func:`fsdp_accelerate_config` as YAML to ``path``."""
-    return _write(path, LaunchConfig(processes=num_processes, strategy="fsdp", mixed_precision="bf16"), model)
+    return _write(path, _fsdp(num_processes), model)

@@ -28,6 +28,7 @@ from pydantic import Field, field_validator, model_validator
 from finemed.artifacts import atomic_path, atomic_write_text
 from finemed.config import ConfigError, FinemedError, StageConfig, apply_overrides, read_yaml, validate
 from finemed.logs import get_logger, progress_enabled
+from finemed.models.loading import check_weights
 from finemed.models.registry import resolve_model_path
 from finemed.stages import StageResult, stage
 
@@ -174,6 +175,8 @@ def _vocab(d: Path) -> dict[str, int] | None:
 def check_compatible(refs: list[str]) -> None:
     """Same architecture, shapes and vocabulary for every model, or one line naming the difference."""
     dirs = [_model_dir(r) for r in dict.fromkeys(refs)]
+    for d in dirs:
+        check_weights(d)  # a truncated or pickle-only checkpoint is one line here, not a mergekit traceback
     if len(dirs) < 2:
         return
     first, cfg0 = dirs[0], json.loads((dirs[0] / "config.json").read_text())

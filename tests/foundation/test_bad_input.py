@@ -285,12 +285,7 @@ CASES: dict[str, Case] = {
     "models-student-missing-teacher": Case(["models", "student", "{in}/nomodel", "--out", "{out}/s"],
                                            r"not a registered name"),
 }
-XFAIL = {
-    "cpt-num-processes-zero": "finemed/cpt/cli.py + finemed/launch.py: LaunchConfig's ValidationError escapes "
-                              "--emit-accelerate-config as a traceback (files owned by other helpers)",
-    "merge-truncated-safetensors": "finemed/merging/merge.py does not call models.loading.check_weights, so "
-                                   "mergekit's SafetensorError escapes as a traceback (file owned by another helper)",
-}
+XFAIL: dict[str, str] = {}  # case -> why it still fails (none left)
 
 
 @dataclass
