@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import signal
 import statistics
 import subprocess
+import sys
 import tempfile
-import threading
-import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
 MIN_ROUNDS = 3
@@ -126,25 +128,40 @@ class ProcessRun:
         raise ValueError(f"no JSON line in the child's output: {self.stdout[-500:]!r}")
 
 
+# A small launcher spawns the command and reports its wait4 rusage: a child forked from a large process (pytest, a
+# benchmark holding a model) would inherit the parent's high-water RSS across exec, so ru_maxrss could not go below it.
+SPAWN = """
+import json, os, sys, time
+t0 = time.perf_counter()
+pid = os.posix_spawn(sys.argv[2], sys.argv[2:], os.environ)
+_, status, ru = os.wait4(pid, 0)
+code = os.waitstatus_to_exitcode(status)
+with open(sys.argv[1], "w") as f:
+    json.dump({"seconds": time.perf_counter() - t0, "maxrss_kb": ru.ru_maxrss, "code": code}, f)
+sys.exit(code)
+"""
+
+
 def fresh_process(cmd: Sequence[str], *, env: Mapping[str, str] | None = None,
                   timeout_s: float | None = None) -> ProcessRun:
     """Run ``cmd`` in a new process; its wall time and peak RSS (that child alone, from ``os.wait4``)."""
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        start = time.perf_counter()
-        proc = subprocess.Popen(list(cmd), stdout=out, stderr=err, env={**os.environ, **(env or {})}, text=True)
-        timer = threading.Timer(timeout_s, proc.kill) if timeout_s else None
-        if timer is not None:
-            timer.start()
-        try:
-            _, status, usage = os.wait4(proc.pid, 0)
-        finally:
-            if timer is not None:
-                timer.cancel()
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        wall = time.perf_counter() - start
-        out.seek(0)
-        err.seek(0)
-        run = ProcessRun(wall_s=wall, peak_rss_mb=usage.ru_maxrss / 1024, stdout=out.read(), stderr=err.read())
+    exe = shutil.which(str(cmd[0])) or str(cmd[0])
+    with tempfile.TemporaryDirectory() as tmp:
+        res = Path(tmp) / "rusage.json"
+        with open(Path(tmp) / "out", "w+") as out, open(Path(tmp) / "err", "w+") as err:
+            proc = subprocess.Popen([sys.executable, "-S", "-c", SPAWN, str(res), exe, *map(str, cmd[1:])],
+                                    stdout=out, stderr=err, env={**os.environ, **(env or {})}, text=True,
+                                    start_new_session=True)
+            try:
+                proc.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+            out.seek(0)
+            err.seek(0)
+            stdout, stderr = out.read(), err.read()
+        usage = json.loads(res.read_text()) if res.is_file() else {"seconds": float("nan"), "maxrss_kb": 0}
+    run = ProcessRun(wall_s=usage["seconds"], peak_rss_mb=usage["maxrss_kb"] / 1024, stdout=stdout, stderr=stderr)
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(map(str, cmd[:3]))} failed (exit {proc.returncode}): {run.stderr[-1500:]}")
     return run

@@ -28,9 +28,9 @@ def main() -> None:
     from finemed.corpus.annotate import build_prompt, reservoir
     from finemed.corpus.readers import read_rows
     from finemed.corpus.sample_input import default_dev_input
-    from finemed.verdicts import local_verdicts, parse_verdict
     from finemed.llm import LLMClient
     from finemed.models.smollm2 import ensure_model
+    from finemed.verdicts import local_verdicts, parse_verdict
 
     docs = reservoir(read_rows(default_dev_input()), args.docs, seed=0)
     msgs = [[{"role": "user", "content": build_prompt("de", d["text"], [], args.max_chars, 0)}] for d in docs]
