@@ -8,6 +8,7 @@ recomputation (one extra forward)::
 
 Without recomputation the factor is 72 instead of 96 (``recompute=False``). The ``V`` term is the output
 layer, so a bigger vocabulary costs more per token but, through lower fertility, may cost less per word.
+(the formula lives in ``finemed/models/compute.py``, shared with ``finemed plan``).
 The extra cost of tokenizer A over B on a mix with weights ``w_L`` (shares of the words) is::
 
     extra = Σ_L w_L · fert_A(L) · F(V_A)  /  Σ_L w_L · fert_B(L) · F(V_B)  − 1
@@ -28,19 +29,10 @@ from pydantic import BaseModel, Field
 
 from finemed.artifacts import atomic_write_json, atomic_write_text
 from finemed.config import FinemedError, StageConfig
+from finemed.models.compute import ModelShape, flops_per_token
 from finemed.stages import StageResult, stage
 from finemed.tokenizer.evaluate import eval_folder, read_eval
 from finemed.tokenizer.plots import plot_cost_table
-
-
-class ModelShape(StageConfig):
-    """The transformer whose training cost is estimated."""
-
-    layers: int = Field(gt=0)
-    hidden: int = Field(gt=0)
-    seq_len: int = Field(gt=0)
-    name: str = "custom"
-
 
 PRESETS: dict[str, ModelShape] = {
     "smollm2": ModelShape(name="smollm2", layers=30, hidden=576, seq_len=2048),  # its pre-training context
@@ -54,15 +46,6 @@ def preset(name: str) -> ModelShape:
         raise FinemedError(f"model preset {name!r} unknown; expected one of {', '.join(PRESETS)} or give "
                            f"--layers/--hidden/--seq-len")
     return PRESETS[name]
-
-
-def flops_per_token(shape: ModelShape, vocab_size: int, *, recompute: bool = True) -> float:
-    """Megatron's training FLOPs per token (forward + backward [+ recomputed forward])."""
-    if vocab_size <= 0:
-        raise FinemedError(f"vocab size must be positive, got {vocab_size}")
-    layers, h, s = shape.layers, shape.hidden, shape.seq_len
-    factor = 96 if recompute else 72
-    return factor * layers * h * h * (1 + s / (6 * h) + vocab_size / (16 * layers * h))
 
 
 def normalise_mix(mix: dict[str, float]) -> dict[str, float]:
