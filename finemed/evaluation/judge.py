@@ -10,7 +10,7 @@ Rules (hand-written: no library runs Arena-Hard-style pairwise judging against a
   (the reply plus a one-line reminder), then that order is ``invalid`` and the pair's outcome is ``invalid``:
   counted, never a tie;
 - an order still without a verdict is decided by probability (:mod:`finemed.verdicts`): the judge is asked for
-  the letter only, and P(A) against P(B) of its next token decides (a ``local:`` judge; an endpoint with logprobs).
+  the letter only, and P(A) against P(B) of its next token decides (a ``local:`` judge; endpoints stay text-only).
   Small judges that never write a parsable verdict still answer; ``prob_verdicts`` counts these orders;
 - the LLMClient's SQLite cache is keyed by (judge, messages = prompt + a + b in order, params, tag), so a rerun
   makes no calls; retries/backoff and the concurrency limit live there too.
@@ -170,7 +170,7 @@ def judge_llm(triples, client, lang: str = "de") -> tuple[list[PairJudgment], di
             verdicts[i] = parse_verdict(r.text)
     still = [i for i, v in enumerate(verdicts) if v is None]
     counts["prob_verdicts"] = 0
-    if still:
+    if still and getattr(client, "kind", "") == "local":  # endpoints: only where they return logprobs (not yet)
         ask = PROMPTS[lang]["letter"]
         letter = [convs[i][:-1] + [{"role": "user", "content": f"{convs[i][-1]['content']}\n{ask}"}] for i in still]
         for i, v in zip(still, prob_verdicts(client, letter, cache_tag="pairwise-v1-letter", yes=("A",), no=("B",))):
