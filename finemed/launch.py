@@ -172,6 +172,14 @@ def enable_cpu_fsdp(accelerator) -> bool:
 FAULT_ENV = "FINEMED_FAULT_KILL_AT_STEP"  # tests: rank 0 kill -9s the launcher after this training step
 
 
+def _ppid(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return int(fh.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def fault_callbacks() -> list:
     """With ``FINEMED_FAULT_KILL_AT_STEP=N`` in a launched job: a Trainer callback by which rank 0 SIGKILLs the
     launcher after step N (the workers follow it: they die with their parent). Used to test exact resume."""
@@ -182,8 +190,11 @@ def fault_callbacks() -> list:
 
     class KillLauncher(TrainerCallback):
         def on_step_end(self, args, state, control, **kw):
-            if state.global_step == int(at):
+            if state.global_step == int(at):  # like a node failure: the launcher and every worker at once
+                workers = [int(d) for d in os.listdir("/proc") if d.isdigit() and _ppid(int(d)) == int(pid)]
                 os.kill(int(pid), signal.SIGKILL)
+                for w in sorted(workers, key=lambda w: w == os.getpid()):
+                    os.kill(w, signal.SIGKILL)
 
     return [KillLauncher()]
 

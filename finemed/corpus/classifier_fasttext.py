@@ -48,25 +48,49 @@ def train_fasttext(texts: list[str], labels: list[int], out: Path, params: FastT
         for t, y in zip(texts, labels):
             fh.write(f"__label__{int(y)} {normalize(t, params.max_chars)}\n")
         train_file = fh.name
+    kwargs = dict(epoch=params.epoch, dim=params.dim, wordNgrams=params.word_ngrams, minn=params.minn,
+                  maxn=params.maxn, bucket=params.bucket, thread=1, seed=params.seed, verbose=0)
     try:
         lr = params.lr
-        for attempt in range(5):  # a small training set can diverge at the default lr: halve it and retry
+        for attempt in range(4):  # a small training set can diverge at the default lr: halve it and retry
             try:
-                model = fasttext.train_supervised(train_file, epoch=params.epoch, lr=lr, dim=params.dim,
-                                                  wordNgrams=params.word_ngrams, minn=params.minn, maxn=params.maxn,
-                                                  bucket=params.bucket, thread=1, seed=params.seed, verbose=0)
+                model = _train_isolated(train_file, lr, kwargs, out) if attempt else \
+                    fasttext.train_supervised(train_file, lr=lr, **kwargs)
+                if attempt:
+                    return Path(out)
                 break
             except RuntimeError as err:
-                if "NaN" not in str(err) or attempt == 4:
+                if "NaN" not in str(err) or attempt == 3:
                     raise FinemedError(f"fastText training failed ({err}) on {len(texts)} docs even at lr {lr:g}; "
                                        f"give it more labelled docs") from None
-                log.warning("fastText diverged at lr %g on %d docs; retrying at lr %g", lr, len(texts), lr / 2)
-                lr /= 2
+                lr = lr if attempt == 0 else lr / 2
+                log.warning("fastText diverged on %d docs; retrying at lr %g in a fresh process", len(texts), lr)
     finally:
         Path(train_file).unlink(missing_ok=True)
     with atomic_path(out) as tmp:
         model.save_model(str(tmp))
     return Path(out)
+
+
+def _fit_and_save(train_file: str, lr: float, kwargs: dict, out: str) -> None:
+    import fasttext
+
+    model = fasttext.train_supervised(train_file, lr=lr, **kwargs)
+    with atomic_path(out) as tmp:
+        model.save_model(str(tmp))
+
+
+def _train_isolated(train_file: str, lr: float, kwargs: dict, out: Path) -> None:
+    """Train in a fresh (spawned) process: fastText can hit NaN in a process whose floating-point state another
+    library changed (seen after bf16 torch kernels ran in the same process); a clean process trains normally."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    proc = ctx.Process(target=_fit_and_save, args=(train_file, lr, kwargs, str(out)))
+    proc.start()
+    proc.join()
+    if proc.exitcode != 0:
+        raise RuntimeError(f"Encountered NaN (fresh process exit {proc.exitcode})")
 
 
 class FastTextScorer:

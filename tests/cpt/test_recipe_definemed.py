@@ -19,7 +19,8 @@ def test_definemed_recipe_validates():
         kinds[entry.kind] = validate(stages.get(entry.kind).config, _resolve(entry.config, refs, entry.name),
                                      entry.name)
     cpt, sweep = kinds["train.cpt"], kinds["merge.sweep"]
-    assert cpt.model == "/cache/models/Qwen2.5-7B-Instruct" and cpt.warmup_steps == 500 and cpt.epochs == 2
+    assert cpt.model == "Qwen/Qwen2.5-7B-Instruct" and cpt.warmup_steps == 500 and cpt.epochs == 2
+    assert cpt.domain.source == "/runs/corpus/output" and sweep.domain.source == "/runs/corpus/output"
     assert cpt.lr_scheduler == "linear" and cpt.dtype == "bfloat16" and cpt.seq_len == 4096
     assert cpt.general_eval["general_de"].source == "builtin:fortunes_de"
     assert sweep.cpt == "/runs/cpt/model" and sweep.method == "slerp"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from finemed import runtime, stages
+from finemed import runtime, stages, training_plan
 from finemed.config import FinemedError
 
 
@@ -27,6 +27,7 @@ def fake_cuda(monkeypatch):
         return real_to(self, *args, **kwargs)
 
     monkeypatch.setattr(runtime, "cuda_available", lambda: True)
+    monkeypatch.setattr(training_plan, "device_memory_gib", lambda device: 1e6)  # no real GPU to size
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
     monkeypatch.setattr(torch.nn.Module, "to", to)
     monkeypatch.delenv("LOCAL_RANK", raising=False)
