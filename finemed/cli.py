@@ -20,7 +20,7 @@ from finemed.models.loading import load_causal_lm, save_model
 from finemed.models.smollm2 import ensure_model
 from finemed.models.student import init_student
 from finemed.plan import make_plan
-from finemed.recipe import load_recipe, run_recipe
+from finemed.recipe import load_recipe, run_recipe, run_root
 from finemed.report.card import write_card
 from finemed.report.html import write_report
 from finemed.report.table import print_plan, print_summary
@@ -74,11 +74,13 @@ def run_cmd(recipe: Path = typer.Argument(..., help="Recipe YAML, e.g. recipes/q
             set_: Optional[list[str]] = typer.Option(None, "--set", help="Override: STAGE.key=value or name=value"),
             force: bool = typer.Option(False, "--force", help="Rerun stages even when cached"),
             only: Optional[list[str]] = typer.Option(None, "--only", help="Run only these stage names"),
-            runs_dir: Optional[Path] = typer.Option(None, "--runs-dir", help="Where runs go (default: runs/)")):
+            runs_dir: Optional[Path] = typer.Option(None, "--runs-dir", help="Where runs go (default: runs/)"),
+            rehearse: bool = typer.Option(False, "--rehearse",
+                                          help="Run it on CPU with tiny stand-ins, each stage's rehearse: applied")):
     """Run a recipe's stages in order, skipping cached ones; print a summary table."""
     parsed = load_recipe(recipe, set_)
-    outcomes = run_recipe(recipe, set_, force=force, only=only, runs_dir=runs_dir)
-    root = Path(runs_dir or parsed.runs_dir) / parsed.name
+    outcomes = run_recipe(recipe, set_, force=force, only=only, runs_dir=runs_dir, rehearse=rehearse)
+    root = run_root(parsed, runs_dir, rehearse)
     print_summary(parsed.name, {s.name: s.kind for s in parsed.stages}, outcomes, root / "summary.json")
     for note in parsed.notes:
         typer.echo(f"note: {note}")

@@ -140,7 +140,7 @@ def compare_cmd(
                                                   "sweep (repeatable)"),
     langs: Optional[str] = typer.Option(None, "--langs", help="FLORES-200 codes, comma-separated"),
 ):
-    """Sweep + eval + cost + plots in one go (the recipe stage, standalone; see recipes/tokenizer-study.yaml)."""
+    """Sweep + eval + cost + plots in one go (the recipe stage, standalone; see recipes/tokenizer-study-mini.yaml)."""
     res = run_command("tokenizer.compare", config, set_, out, flags={
         "tokenizers": tokenizer or None, "langs": _split(langs)}, force=force)
     typer.echo(f"extra cost: {res['extra_cost']}")
