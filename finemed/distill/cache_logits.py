@@ -18,7 +18,7 @@ from pydantic import Field, model_validator
 
 from finemed.config import FinemedError, StageConfig
 from finemed.distill.data import build_data
-from finemed.distill.logit_cache import build_cache
+from finemed.distill.logit_cache import CacheReport, build_cache
 from finemed.logs import get_logger
 from finemed.models.loading import load_causal_lm
 from finemed.runtime import Device, DType, Runtime, resolve
@@ -61,18 +61,10 @@ class CacheLogitsConfig(KDDataConfig):
     dtype: DType = "auto"
 
 
-class CacheLogitsResult(StageResult):
-    key_metric: ClassVar[str] = "tokens"
+class CacheLogitsResult(StageResult, CacheReport):
+    """The cache's :class:`CacheReport` and the stage's seconds."""
 
-    path: str
-    shards: int
-    computed_shards: int
-    reused_shards: int
-    tokens: int
-    bytes: int
-    bytes_per_token: float
-    k: int
-    value_dtype: str
+    key_metric: ClassVar[str] = "tokens"
     seconds: float = 0.0
 
 

@@ -40,16 +40,10 @@ OUT_SHARD_BYTES = 1_000_000_000  # output held in RAM per shard; a 7B bf16 model
 MERGE_OPTIONS = {"out_shard_size": OUT_SHARD_BYTES, "lazy_unpickle": True}
 
 
-class MergeSpec(StageConfig):
-    """The short finemed form: merge ``cpt`` back into ``base`` (the instruct model) with ``method``.
+class MergeKnobs(StageConfig):
+    """What the short form and the ``merge.apply`` stage share: the method, ``t`` (checked against [0, 1]),
+    density, merge dtype and seed."""
 
-    ``t`` is the share of the CPT model: 0 gives ``base``, 1 gives ``cpt`` (slerp, linear), or the weight of
-    the task vector ``cpt - base`` (task_arithmetic, ties, dare_*). ``density`` is the kept fraction where the
-    method has one (ties/dare). ``dtype`` is the merge and output dtype.
-    """
-
-    base: str
-    cpt: str
     method: str = "slerp"
     t: TValue = 0.5
     density: float = Field(default=0.5, gt=0.0, le=1.0)
@@ -64,6 +58,18 @@ class MergeSpec(StageConfig):
         except ConfigError as err:
             raise ValueError(str(err)) from None
         return v
+
+
+class MergeSpec(MergeKnobs):
+    """The short finemed form: merge ``cpt`` back into ``base`` (the instruct model) with ``method``.
+
+    ``t`` is the share of the CPT model: 0 gives ``base``, 1 gives ``cpt`` (slerp, linear), or the weight of
+    the task vector ``cpt - base`` (task_arithmetic, ties, dare_*). ``density`` is the kept fraction where the
+    method has one (ties/dare). ``dtype`` is the merge and output dtype.
+    """
+
+    base: str
+    cpt: str
 
 
 # ------------------------------------------------------------------------------------------ methods
@@ -282,27 +288,13 @@ def merge_file(config: Path | str, out: Path | str, overrides: list[str] | None 
 
 
 # ------------------------------------------------------------------------------------------------ stage
-class MergeConfig(StageConfig):
+class MergeConfig(MergeKnobs):
     """Stage ``merge.apply``: the short form (``base``, ``cpt``, ``method``, ``t``, ...) or a raw ``mergekit``
     config (any mergekit YAML, as a mapping); the merged HF model goes to ``RUN_DIR/model``."""
 
     base: str | None = None
     cpt: str | None = None
-    method: str = "slerp"
-    t: TValue = 0.5
-    density: float = Field(default=0.5, gt=0.0, le=1.0)
-    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
-    random_seed: int | None = 0
     mergekit: dict[str, Any] | None = Field(None, description="a raw mergekit config, used as is")
-
-    @field_validator("t")
-    @classmethod
-    def _unit_t(cls, v: Any) -> Any:
-        try:
-            check_t(v)
-        except ConfigError as err:
-            raise ValueError(str(err)) from None
-        return v
 
     @model_validator(mode="after")
     def _one_form(self) -> "MergeConfig":
