@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
@@ -27,6 +27,7 @@ from finemed.cpt import trainer as T
 from finemed.data.packing import MixedBlocks, PackCollator, PackedBlocks, token_stream
 from finemed.launch import LaunchConfig, fault_callbacks, in_launched_process, launch_stage, needs_launch, rank
 from finemed.logs import get_logger
+from finemed.models.arch import from_scratch
 from finemed.models.bpb import compute_bpb
 from finemed.models.loading import load_causal_lm, load_tokenizer
 from finemed.models.registry import resolve_model_path
@@ -42,6 +43,11 @@ class CptConfig(StageConfig):
     """Stage ``train.cpt``. Every paper hyperparameter is a key; defaults follow DeFineMed where it says."""
 
     model: str = "smollm2"
+    # from_config: train from scratch; ``model``'s config.json (or a bundled architecture) with ``architecture``
+    # overrides, the vocabulary of ``tokenizer`` (a tokenizer dir; default: ``model``'s), weights seeded by ``seed``
+    init: Literal["pretrained", "from_config"] = "pretrained"
+    architecture: dict[str, Any] = Field(default_factory=dict)
+    tokenizer: str | None = None
     domain: TextSet = TextSet(source="builtin:medical")
     replay: TextSet | None = None
     replay_ratio: float = Field(default=0.0, ge=0.0, lt=1.0)
@@ -183,6 +189,10 @@ def plan(config: CptConfig, ctx) -> dict:
     return cpt_estimate(config, plan_tokens(config, hints), ctx.mfu, ctx.gpu)
 
 
+def _tokenizer_dir(config: CptConfig) -> Path:
+    return Path(config.tokenizer).expanduser() if config.tokenizer else resolve_model_path(config.model)
+
+
 def _compute_dtype(config: CptConfig) -> str:
     return {"bf16": "bfloat16", "no": "float32"}.get(config.launch.mixed_precision, config.dtype)
 
@@ -199,7 +209,7 @@ def run(config: CptConfig, run_dir: Path, callbacks: list | None = None) -> CptR
     ckpt_dir = run_dir / "checkpoints"
     rt = resolve(config.device, _compute_dtype(config), train=True)
     if needs_launch(config.launch):
-        build_datasets(config, load_tokenizer(resolve_model_path(config.model)), run_dir / "data")
+        build_datasets(config, load_tokenizer(_tokenizer_dir(config)), run_dir / "data")
         if config.resume and ckpt_dir.is_dir():
             T.drop_incomplete_checkpoints(ckpt_dir)
         return CptResult.model_validate(launch_stage("train.cpt", config, run_dir, config.launch, config.model))
@@ -207,7 +217,10 @@ def run(config: CptConfig, run_dir: Path, callbacks: list | None = None) -> CptR
     if config.max_steps > 0 and not launched:
         check_memory("train.cpt", cpt_estimate(config, 1.0)["memory_gib_per_process"], rt.device, config.launch)
     log.info("train.cpt on %s", rt.describe())
-    model, tok = load_causal_lm(config.model, runtime=rt)
+    if config.init == "from_config":
+        model, tok = from_scratch(config.model, config.tokenizer, config.architecture, config.seed, rt)
+    else:
+        model, tok = load_causal_lm(config.model, runtime=rt)
     if config.attn_implementation:
         model.config._attn_implementation = config.attn_implementation
     _check_model(model, tok, config)

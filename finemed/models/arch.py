@@ -128,3 +128,32 @@ def tiny_standin(spec: str, out: Path | str, *, layers: int = 2, hidden: int = 6
             tok.chat_template = CHAT_TEMPLATE
     model.config.name_or_path = f"tiny-standin-of-{spec}"
     return save_model(model, tok, out)
+
+
+def from_scratch(spec: str, tokenizer: str | None, overrides: dict[str, Any], seed: int, runtime):
+    """``(model, tokenizer)``: a randomly initialised (``seed``) model of ``spec``'s architecture with ``overrides``,
+    sized to ``tokenizer``'s vocabulary (a tokenizer dir; default ``spec``'s own), its special-token ids taken from
+    that tokenizer. ``train.cpt`` uses it for ``init: from_config`` (from-scratch LMs, one per tokenizer)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from finemed.models.loading import load_tokenizer
+
+    tok_dir = Path(tokenizer).expanduser() if tokenizer else (cached_path(spec) if is_registered(spec)
+                                                             else Path(spec).expanduser())
+    if tok_dir is None or not tok_dir.is_dir():
+        raise FinemedError(f"init: from_config needs a tokenizer dir; {tokenizer or spec!r} is not one. "
+                           f"Set tokenizer: to a dir written by tokenizer.train or an HF model dir")
+    tok = load_tokenizer(tok_dir)
+    if tok.eos_token_id is None:
+        raise FinemedError(f"tokenizer {tok_dir}: no EOS token; from-scratch training packs documents with one. "
+                           f"Train it with an EOS special token")
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    ids = {"vocab_size": len(tok), "bos_token_id": tok.bos_token_id, "eos_token_id": tok.eos_token_id,
+           "pad_token_id": tok.pad_token_id}
+    cfg = hf_config(spec, **{**overrides, **ids})
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(cfg, dtype=runtime.weight_dtype)
+    model.config.name_or_path = f"from-scratch-{cfg.model_type}"
+    return model.to(runtime.device).eval(), tok
