@@ -32,6 +32,8 @@ SECTIONS: list[tuple[str, str, tuple[str, ...], str]] = [
     ("winrates", "Judge win-rates", ("eval.pairwise", "eval.winrates"),
      "pairwise win-rate heatmap, Bradley-Terry ranking, fold-change"),
     ("failures", "Failure modes", ("eval.failures",), "language mixing and verbosity, with example answers"),
+    ("findings", "Findings against the paper", ("papers.",),
+     "each paper experiment's findings table (also in docs/results/), which claims hold in miniature"),
 ]
 EXTRA_JSON = {"corpus.build": "stats.json", "train.cpt": "log_history.json"}
 MAX_IMAGES = 12
@@ -49,6 +51,7 @@ class StageView(BaseModel):
     extra: Any = None
     versions: dict[str, str] = {}
     error: str | None = None
+    findings_html: str | None = None  # a ``papers.*`` stage's findings.md, rendered
 
 
 class Section(BaseModel):
@@ -75,6 +78,15 @@ def _images(stage_dir: Path) -> list[tuple[str, str]]:
     return out
 
 
+def _findings_html(stage_dir: Path) -> str | None:
+    md = stage_dir / "findings.md"
+    if not md.is_file():
+        return None
+    from markdown_it import MarkdownIt
+
+    return MarkdownIt("commonmark", {"html": False}).enable("table").render(md.read_text(encoding="utf-8"))
+
+
 def stage_view(stage_dir: Path, name: str | None = None, kind: str | None = None) -> StageView:
     manifest = read_manifest(stage_dir)
     metrics = stage_dir / "metrics.json"
@@ -87,7 +99,8 @@ def stage_view(stage_dir: Path, name: str | None = None, kind: str | None = None
                      config_hash=manifest.config_hash if manifest else "", result=result,
                      seed=manifest.config.get("seed") if manifest and isinstance(manifest.config, dict) else None,
                      images=_images(stage_dir) if stage_dir.is_dir() else [], extra=extra,
-                     versions=manifest.versions if manifest else {}, error=manifest.error if manifest else None)
+                     versions=manifest.versions if manifest else {}, error=manifest.error if manifest else None,
+                     findings_html=_findings_html(stage_dir) if stage_dir.is_dir() else None)
 
 
 def _listed_stages(run_dir: Path) -> list[tuple[str, str]]:

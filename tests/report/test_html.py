@@ -59,6 +59,9 @@ def run_dir(tmp_path):
         run_cached("merge", Cfg(), root / "merge", lambda: (_ for _ in ()).throw(RuntimeError("boom")),
                    kind="merge.sweep")
     run_cached("qa", Cfg(), root / "qa", lambda: {"tasks": {"xquad_de_0shot": {"exact_match": 12.5}}}, kind="eval.qa")
+    run_cached("findings", Cfg(), root / "findings", lambda: {"claims_hold": 1}, kind="papers.demo")
+    (root / "findings" / "findings.md").write_text("| claim | holds |\n|---|---|\n| merge heals <b>x</b> | yes |\n",
+                                                   encoding="utf-8")
     return root
 
 
@@ -72,6 +75,7 @@ def test_report_has_every_section_and_marks_what_did_not_run(run_dir):
     assert "Hello &lt;b&gt;world&lt;/b&gt;" in html  # examples are escaped
     assert "cpt_curves.png" in html and "funnel.png" in html and "exact_match" in html
     assert html.count("data:image/png;base64,") == 2 and "<code>" in html
+    assert "<td>merge heals &lt;b&gt;x&lt;/b&gt;</td>" in html  # a paper's findings.md, as a table, escaped
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium not installed: `apt-get install chromium` (Debian)")
