@@ -4,7 +4,7 @@ Every ``benchmarks/bench_*.py`` times each side once per round (``--rounds``, at
 :func:`order` gives (reversed on odd rounds, so no side always runs first, cold or warm), pairs the sides
 round by round, and prints ``min/median/max`` of the per-round ratio with :func:`report`; the last line it
 prints is ``ratio=<median>`` (:func:`print_ratio`). :func:`fresh_process` runs one side in its own process
-and returns its wall time, peak RSS and output, for sides that must not share a warm interpreter.
+and returns its wall time, CPU time, peak RSS and output, for sides that must not share a warm interpreter.
 """
 
 from __future__ import annotations
@@ -118,6 +118,7 @@ class ProcessRun:
     peak_rss_mb: float
     stdout: str
     stderr: str
+    cpu_s: float = float("nan")  # user + system CPU of the child and the descendants it waited for
 
     def last_json(self) -> dict:
         """The last stdout line that parses as a JSON object (a child's report)."""
@@ -137,7 +138,8 @@ pid = os.posix_spawn(sys.argv[2], sys.argv[2:], os.environ)
 _, status, ru = os.wait4(pid, 0)
 code = os.waitstatus_to_exitcode(status)
 with open(sys.argv[1], "w") as f:
-    json.dump({"seconds": time.perf_counter() - t0, "maxrss_kb": ru.ru_maxrss, "code": code}, f)
+    json.dump({"seconds": time.perf_counter() - t0, "maxrss_kb": ru.ru_maxrss, "code": code,
+               "cpu_s": ru.ru_utime + ru.ru_stime}, f)
 sys.exit(code)
 """
 
@@ -161,7 +163,8 @@ def fresh_process(cmd: Sequence[str], *, env: Mapping[str, str] | None = None,
             err.seek(0)
             stdout, stderr = out.read(), err.read()
         usage = json.loads(res.read_text()) if res.is_file() else {"seconds": float("nan"), "maxrss_kb": 0}
-    run = ProcessRun(wall_s=usage["seconds"], peak_rss_mb=usage["maxrss_kb"] / 1024, stdout=stdout, stderr=stderr)
+    run = ProcessRun(wall_s=usage["seconds"], peak_rss_mb=usage["maxrss_kb"] / 1024, stdout=stdout, stderr=stderr,
+                     cpu_s=usage.get("cpu_s", float("nan")))
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(map(str, cmd[:3]))} failed (exit {proc.returncode}): {run.stderr[-1500:]}")
     return run

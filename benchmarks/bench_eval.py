@@ -53,8 +53,8 @@ def qa_side(side: str, n: int, batch_size: int) -> dict:
     if side == "peer":  # lm-eval loads and runs the model itself (HF backend), at our runtime's precision
         weights = str(rt.weight_dtype).replace("torch.", "")
         autocast = f",mixed_precision_dtype={rt.compute}" if rt.autocast_dtype is not None else ""
+        t0 = time.perf_counter()  # the task index is part of each side's work (ours builds it inside run_eval)
         tm = task_manager()
-        t0 = time.perf_counter()
         out = lm_eval.simple_evaluate(model="hf", model_args=f"pretrained={path},dtype={weights},device=cpu{autocast}",
                                       batch_size=batch_size, tasks=[f"finemed_{TASK}"], limit=n, task_manager=tm,
                                       log_samples=True, bootstrap_iters=0)
@@ -82,9 +82,11 @@ def bench_qa(n: int, batch_size: int, rounds: int) -> list[float]:
             run = fresh_process([sys.executable, __file__, "--child", name, "--n", str(n),
                                  "--batch-size", str(batch_size)])
             rep = run.last_json()
+            rep["cpu_s"] = run.cpu_s
             children[name].append(rep)
             print(f"  {name}: {n / rep['seconds']:.2f} ex/s (load+eval {rep['seconds']:.1f}s, process "
-                  f"{run.wall_s:.1f}s, peak RSS {run.peak_rss_mb:.0f} MB) EM/F1 {rep['scores']}", flush=True)
+                  f"{run.wall_s:.1f}s, CPU {run.cpu_s:.1f}s, peak RSS {run.peak_rss_mb:.0f} MB) "
+                  f"EM/F1 {rep['scores']}", flush=True)
             return rep["seconds"]
         return once
 
@@ -100,6 +102,9 @@ def bench_qa(n: int, batch_size: int, rounds: int) -> list[float]:
     stable = all(c["preds"] == ours0 for cs in children.values() for c in cs)
     print(f"qa: precision {runtime}; identical scores in every process: {same_scores}; identical predictions "
           f"{same_preds}/{len(ours0)} (all rounds alike: {stable})")
+    report("qa process CPU seconds lm-eval HF backend / ours",
+           [p["cpu_s"] / o["cpu_s"] for p, o in zip(children["peer"], children["ours"])],
+           "(CPU hardly grows with other load; wall time does)")
     return res.ratios("peer", "ours")  # seconds peer / seconds ours = ex/s ours / ex/s peer
 
 
