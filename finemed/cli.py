@@ -33,6 +33,8 @@ app = typer.Typer(help="finemed: build compact, specialised domain language mode
                   no_args_is_help=True, pretty_exceptions_enable=False)
 models_app = typer.Typer(help="Fetch and inspect models.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
+data_app = typer.Typer(help="Fetch data at setup time (nothing is fetched at run time).", no_args_is_help=True)
+app.add_typer(data_app, name="data")
 
 # Each stage package's cli.py exposes a typer ``app``; a package that fails to import is an error naming it.
 SUBAPPS = {
@@ -131,6 +133,18 @@ def models_fetch(name: str = typer.Argument("smollm2", help="Registered model na
 
     path = ensure_model(name, force=force)
     typer.echo(str(path))
+
+
+@data_app.command("fetch-debian")
+def data_fetch_debian(force: bool = typer.Option(False, "--force", help="Fetch and render again"),
+                      no_groff: bool = typer.Option(False, "--no-groff", help="Use the roff-stripping fallback")):
+    """Fetch Debian man pages + fortunes (en/de/fr/it/es) once, as text under $FINEMED_CACHE/debian-text."""
+    import json
+
+    from finemed.data.debian_text import fetch
+
+    manifest = fetch(force=force, use_groff=not no_groff)
+    typer.echo(json.dumps({lang: s["bytes"] for lang, s in manifest["langs"].items()}))
 
 
 @models_app.command("student")

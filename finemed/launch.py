@@ -133,6 +133,28 @@ def _die_with_parent() -> None:
             pass
 
 
+def return_freed_host_memory() -> None:
+    """glibc: allocations of 128 KiB and more get their own mapping, unmapped when freed; at most two arenas.
+
+    Why: on CPU every training step frees and reallocates hundreds of MiB of activations, gradients and (under
+    FSDP) all-gather/reduce-scatter buffers, partly from gloo's threads. glibc's default raises its mmap threshold
+    after the first large free (up to 32 MiB), so those blocks land in per-thread heap arenas that it rarely
+    returns. Measured on SmolLM2-135M (fp32, 3 steps, seq 128, global batch 4, same losses): the 2-rank FSDP peaks
+    fell from 3405 + 3110 to 1966 + 1961 MiB, the 1-process run's from 3443 to 3028 MiB (with a 1 MiB threshold:
+    2448 + 2500 and 3073). The cost is a page fault per large allocation, small next to a training step.
+    No-op off glibc.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return
+    m_mmap_threshold, m_arena_max = -3, -8  # malloc.h
+    libc.mallopt(m_mmap_threshold, 128 << 10)
+    libc.mallopt(m_arena_max, 2)
+
+
 def init_distributed() -> None:
     """Join the process group before the model loads, so that FSDP's RAM-efficient loading applies
     (ranks other than 0 build the model on the meta device; rank 0's weights are broadcast when sharding)."""
@@ -231,6 +253,7 @@ def worker(kind: str, config_path: str, run_dir: str) -> int:
     """One launched process: run stage ``kind``; rank 0 writes ``launch/result.json``."""
 
     _die_with_parent()
+    return_freed_host_memory()
     init_distributed()
     sdef = stages.get(kind)
     cfg = sdef.config.model_validate(json.loads(Path(config_path).read_text(encoding="utf-8")))

@@ -18,6 +18,7 @@ from pydantic import BaseModel
 
 from finemed import stages
 from finemed.artifacts import atomic_write_json, config_hash, input_fingerprints, read_manifest, to_jsonable
+from finemed.config import FinemedError
 from finemed.models import arch
 from finemed.models.registry import is_registered
 from finemed.recipe import load_recipe, path_inputs, resolve_stages, run_root
@@ -35,6 +36,8 @@ class PlanContext:
     gpu: str = "h100"
     root: Path = Path("runs")
     hints: dict[str, Any] = field(default_factory=dict)
+    stage_name: str = ""  # the stage being planned (its ``plan:`` hints are keyed by it)
+    earlier: dict[str, dict[str, Any]] = field(default_factory=dict)  # output dir -> estimate of earlier stages
 
 
 class StagePlan(BaseModel):
@@ -131,7 +134,13 @@ def make_plan(path: Path | str, overrides: list[str] | None = None, *, mfu: floa
         heldout = _heldout(data, inputs)
         problems += [f"{entry.name}: held-out set {k} is empty" for k, v in heldout.items() if v == 0]
         planner = stages.get_planner(entry.kind)
-        estimate = planner(cfg, ctx) if planner else {}
+        ctx.stage_name = entry.name
+        try:
+            estimate = planner(cfg, ctx) if planner else {}
+        except FinemedError as err:  # an input the estimate reads is bad: a problem of the plan, not a crash
+            estimate = {"error": str(err)}
+            problems.append(f"{entry.name}: no estimate: {err}")
+        ctx.earlier[str(out)] = estimate
         plans.append(StagePlan(name=entry.name, kind=entry.kind, output=str(out), cached=cached, inputs=inputs,
                                heldout=heldout, estimate=estimate, problems=problems))
         produced[entry.name] = str(out)
@@ -140,6 +149,7 @@ def make_plan(path: Path | str, overrides: list[str] | None = None, *, mfu: floa
                                                 default=0.0),
               "disk_gib": round(sum(p.estimate.get("disk_gib", 0.0) for p in plans), 2),
               "judge_calls": sum(p.estimate.get("judge_calls", 0) for p in plans),
+              "cpu_hours": round(sum(p.estimate.get("cpu_hours", 0.0) for p in plans), 2),
               "stages": len(plans), "cached": sum(p.cached for p in plans)}
     plan = Plan(recipe=recipe.name, mfu=mfu, gpu=gpu, stages=plans, totals=totals,
                 problems=[x for p in plans for x in p.problems])

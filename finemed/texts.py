@@ -90,10 +90,12 @@ BUILTINS: dict[str, Builtin] = {
     "mlqa.de": Builtin("MLQA de-de dev contexts (#question: questions)", _squad("mlqa.de")),
 }
 SIB_PREFIX = "sib200."
+DEBIAN_PREFIX = "debian."
 
 
 def builtin_names() -> list[str]:
-    return [*BUILTINS, f"{SIB_PREFIX}LANG (e.g. {SIB_PREFIX}deu_Latn@dev)"]
+    return [*BUILTINS, f"{SIB_PREFIX}LANG (e.g. {SIB_PREFIX}deu_Latn@dev)",
+            f"{DEBIAN_PREFIX}LANG|mix (en/de/fr/it/es, @train|heldout|all; `make debian-text`)"]
 
 
 def _split_spec(spec: str) -> tuple[str, str, str]:
@@ -105,6 +107,10 @@ def _split_spec(spec: str) -> tuple[str, str, str]:
 
 def _iter_builtin(spec: str) -> Iterable[str]:
     name, split, field = _split_spec(spec)
+    if name.startswith(DEBIAN_PREFIX):  # Debian man pages + fortunes, fetched at setup (finemed.data.debian_text)
+        from finemed.data import debian_text
+
+        return debian_text.read(name[len(DEBIAN_PREFIX):], split)
     if name.startswith(SIB_PREFIX):
         if split and split not in (*loaders.SIB_SPLITS, "all"):
             raise FinemedError(f"builtin:{spec}: unknown SIB-200 split {split!r}; use train, dev, test or all")

@@ -29,12 +29,14 @@ from finemed.artifacts import atomic_path
 from finemed.config import FinemedError, StageConfig
 from finemed.corpus.annotate_agreement import bootstrap_prf, calibration, confusion, plot_calibration, prf
 from finemed.corpus.classifier_eval import prf_at, tune_threshold
+from finemed.corpus.corpus_plan import DOC_BYTES, docs_in
 from finemed.corpus.rows import read_rows
 from finemed.corpus.sample_input import default_dev_input
 from finemed.llm import LLMClient
 from finemed.logs import get_logger
+from finemed.plan_estimates import CPU_S, cpu, decode_steps, gib, inference, is_remote
 from finemed.runtime import Device, DType
-from finemed.stages import StageResult, stage
+from finemed.stages import StageResult, planner, stage
 from finemed.verdicts import Verdict, parse_verdict, verdicts
 
 log = get_logger(__name__)
@@ -281,3 +283,29 @@ def run(cfg: AnnotateConfig, run_dir: Path) -> AnnotateResult:
             res["calibration_png"] = str(plot_calibration(calib, thr, run_dir / "calibration.png", title))
     return AnnotateResult(**res)
 
+
+
+@planner("corpus.annotate")
+def plan(cfg: AnnotateConfig, ctx) -> dict:
+    """``finemed plan``: one verdict call per sampled doc (+ the dev set once per candidate template), the
+    client's CPU time, a local LLM's forward cost (P(yes) from one next-token step), the sample on disk."""
+    available, how = docs_in(cfg.input, ctx)
+    sample = min(cfg.sample, available) if available else cfg.sample
+    how = how if available else "the config's sample (the input is not countable before the run)"
+    templates = len(cfg.templates) if cfg.template == "auto" else 1
+    calls = sample + cfg.dev_size * templates
+    prompt_tokens = calls * (min(cfg.max_chars, DOC_BYTES) + 300 + cfg.k_shot * cfg.shot_chars) / 4
+    est = {"docs": sample, "docs_out": sample, "docs_source": how, "llm_calls": calls, "llm": cfg.llm,
+           **cpu(calls * CPU_S["annotate_doc"]), "disk_gib": gib(sample * 7000)}
+    if is_remote(cfg.llm):
+        est["endpoint_calls"] = calls
+        where = "the endpoint's GPU time is not counted here"
+    else:
+        est.update({k: v for k, v in inference(cfg.llm, ctx, tokens=prompt_tokens,
+                                               decode_steps=decode_steps(calls, cfg.batch_size, 1)).items()
+                    if k in ("gpu_hours", "memory_gib_per_process", "parameters", "flops", "note")})
+        where = "local LLM batched by batch_size"
+    est["assumes"] = (f"docs capped at max_chars ({cfg.max_chars}), ~300 B of instructions, 4 B/token; one "
+                      f"next-token verdict per call (retries not counted); ~6 ms client CPU per doc; {where}; "
+                      f"~7 KB per sampled doc on disk")
+    return est

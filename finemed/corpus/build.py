@@ -20,6 +20,7 @@ from pydantic import Field
 
 from finemed.artifacts import atomic_write_json, read_json
 from finemed.config import FinemedError, StageConfig
+from finemed.corpus.corpus_plan import build_cost, docs_in
 from finemed.corpus.executors import ExecutorConfig, execute
 from finemed.corpus.pipeline import PipelineConfig
 from finemed.corpus.registry import heavy
@@ -36,7 +37,8 @@ from finemed.corpus.stats import (
     source_survival,
 )
 from finemed.corpus.train_classifier import cached_default_classifier
-from finemed.stages import StageResult, stage
+from finemed.plan_estimates import earlier
+from finemed.stages import StageResult, planner, stage
 
 BUILD_INFO = "build.json"
 STAGES = ("filter", "minhash_buckets", "minhash_cluster", "final")
@@ -189,3 +191,11 @@ def format_funnel(stats: dict) -> str:
         lines.append("survival by class: "
                      + ", ".join(f"{k}={v['kept']}/{v['in']} ({v['rate']})" for k, v in surv.items()))
     return "\n".join(lines)
+
+
+@planner("corpus.build")
+def plan(config: CorpusBuildConfig, ctx) -> dict:
+    """``finemed plan``: docs in, the pipeline's CPU-hours over the workers, MinHash memory, disk out and, with a
+    transformer classifier from an earlier stage, its GPU scoring cost (corpus_plan)."""
+    docs, how = docs_in(config.input, ctx)
+    return build_cost(docs, how, earlier(ctx, config.classifier), config.executor.workers, ctx)

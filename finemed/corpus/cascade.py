@@ -19,11 +19,13 @@ from pydantic import Field
 from finemed.artifacts import atomic_write_json
 from finemed.config import StageConfig
 from finemed.corpus.classifier_eval import Prf, prf_at, recall_threshold, split_by_source
+from finemed.corpus.corpus_plan import docs_in, encoder_gpu
 from finemed.corpus.rows import read_rows
 from finemed.corpus.sample_input import default_dev_input
 from finemed.corpus.scorers import CLASSIFIER_JSON, CascadeScorer, classifier_threshold, load_scorer
+from finemed.plan_estimates import earlier
 from finemed.runtime import Device, DType
-from finemed.stages import StageResult, stage
+from finemed.stages import StageResult, planner, stage
 
 
 class CascadeConfig(StageConfig):
@@ -76,3 +78,13 @@ def run(cfg: CascadeConfig, run_dir: Path) -> CascadeResult:
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / CLASSIFIER_JSON, meta)
     return res
+
+
+@planner("corpus.cascade")
+def plan(cfg: CascadeConfig, ctx) -> dict:
+    """``finemed plan``: both classifiers score the input's valid/test splits (the transformer on GPU)."""
+    docs, how = docs_in(cfg.input, ctx)
+    model = (earlier(ctx, cfg.transformer) or {}).get("model", "FacebookAI/xlm-roberta-base")
+    max_len = (earlier(ctx, cfg.transformer) or {}).get("max_length", 512)
+    return {"docs": docs, "docs_source": how, **encoder_gpu(model, ctx, (docs or 0) * max_len), "disk_gib": 0.0,
+            "assumes": f"every doc scored by {model} at {max_len} tokens (an upper bound: the prefilter drops most)"}

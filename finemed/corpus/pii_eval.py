@@ -31,7 +31,8 @@ from finemed.corpus.pii import PiiConfig, redact
 from finemed.corpus.pii_lexicon import letter_text, load_negatives, load_surname_letters
 from finemed.data.loaders import GrasccoDoc, load_grascco
 from finemed.logs import get_logger, progress
-from finemed.stages import StageResult, stage
+from finemed.plan_estimates import cpu
+from finemed.stages import StageResult, planner, stage
 
 log = get_logger(__name__)
 SPLIT_SEED = 20240
@@ -210,3 +211,10 @@ def run(cfg: PiiEvalConfig, run_dir: Path) -> PiiEvalResult:
     keys = set(HalfScore.model_fields)
     return PiiEvalResult(split_seed=cfg.split_seed, dev_ids=dev_ids, test_ids=test_ids,
                          dev={k: dev[k] for k in keys}, test={k: test[k] for k in keys}, **neg, **organs)
+
+
+@planner("corpus.pii_eval")
+def plan(cfg: PiiEvalConfig, ctx) -> dict:
+    """``finemed plan``: regex/lexicon redaction of GraSCCo and the negative controls: seconds of CPU."""
+    return {**cpu(30.0), "disk_gib": 0.0,
+            "assumes": "the bundled GraSCCo (~60 case reports) or a file of similar size; no model"}

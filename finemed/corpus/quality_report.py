@@ -18,6 +18,7 @@ from pydantic import Field
 
 from finemed.artifacts import atomic_write_json
 from finemed.config import StageConfig
+from finemed.corpus.corpus_plan import docs_in
 from finemed.corpus.quality import QUALITY_KINDS, QualityConfig
 from finemed.corpus.registry import heavy
 from finemed.corpus.rows import read_rows
@@ -25,7 +26,8 @@ from finemed.corpus.sample_input import default_dev_input
 from finemed.corpus.scorers import load_scorer
 from finemed.corpus.train_classifier import cached_default_classifier
 from finemed.logs import progress
-from finemed.stages import StageResult, stage
+from finemed.plan_estimates import CPU_S, cpu
+from finemed.stages import StageResult, planner, stage
 
 SETTINGS = ("datatrove_default", "german_base", "domain_aware")
 CLASSES = {1: "medical", 0: "german_other"}
@@ -95,3 +97,11 @@ def run(cfg: QualityReportConfig, run_dir: Path) -> QualityReportResult:
     atomic_write_json(report, {**res.model_dump(mode="json", exclude={"report"}),
                                "dropped_examples_domain_aware": dict(dropped)})
     return res
+
+
+@planner("corpus.quality_report")
+def plan(cfg: QualityReportConfig, ctx) -> dict:
+    """``finemed plan``: CPU only: the quality filters and the classifier over the input's docs."""
+    docs, how = docs_in(cfg.input, ctx)
+    return {"docs": docs, "docs_source": how, **cpu((docs or 0) * CPU_S["corpus_doc"]), "disk_gib": 0.0,
+            "assumes": "~15 ms of CPU per doc (the corpus pipeline's rate); a report and examples only"}

@@ -34,10 +34,12 @@ from pydantic import Field
 
 from finemed.artifacts import atomic_path
 from finemed.config import StageConfig
+from finemed.corpus.corpus_plan import DEV_INPUT_DOCS, DOC_BYTES
 from finemed.data import loaders
 from finemed.data.registry import cache_dir
 from finemed.logs import progress
-from finemed.stages import StageResult, stage
+from finemed.plan_estimates import CPU_S, cpu, gib
+from finemed.stages import StageResult, planner, stage
 
 CONTAMINATED = ("germedbench/", "xquad-de", "mlqa-de")  # sources that are evaluation items (planted)
 NON_GERMAN = ("eng_Latn", "fra_Latn", "nld_Latn", "dan_Latn", "pol_Latn", "spa_Latn", "rus_Cyrl")
@@ -226,3 +228,11 @@ def default_dev_input() -> Path:
     if not path.is_dir():
         write_sample_input(path)
     return path
+
+
+@planner("corpus.sample_input")
+def plan(cfg: SampleInputConfig, ctx) -> dict:
+    """``finemed plan``: a few thousand bundled docs written as parquet shards: seconds of CPU, a few MB."""
+    docs = int(DEV_INPUT_DOCS * cfg.n_fortune_docs / 1200)
+    return {"docs_out": docs, **cpu(docs * CPU_S["corpus_doc"]), "disk_gib": gib(docs * DOC_BYTES),
+            "assumes": f"~{docs} docs (the defaults write {DEV_INPUT_DOCS}; scaled by n_fortune_docs)"}

@@ -19,14 +19,16 @@ from finemed.artifacts import atomic_write_json, config_hash, fingerprint, read_
 from finemed.config import FinemedError, StageConfig
 from finemed.corpus.classifier_eval import Prf, plot_pr_curve, prf_at, split_by_source, tune_threshold
 from finemed.corpus.classifier_fasttext import FastTextParams, FastTextScorer, train_fasttext
+from finemed.corpus.corpus_plan import docs_in, encoder_gpu
 from finemed.corpus.registry import heavy
 from finemed.corpus.rows import read_rows
 from finemed.corpus.sample_input import default_dev_input
 from finemed.corpus.scorers import CLASSIFIER_JSON
 from finemed.data.registry import cache_dir
 from finemed.logs import get_logger
+from finemed.plan_estimates import CPU_S, cpu, earlier, gib
 from finemed.runtime import Device, DType
-from finemed.stages import StageResult, stage
+from finemed.stages import StageResult, planner, stage
 
 log = get_logger(__name__)
 
@@ -171,3 +173,23 @@ def cached_default_classifier(dev_input: Path | None = None) -> Path:
         return d
     train(cfg, d)
     return d
+
+
+@planner("corpus.train_classifier")
+def plan(cfg: TrainClassifierConfig, ctx) -> dict:
+    """``finemed plan``: fastText on CPU (measured rate) or the transformer's fine-tuning FLOPs on GPU."""
+    labels = earlier(ctx, cfg.labels) if cfg.labels else None
+    docs, how = (labels.get("docs"), "the annotate stage's sample") if labels else docs_in(cfg.input, ctx)
+    if labels is None and cfg.input and earlier(ctx, cfg.input):
+        docs, how = earlier(ctx, cfg.input).get("docs"), "the earlier stage's labels"
+    docs = docs or 0
+    est = {"docs": docs, "docs_source": how, "classifier_kind": cfg.kind, "max_length": cfg.max_length}
+    if cfg.kind == "fasttext":
+        return {**est, **cpu(docs * CPU_S["fasttext_doc"]), "disk_gib": gib(docs * 200 + 100e6),
+                "assumes": "fastText at ~1.5 min per 260k docs on one core; the model ~100 MB"}
+    tokens = docs * cfg.max_length * cfg.epochs
+    gpu = encoder_gpu(cfg.base_model, ctx, tokens, train=True)
+    return {**est, "model": cfg.base_model, "tokens": tokens, **gpu,
+            "disk_gib": gib(2 * gpu["classifier_parameters"] * 4),
+            "assumes": f"every doc fills max_length ({cfg.max_length}) for {cfg.epochs} epochs; 6P FLOPs per "
+                       "token; fp32 weights + AdamW (16 B/parameter); the model and one checkpoint on disk"}

@@ -25,12 +25,21 @@ from finemed.artifacts import atomic_write_json, read_json
 from finemed.config import FinemedError, StageConfig
 from finemed.cpt import trainer as T
 from finemed.data.packing import MixedBlocks, PackCollator, PackedBlocks, token_stream
-from finemed.launch import LaunchConfig, fault_callbacks, in_launched_process, launch_stage, needs_launch, rank
+from finemed.launch import (
+    LaunchConfig,
+    fault_callbacks,
+    in_launched_process,
+    launch_stage,
+    needs_launch,
+    rank,
+    return_freed_host_memory,
+)
 from finemed.logs import get_logger
 from finemed.models.arch import from_scratch
 from finemed.models.bpb import compute_bpb
 from finemed.models.loading import load_causal_lm, load_tokenizer
 from finemed.models.registry import resolve_model_path
+from finemed.plan_estimates import sized
 from finemed.runtime import Device, DType, Runtime, resolve
 from finemed.stages import StageResult, planner, stage
 from finemed.texts import TextSet, general_eval_default, heldout_texts, train_texts
@@ -186,6 +195,7 @@ def cpt_estimate(config: CptConfig, tokens: float, mfu: float = 0.4, gpu: str = 
 def plan(config: CptConfig, ctx) -> dict:
     """``finemed plan``: tokens, FLOPs, GPU-hours, memory per process (and its terms) and disk."""
     hints = ctx.hints.get(getattr(ctx, "stage_name", ""), {}) or ctx.hints.get("cpt", {})
+    config = config.model_copy(update={"model": sized(config.model, ctx)})  # an earlier stage's output: its model
     return cpt_estimate(config, plan_tokens(config, hints), ctx.mfu, ctx.gpu)
 
 
@@ -214,6 +224,7 @@ def run(config: CptConfig, run_dir: Path, callbacks: list | None = None) -> CptR
             T.drop_incomplete_checkpoints(ckpt_dir)
         return CptResult.model_validate(launch_stage("train.cpt", config, run_dir, config.launch, config.model))
     launched = in_launched_process()
+    return_freed_host_memory()  # as every launched worker does: peak RSS = the live peak (finemed.launch)
     if config.max_steps > 0 and not launched:
         check_memory("train.cpt", cpt_estimate(config, 1.0)["memory_gib_per_process"], rt.device, config.launch)
     log.info("train.cpt on %s", rt.describe())
@@ -258,6 +269,7 @@ def run(config: CptConfig, run_dir: Path, callbacks: list | None = None) -> CptR
         raise FinemedError(f"CPT stopped: non-finite loss ({err.value}) at step {err.step}; {where}. "
                            f"Lower lr, raise warmup_steps or use dtype: float32, then rerun to resume") from None
     seconds = time.perf_counter() - t0
+    T.release_training_state(trainer)
     steps = trainer.state.global_step
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     model.eval()

@@ -120,9 +120,18 @@ def tensorboard_callbacks(report_to: list[str], run_dir: Path) -> list:
     return [TensorBoardCallback(tb_writer=SummaryWriter(log_dir=str(run_dir / "tb")))]
 
 
-def save_consolidated(sharded_model: Any, state: dict, out: Path) -> None:
-    """Save a gathered full ``state`` as a plain HF safetensors dir (the FSDP model's own ``save_pretrained``
-    would touch its sharded parameters, a collective, from rank 0 alone)."""
+def release_training_state(trainer: Any) -> None:
+    """After ``train()``: free the AdamW moments and the gradients (the checkpoints hold what resume needs), so
+    the final evaluation and the consolidated gather do not stack on top of them in host memory."""
+    if trainer.optimizer is not None:
+        trainer.optimizer.zero_grad(set_to_none=True)
+        trainer.optimizer.state.clear()
+    trainer.model.zero_grad(set_to_none=True)
+
+
+def plain_model(sharded_model: Any, state: dict) -> Any:
+    """A plain (unsharded) HF model of ``sharded_model``'s class and config holding a gathered full ``state``
+    (no copy: the tensors are assigned)."""
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -130,9 +139,38 @@ def save_consolidated(sharded_model: Any, state: dict, out: Path) -> None:
         plain = AutoModelForCausalLM.from_config(sharded_model.config)
     plain.load_state_dict(state, assign=True, strict=False)
     plain.tie_weights()
+    buffers = dict(sharded_model.named_buffers())  # non-persistent buffers (rotary inv_freq): not in the state
+    for name, buf in list(plain.named_buffers()):
+        if buf.is_meta and name in buffers:
+            owner, _, attr = name.rpartition(".")
+            plain.get_submodule(owner).register_buffer(attr, buffers[name].detach().clone(), persistent=False)
     if getattr(sharded_model, "generation_config", None) is not None:
         plain.generation_config = sharded_model.generation_config
-    plain.save_pretrained(str(out), safe_serialization=True)
+    return plain.eval()
+
+
+def gather_full_state(trainer: Any) -> dict:
+    """Under FSDP: every rank joins the gather (a collective) of one full state dict, offloaded to host memory;
+    rank 0 gets it, the others an empty dict."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    return get_model_state_dict(trainer.model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+
+
+def consolidated_model(trainer: Any) -> Any | None:
+    """The trained model, plain: under FSDP every rank must call this (the gather is a collective) and rank 0
+    gets an unsharded copy, the other ranks None; without FSDP the unwrapped model itself."""
+    if not getattr(trainer, "is_fsdp_enabled", False):
+        return trainer.accelerator.unwrap_model(trainer.model)
+    state = gather_full_state(trainer)
+    return plain_model(trainer.accelerator.unwrap_model(trainer.model), state) if trainer.is_world_process_zero() \
+        else None
+
+
+def save_consolidated(sharded_model: Any, state: dict, out: Path) -> None:
+    """Save a gathered full ``state`` as a plain HF safetensors dir (the FSDP model's own ``save_pretrained``
+    would touch its sharded parameters, a collective, from rank 0 alone)."""
+    plain_model(sharded_model, state).save_pretrained(str(out), safe_serialization=True)
 
 
 def save_final(trainer: Any, tok, out: Path) -> Path:
@@ -140,9 +178,7 @@ def save_final(trainer: Any, tok, out: Path) -> Path:
     partial = out.with_name(f".{out.name}.partial")
     if getattr(trainer, "is_fsdp_enabled", False):
         # sharded checkpoints: gather one full state dict (collective), written once, consolidated, by rank 0
-        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
-
-        state = get_model_state_dict(trainer.model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+        state = gather_full_state(trainer)
         if trainer.is_world_process_zero():
             save_consolidated(trainer.accelerator.unwrap_model(trainer.model), state, partial)
     else:

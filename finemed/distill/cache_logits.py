@@ -21,8 +21,9 @@ from finemed.distill.data import build_data
 from finemed.distill.logit_cache import CacheReport, build_cache
 from finemed.logs import get_logger
 from finemed.models.loading import load_causal_lm
+from finemed.plan_estimates import DTYPE_BYTES, gib, inference, model_size
 from finemed.runtime import Device, DType, Runtime, resolve
-from finemed.stages import StageResult, stage
+from finemed.stages import StageResult, planner, stage
 
 log = get_logger(__name__)
 
@@ -94,3 +95,21 @@ def run(cfg: CacheLogitsConfig, run_dir: Path) -> CacheLogitsResult:
     rt = resolve(cfg.device, cfg.dtype)
     log.info("train.cache_logits on %s", rt.describe())
     return cache_logits(cfg, run_dir, rt=rt)
+
+
+@planner("train.cache_logits")
+def plan(cfg: CacheLogitsConfig, ctx) -> dict:
+    """``finemed plan``: the teacher's forward FLOPs over the KD tokens (sequences x seq_len) and the cache's
+    disk: tokens x top_k x (value + index bytes) plus the token data (input_ids, labels int32, mask uint8)."""
+    sequences = cfg.max_train_sequences or cfg.steps * cfg.batch_size
+    tokens = sequences * cfg.seq_len
+    est = inference(cfg.teacher, ctx, tokens=tokens)
+    vocab = model_size(cfg.teacher, ctx).get("vocab", 0)
+    index_bytes = 2 if 0 < vocab <= 65536 else 4
+    per_token = cfg.top_k * (DTYPE_BYTES[cfg.cache_dtype] + index_bytes) + 9
+    logits = 2 * cfg.batch_size * cfg.seq_len * vocab * 4  # one batch of fp32 logits before the top-k
+    return {**est, "sequences": sequences, "bytes_per_token": per_token, "disk_gib": gib(tokens * per_token),
+            "memory_gib_per_process": round(est.get("memory_gib_per_process", 0.0) + logits / (1 << 30), 2),
+            "assumes": f"tokens = {sequences} sequences x seq_len {cfg.seq_len} (steps x batch_size unless "
+                       f"max_train_sequences); top-{cfg.top_k} {cfg.cache_dtype} values + "
+                       f"{'uint16' if index_bytes == 2 else 'int32'} indices per token; batch 2 x batch_size"}

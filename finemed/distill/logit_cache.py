@@ -142,13 +142,16 @@ def build_cache(teacher, input_ids: torch.Tensor, attention_mask: torch.Tensor, 
                 on_shard: Callable[[int], None] | None = None, vocab: int | None = None) -> CacheReport:
     """Run the teacher over ``input_ids`` (N, L) once and write the top-k cache to ``out``; resumable.
 
-    ``vocab``: keep only the first ``vocab`` logits (a student whose padded width is smaller)."""
+    ``vocab``: keep only the first ``vocab`` logits (a student whose padded width is smaller). A cache already in
+    ``out`` that differs only by a wider ``vocab_size`` (written for the teacher alone, e.g. 152,064 for a
+    151,936-wide student) is reused at its width: the KD step slices it to ``vocab`` (:meth:`TopKTeacher.sliced`)."""
     import torch
 
     out = Path(out)
-    vocab = vocab or int(teacher.get_output_embeddings().weight.shape[0])
-    if not 1 <= k <= vocab:
-        raise FinemedError(f"top-k cache: k={k} must be within 1..{vocab} (the teacher vocab size)")
+    width = int(teacher.get_output_embeddings().weight.shape[0])
+    vocab = vocab or width
+    if not 1 <= k <= width:
+        raise FinemedError(f"top-k cache: k={k} must be within 1..{width} (the teacher vocab size)")
     if value_dtype not in VALUE_DTYPES:
         raise FinemedError(f"top-k cache: value_dtype {value_dtype!r} unknown; use one of {', '.join(VALUE_DTYPES)}")
     if input_ids.ndim != 2 or input_ids.shape != labels.shape or input_ids.shape != attention_mask.shape:
@@ -160,13 +163,19 @@ def build_cache(teacher, input_ids: torch.Tensor, attention_mask: torch.Tensor, 
     plan_path = out / "plan.json"
     if plan_path.is_file():
         old = read_json(plan_path)
-        if old != plan.model_dump():
-            diff = sorted(key for key in plan.model_dump() if old.get(key) != plan.model_dump()[key])
+        diff = sorted(key for key in plan.model_dump() if old.get(key) != plan.model_dump()[key])
+        if diff == ["vocab_size"] and int(old["vocab_size"]) > vocab:
+            # the same teacher and data at the teacher's full (padded) width, asked for at a student's narrower one:
+            # reuse it (and finish it at its own width); readers slice it (TopKTeacher.sliced, the KD trainer)
+            plan = CachePlan.model_validate(old)
+        elif diff:
             raise FinemedError(f"{out}: holds a cache for a different plan (differs in {', '.join(diff)}); "
                                f"use a new output dir or delete this one")
+    elif k > vocab:
+        raise FinemedError(f"top-k cache: k={k} must be within 1..{vocab} (the vocab shared with the student)")
     else:
         atomic_write_json(plan_path, plan.model_dump())
-    id_dtype = torch.uint16 if vocab <= 65536 else torch.int32
+    id_dtype = torch.uint16 if plan.vocab_size <= 65536 else torch.int32
     n_shards = (plan.num_sequences + shard_size - 1) // shard_size
     computed = 0
     teacher.eval()

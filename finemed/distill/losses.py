@@ -46,6 +46,36 @@ class TopKTeacher:
     def to(self, device) -> "TopKTeacher":
         return TopKTeacher(self.ids.to(device), self.values.to(device), self.rest_mass.to(device), self.temperature)
 
+    def sliced(self, vocab: int) -> "TopKTeacher":
+        """This teacher over its first ``vocab`` ids: a cache written at the teacher's padded width (Qwen2.5-7B,
+        152,064) read for a student that shares the tokenizer but is padded narrower (3B, 151,936).
+
+        Cached ids ``>= vocab`` (padding rows, never a label) are dropped and the distribution is renormalised over
+        the shared ids. Every row keeps ``k' = k - (most ids dropped in any row)`` entries, so the batch stays
+        rectangular; a row's kept entries beyond ``k'`` go into its "other" bucket with their known mass. The mass
+        of padding ids outside the top-k is not in the cache and is taken as 0 (it is part of ``rest_mass``, so the
+        error is at most that share of it; a trained model scores its padding rows far below real tokens). With
+        ``k`` = the full width (``rest_mass`` 0) this is exactly the softmax of the sliced logits.
+        Hand-written: no library reads a sparse top-k teacher, let alone slices one.
+        """
+        import torch
+
+        if not self.ids.numel() or int(self.ids.max()) < vocab:
+            return self
+        keep = self.ids < vocab
+        k2 = int(keep.sum(-1).min())
+        if k2 == 0:
+            raise FinemedError(f"kd_loss: every cached top-{self.ids.size(-1)} id of some position is padding "
+                               f"(>= the shared vocab {vocab}); rebuild the cache with a larger top_k")
+        order = torch.sort((~keep).to(torch.int8), dim=-1, stable=True).indices  # kept first, in cached order
+        ids, values, kept = self.ids.gather(-1, order), self.values.gather(-1, order), keep.gather(-1, order)
+        rest = self.rest_mass.float()
+        p = torch.softmax(values.float() / self.temperature, -1) * (1.0 - rest).unsqueeze(-1)  # full-width probs
+        dropped = (p * ~kept).sum(-1)
+        trimmed = (p[..., k2:] * kept[..., k2:]).sum(-1)
+        new_rest = ((rest + trimmed) / (1.0 - dropped).clamp_min(1e-12)).clamp(0.0, 1.0)
+        return TopKTeacher(ids[..., :k2], values[..., :k2], new_rest.to(self.rest_mass.dtype), self.temperature)
+
 
 def shift_for_lm(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """HF convention → aligned: logits at t predict labels at t+1."""

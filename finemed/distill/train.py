@@ -17,6 +17,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
+from finemed.cpt.trainer import consolidated_model, release_training_state
 from finemed.distill.cache_logits import CacheLogitsConfig, CacheLogitsResult, cache_logits
 from finemed.distill.data import SequenceDataset, build_data
 from finemed.distill.logit_cache import LogitCache
@@ -27,6 +28,7 @@ from finemed.logs import get_logger
 from finemed.models.bpb import compute_bpb
 from finemed.models.loading import count_parameters, load_causal_lm, resolve_dtype, save_model
 from finemed.models.student import init_student
+from finemed.plan_estimates import sized
 from finemed.runtime import Runtime, resolve
 from finemed.stages import StageResult, planner, stage
 from finemed.training_plan import check_memory, estimate
@@ -131,7 +133,9 @@ def build_student(cfg: DistillConfig, teacher, teacher_tok, rt: Runtime):
 
 
 def _train(cfg: DistillConfig, rt: Runtime, student, dataset, run_dir: Path, mode: str, teacher=None,
-           cache_temperature: float = 1.0, vocab: int | None = None) -> TrainSummary:
+           cache_temperature: float = 1.0, vocab: int | None = None) -> tuple[TrainSummary, Any]:
+    """Train ``student``; return the summary and the trained model to evaluate and save: the student itself, or
+    under FSDP a consolidated plain copy on rank 0 (every rank joins the gather) and None on the other ranks."""
     from transformers import TrainingArguments
 
     args = TrainingArguments(**rt.trainer_kwargs(), output_dir=str(run_dir / f".trainer-{mode}"),
@@ -146,12 +150,14 @@ def _train(cfg: DistillConfig, rt: Runtime, student, dataset, run_dir: Path, mod
                         cache_temperature=cache_temperature, vocab=vocab)
     t0 = time.perf_counter()
     out = trainer.train()
+    release_training_state(trainer)
     student.eval()
     seconds = time.perf_counter() - t0
     tokens = trainer.state.global_step * cfg.batch_size * cfg.seq_len * trainer.args.world_size
+    trained = consolidated_model(trainer) if getattr(trainer, "is_fsdp_enabled", False) else student
     return TrainSummary(seconds=round(seconds, 2), tokens_per_second=round(tokens / max(seconds, 1e-9), 1),
                         train_loss=round(out.training_loss, 5),
-                        log=[h for h in trainer.state.log_history if "loss" in h])
+                        log=[h for h in trainer.state.log_history if "loss" in h]), trained
 
 
 def distill_tokens(cfg: DistillConfig) -> float:
@@ -162,10 +168,10 @@ def distill_tokens(cfg: DistillConfig) -> float:
 def plan(cfg: DistillConfig, ctx) -> dict:
     """``finemed plan``: the student's training cost (tokens = steps x global batch x seq_len) plus the teacher's
     forward FLOPs (a third of a training step's, per token; run once for the cache or every step online)."""
-    model = cfg.student or cfg.teacher
+    model = sized(cfg.student or cfg.teacher, ctx)
     est = estimate(model, distill_tokens(cfg), seq_len=cfg.seq_len, micro_batch=cfg.batch_size, launch=cfg.launch,
                    mixed_precision=cfg.dtype != "float32", mfu=ctx.mfu, gpu=ctx.gpu)
-    teacher = estimate(cfg.teacher, distill_tokens(cfg), seq_len=cfg.seq_len, micro_batch=cfg.batch_size,
+    teacher = estimate(sized(cfg.teacher, ctx), distill_tokens(cfg), seq_len=cfg.seq_len, micro_batch=cfg.batch_size,
                        launch=cfg.launch, mfu=ctx.mfu, gpu=ctx.gpu)
     est["teacher_flops"] = teacher["flops"] / 3
     est["flops"] += est["teacher_flops"]
@@ -179,6 +185,8 @@ def run(cfg: DistillConfig, run_dir: Path) -> DistillResult:
 
     With ``launch.processes * launch.machines > 1`` the stage runs in that many processes (DDP or FSDP over the
     student; the teacher is replicated); rank 0 builds the cache first and writes the report and the student.
+    Under FSDP every rank joins the gather of the trained student; rank 0 alone then evaluates (bpb, QA) and saves
+    that consolidated copy (the other ranks report NaN bpb; only rank 0's result is kept).
     """
     import torch
 
@@ -214,13 +222,13 @@ def run(cfg: DistillConfig, run_dir: Path) -> DistillResult:
         with main_process_first():  # rank 0 computes the cache; the others then find every shard done
             cache = cache_logits(cfg, cache_path, rt=rt, teacher=teacher, tok=tok, data=(ids, att, labels),
                                  vocab=vocab)
-        kd_train = _train(cfg, rt, student, LogitCache(cache_path), run_dir, "offline",
-                          cache_temperature=cfg.temperature, vocab=vocab)
+        kd_train, student = _train(cfg, rt, student, LogitCache(cache_path), run_dir, "offline",
+                                   cache_temperature=cfg.temperature, vocab=vocab)
     elif cfg.mode == "online":
         teacher.to(resolve_dtype(cfg.teacher_dtype))
         check_teacher(teacher, student, resolve_dtype(cfg.teacher_dtype))
-        kd_train = _train(cfg, rt, student, SequenceDataset(ids, att, labels), run_dir, "online", teacher,
-                          vocab=vocab)
+        kd_train, student = _train(cfg, rt, student, SequenceDataset(ids, att, labels), run_dir, "online", teacher,
+                                   vocab=vocab)
         teacher.float()
     else:
         t0 = time.perf_counter()
@@ -230,11 +238,11 @@ def run(cfg: DistillConfig, run_dir: Path) -> DistillResult:
                                    beta=cfg.beta, temperature=cfg.temperature, rt=rt, seed=cfg.seed)
         student.eval()
         kd_train = TrainSummary(seconds=round(time.perf_counter() - t0, 2))
-    bpb_student = bpb(student)
+    bpb_student = bpb(student) if student is not None else float("nan")  # None: an FSDP rank > 0
     ce_train = bpb_ce = None
     if ce_student is not None:
-        ce_train = _train(cfg, rt, ce_student, SequenceDataset(ids, att, labels), run_dir, "ce")
-        bpb_ce = bpb(ce_student)
+        ce_train, ce_student = _train(cfg, rt, ce_student, SequenceDataset(ids, att, labels), run_dir, "ce")
+        bpb_ce = bpb(ce_student) if ce_student is not None else float("nan")
     qa, n_questions = None, 0
     if cfg.eval_qa and data.held_qa and main:
         models = {"teacher": teacher, "kd": student} | ({"ce": ce_student} if ce_student is not None else {})

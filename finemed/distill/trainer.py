@@ -142,6 +142,8 @@ def kd_step_loss(student, batch: dict, mode: str, teacher=None, kd_args: dict | 
     elif mode == "offline":
         target = TopKTeacher(batch["teacher_ids"][:, :-1][valid], batch["teacher_values"][:, :-1][valid],
                              batch["teacher_rest"][:, :-1][valid], cache_temperature)
+        if vocab is not None:  # a cache at the teacher's wider padded width: slice it to the shared vocabulary
+            target = target.sliced(vocab)
     else:
         raise FinemedError(f"KD: mode {mode!r} unknown; use online, offline or ce")
     return kd_loss(s_logits, target, s_labels, **kd_args), s_logits

@@ -31,7 +31,8 @@ from finemed.evaluation.langmix import (
 )
 from finemed.evaluation.langmix import script_of as script_of
 from finemed.logs import get_logger, progress
-from finemed.stages import StageResult, stage
+from finemed.plan_estimates import cpu, earlier, readable_now
+from finemed.stages import StageResult, planner, stage
 
 log = get_logger(__name__)
 _WORD = re.compile(r"\w+", re.UNICODE)
@@ -151,6 +152,9 @@ class FailuresConfig(StageConfig):
     lang: str = "de"
     human_model: str = "human"
     include_human: bool = True
+    # answers whose ``human_model`` rows give the reference lengths (median human answer to the same prompt text),
+    # e.g. builtin:germediq for our own models' answers to GerMedIQ prompts; their rows are not analysed
+    references: str | None = None
     worst_k: int = 5
     min_words: int = 3
     mixed_min_words: int = 12
@@ -171,7 +175,11 @@ def run(cfg: FailuresConfig, run_dir: Path) -> FailuresResult:
         raise FinemedError(f"failures lang {cfg.lang!r}: use an ISO 639-1 code that py3langid knows (de, en, fr …)")
     run_dir = Path(run_dir)
     rows = load_answers(cfg.answers)
-    refs = reference_lengths(rows, cfg.human_model)
+    humans = [r for r in load_answers(cfg.references) if r.model == cfg.human_model] if cfg.references else []
+    if cfg.references and not humans:
+        raise FinemedError(f"failures references {cfg.references!r}: no rows of model {cfg.human_model!r}; "
+                           f"set human_model to the model whose answers are the reference")
+    refs = reference_lengths(rows + humans, cfg.human_model)
     todo = [r for r in rows if cfg.include_human or r.model != cfg.human_model]
     per_answer = []
     for r in progress(todo, "failure modes", enabled=len(todo) >= PROGRESS_FROM):
@@ -202,3 +210,14 @@ def run(cfg: FailuresConfig, run_dir: Path) -> FailuresResult:
     log.info("%s", summary)
     return FailuresResult(summary=summary, n_answers=len(per_answer), models=table, failures=str(failures),
                           worst=str(worst_path))
+
+
+@planner("eval.failures")
+def plan(config: FailuresConfig, ctx) -> dict:
+    """``finemed plan``: CPU only (language-mix and length statistics per answer); no GPU, no calls."""
+    if readable_now(config.answers):
+        rows = len(load_answers(config.answers))
+    else:
+        rows = (earlier(ctx, config.answers) or {}).get("rows", 0)
+    return {"answers": rows, **cpu(rows * 0.002), "disk_gib": 0.0,
+            "assumes": "~2 ms of CPU per answer (script and stop-word counts); no model, no judge"}

@@ -10,7 +10,7 @@ call is written with an empty answer and an ``error`` and counted, never dropped
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from pydantic import Field
 
@@ -20,8 +20,10 @@ from finemed.llm import LLMClient
 from finemed.logs import get_logger
 from finemed.models.generate import generate
 from finemed.models.loading import load_causal_lm
+from finemed.plan_estimates import decode_steps, gib, inference
 from finemed.runtime import Device, DType, Runtime, resolve
-from finemed.stages import StageResult, stage
+from finemed.stages import StageResult, planner, stage
+from finemed.texts import heldout_score
 
 log = get_logger(__name__)
 
@@ -31,6 +33,11 @@ class GenerateConfig(StageConfig):
     prompts: str = Field(description="builtin:germedbench_patient_text | builtin:germedbench_med_qa | "
                                      "builtin:germediq | a JSONL with 'prompt'")
     limit: int | None = Field(None, ge=1, description="first N prompts")
+    # a seeded hash split of the prompt set (finemed.texts.heldout_score on the prompt text < heldout_fraction is
+    # held out), so answers can be asked on prompts a fine-tune never saw; applied before ``limit``
+    split: Literal["all", "heldout", "train"] = "all"
+    heldout_fraction: float = Field(0.3, gt=0.0, lt=1.0)
+    split_seed: int = 0
     max_tokens: int = Field(256, ge=1)
     temperature: float = Field(0.0, ge=0.0)
     seed: int = 0
@@ -48,6 +55,13 @@ class GenerateResult(StageResult):
     prompts: int
     models: dict[str, dict[str, int]]
     answers: str
+
+
+def split_prompts(prompts: list[PromptRow], split: str, fraction: float, seed: int = 0) -> list[PromptRow]:
+    """The ``heldout`` or ``train`` part of a prompt set by the seeded hash of each prompt's text (``all``: as is)."""
+    if split == "all":
+        return prompts
+    return [p for p in prompts if (heldout_score(p.prompt, seed) < fraction) == (split == "heldout")]
 
 
 def is_remote(model: str) -> bool:
@@ -84,7 +98,11 @@ def run(config: GenerateConfig, run_dir: Path) -> GenerateResult:
     """Stage entry: writes ``answers.jsonl`` (the input of ``eval.pairwise`` and ``eval.failures``)."""
     if not config.models:
         raise FinemedError("eval generate: no model given; pass at least one model dir, name or URL#MODEL")
-    prompts = load_prompts(config.prompts, config.limit)
+    prompts = split_prompts(load_prompts(config.prompts), config.split, config.heldout_fraction,
+                            config.split_seed)[:config.limit]
+    if not prompts:
+        raise FinemedError(f"eval generate: no {config.split} prompts in {config.prompts!r} at heldout_fraction="
+                           f"{config.heldout_fraction}; raise heldout_fraction or use split: all")
     rt = resolve(config.device, config.dtype) if not all(is_remote(m) for m in config.models) else None
     rows: list[dict] = []
     stats: dict[str, dict[str, int]] = {}
@@ -97,3 +115,30 @@ def run(config: GenerateConfig, run_dir: Path) -> GenerateResult:
         log.info("generate %s: %d answers, %d failed", m, len(answers), stats[m]["failed"])
     out = write_answers(Path(run_dir) / "answers.jsonl", rows)
     return GenerateResult(rows=len(rows), prompts=len(prompts), models=stats, answers=str(out))
+
+
+# ------------------------------------------------------------------------------------------------ plan
+@planner("eval.generate")
+def plan(config: GenerateConfig, ctx) -> dict:
+    """``finemed plan``: prompts x models answers; local models cost prefill + batched greedy decoding."""
+    try:
+        prompts = split_prompts(load_prompts(config.prompts), config.split, config.heldout_fraction,
+                                config.split_seed)
+        prompts = prompts[:config.limit]
+        n, prompt_bytes = len(prompts), sum(len(p.prompt.encode("utf-8")) for p in prompts)
+    except FinemedError:  # a prompt file an earlier stage writes: sized by limit (or 100 prompts)
+        n = config.limit or 100
+        prompt_bytes = n * 400
+    prompt_tokens = prompt_bytes / 4
+    local = [m for m in config.models if not is_remote(m)]
+    costs = [inference(m, ctx, tokens=prompt_tokens + n * config.max_tokens,
+                       decode_steps=decode_steps(n, config.batch_size, config.max_tokens)) for m in local]
+    rows = n * len(config.models)
+    return {"prompts": n, "models": len(config.models), "answer_models": list(config.models), "rows": rows,
+            "generated_tokens_max": rows * config.max_tokens, "endpoint_calls": n * (len(config.models) - len(local)),
+            "gpu_hours": round(sum(c.get("gpu_hours", 0.0) for c in costs), 6),
+            "memory_gib_per_process": max((c.get("memory_gib_per_process", 0.0) for c in costs), default=0.0),
+            "disk_gib": gib(rows * (prompt_bytes / max(n, 1) + 4 * config.max_tokens + 200)),
+            "local_models": [[m, c.get("gpu_hours", c.get("note"))] for m, c in zip(local, costs)],
+            "assumes": "every answer runs to max_tokens; 4 bytes/token; one model loaded at a time; endpoint "
+                       "models cost their server's time, not counted here"}

@@ -23,8 +23,9 @@ from pydantic import BaseModel, Field
 from finemed.config import FinemedError
 from finemed.data.loaders import load_germedbench
 from finemed.data.registry import require_file
+from finemed.evaluation.lmeval_plan import lmeval_estimate
 from finemed.evaluation.qa import QaEvalConfig, QaEvalResult, run_eval
-from finemed.stages import stage
+from finemed.stages import planner, stage
 
 LETTERS = "ABCDEFGH"
 
@@ -124,3 +125,11 @@ def run(config: McqEvalConfig, run_dir: Path) -> QaEvalResult:
     if not config.tasks:
         config = config.model_copy(update={"tasks": ["mcq_file" if config.data else "germedbench_medqa"]})
     return run_eval(config, run_dir)
+
+
+@planner("eval.mcq")
+def plan(config: McqEvalConfig, ctx) -> dict:
+    """``finemed plan``: one log-likelihood request per option of each question (lmeval_plan)."""
+    tasks = config.tasks or ["mcq_file" if config.data else "germedbench_medqa"]
+    return lmeval_estimate(config.model, tasks, limit=config.limit, batch_size=config.batch_size,
+                           data=config.data, ctx=ctx)

@@ -17,8 +17,9 @@ from finemed.config import StageConfig
 from finemed.logs import get_logger
 from finemed.models.bpb import compute_bpb, subsample
 from finemed.models.loading import check_model, load_causal_lm
+from finemed.plan_estimates import inference, text_stats
 from finemed.runtime import Device, DType, resolve
-from finemed.stages import StageResult, stage
+from finemed.stages import StageResult, planner, stage
 from finemed.texts import read_texts
 
 log = get_logger(__name__)
@@ -85,3 +86,21 @@ def run(config: BpbSetsConfig, run_dir: Path) -> BpbSetsResult:
                            runtime=rt.describe())
     atomic_write_json(Path(run_dir) / "bpb.json", result)
     return result
+
+
+@planner("eval.bpb")
+def plan(config: BpbSetsConfig, ctx) -> dict:
+    """``finemed plan``: forward tokens of each set (its bytes, capped by max_docs and max_chars, / 4), FLOPs,
+    GPU-hours and memory; a sliding ``stride`` scores each token max_length / stride times."""
+    sizes: dict[str, int | str] = {}
+    total = 0.0
+    for name, spec in config.sets.items():
+        stats = text_stats(spec, config.max_docs)
+        nbytes = stats[1] if stats else (config.max_chars or 0)
+        nbytes = min(nbytes, config.max_chars) if config.max_chars else nbytes
+        sizes[name] = nbytes if stats else f"{nbytes} (not readable now: max_chars assumed)"
+        total += nbytes / 4
+    overlap = config.max_length / config.stride if config.stride else 1.0
+    return {**inference(config.model, ctx, tokens=total * overlap), "set_bytes": sizes, "disk_gib": 0.0,
+            "assumes": "4 bytes/token; max_chars caps each set's total; a set not readable before the run counts "
+                       "max_chars bytes"}

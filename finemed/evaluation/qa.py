@@ -19,12 +19,13 @@ from pydantic import Field
 from finemed.artifacts import atomic_write_json
 from finemed.config import FinemedError, StageConfig
 from finemed.data.registry import require_file
+from finemed.evaluation.lmeval_plan import lmeval_estimate
 from finemed.evaluation.lmeval_runner import TaskPlan, choose_backend, evaluate, make_lm, make_vllm_lm, resolve_tasks
 from finemed.logs import get_logger
 from finemed.models.loading import check_weights, load_causal_lm
 from finemed.models.registry import resolve_model_path
 from finemed.runtime import Device, DType, Runtime, for_model, resolve
-from finemed.stages import StageResult, stage
+from finemed.stages import StageResult, planner, stage
 
 log = get_logger(__name__)
 Metrics = dict[str, float | int | None]
@@ -121,3 +122,10 @@ def run_eval(config: QaEvalConfig, run_dir: Path) -> QaEvalResult:
 def run(config: QaEvalConfig, run_dir: Path) -> QaEvalResult:
     """Stage entry: QA (or any lm-eval) tasks; writes ``qa_results.json`` and ``predictions_<task>.json``."""
     return run_eval(config, run_dir)
+
+
+@planner("eval.qa")
+def plan(config: QaEvalConfig, ctx) -> dict:
+    """``finemed plan``: lm-eval requests per task, forward tokens, FLOPs, GPU-hours, memory (lmeval_plan)."""
+    return lmeval_estimate(config.model, config.tasks, limit=config.limit, batch_size=config.batch_size,
+                           data=config.data, ctx=ctx)

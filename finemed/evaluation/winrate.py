@@ -25,8 +25,9 @@ from pydantic import BaseModel, Field
 from finemed.artifacts import atomic_path, atomic_write_json
 from finemed.config import FinemedError, StageConfig
 from finemed.evaluation.answers import load_answers, write_answers
-from finemed.evaluation.judge import PairJudgment, run_pairwise
-from finemed.stages import StageResult, stage
+from finemed.evaluation.judge import PairJudgment, make_pairs, run_pairwise
+from finemed.plan_estimates import JUDGMENT_BYTES, cpu, decode_steps, earlier, gib, inference, readable_now
+from finemed.stages import StageResult, planner, stage
 
 ELO_SCALE, ELO_BASE = 400.0 / math.log(10), 1000.0
 
@@ -254,3 +255,51 @@ def run(config: WinrateStageConfig, run_dir: Path) -> WinrateResult:
     result = WinrateResult(**res, judge_info=info, heatmap=str(plot))
     atomic_write_json(run_dir / "winrates.json", result)
     return result
+
+
+# ------------------------------------------------------------------------------------------------ plan
+def planned_pairs(config: WinrateStageConfig, ctx) -> tuple[int, int, str]:
+    """(pairs to judge, answer bytes per pair, where the count comes from): counted on the answers where they
+    exist now, else from the earlier ``eval.generate`` stage's prompts x models."""
+    if readable_now(config.answers):
+        rows = load_answers(config.answers)
+        if config.max_prompts:
+            keep = set(sorted({r.prompt_id for r in rows})[:config.max_prompts])
+            rows = [r for r in rows if r.prompt_id in keep]
+        triples = make_pairs(rows, config.pairs)
+        size = sum(len((a.prompt or b.prompt).encode()) + len(a.answer.encode()) + len(b.answer.encode())
+                   for _, a, b in triples)
+        return len(triples), size // max(len(triples), 1), "counted on the answers"
+    gen = earlier(ctx, config.answers) or {}
+    prompts, models = gen.get("prompts", 0), gen.get("models", 0)
+    if config.max_prompts:
+        prompts = min(prompts, config.max_prompts)
+    per_prompt = models * (models - 1) // 2 if config.pairs == "all" else max(models - 1, 0)
+    answer_bytes = 4 * gen.get("generated_tokens_max", 0) / max(gen.get("rows", 1), 1)
+    return prompts * per_prompt, int(400 + 2 * answer_bytes), f"prompts x models of the stage writing {config.answers}"
+
+
+@planner("eval.pairwise")
+def plan(config: WinrateStageConfig, ctx) -> dict:
+    """``finemed plan``: judge calls = pairs x 2 (both orders; unparseable replies add up to one retry each,
+    not counted); a local judge's GPU-hours and memory; disk for the judgments and the judge cache."""
+    pairs, pair_bytes, source = planned_pairs(config, ctx)
+    if config.judge.startswith("scores:"):
+        return {"pairs": pairs, "judge_calls": 0, "disk_gib": gib(pairs * JUDGMENT_BYTES),
+                **cpu(0.05 * (config.bootstrap + 1)),
+                "assumes": f"pointwise scores ({config.judge}): no judge model; pairs {source}; ~50 ms of CPU "
+                           f"per Bradley-Terry fit (bootstrap + 1 fits)"}
+    calls = 2 * pairs
+    est: dict = {"pairs": pairs, "judge_calls": calls, "judge": config.judge,
+                 "judge_prompt_tokens": int(calls * (pair_bytes + 600) / 4),
+                 "judge_generated_tokens_max": calls * config.max_tokens,
+                 "disk_gib": gib(calls * JUDGMENT_BYTES)}
+    if config.judge.startswith("local:"):
+        cost = inference(config.judge, ctx, tokens=est["judge_prompt_tokens"] + est["judge_generated_tokens_max"],
+                         decode_steps=decode_steps(calls, config.concurrency, config.max_tokens))
+        est.update({k: cost[k] for k in ("gpu_hours", "memory_gib_per_process", "parameters") if k in cost})
+    est["assumes"] = (f"pairs {source}; both orders; 4 bytes/token, 600 bytes of judge instructions per call; "
+                      f"every reply runs to max_tokens; "
+                      + ("local judge batched by concurrency" if config.judge.startswith("local:")
+                         else "the endpoint's GPU time is not counted here"))
+    return est

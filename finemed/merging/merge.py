@@ -30,7 +30,8 @@ from finemed.config import ConfigError, FinemedError, StageConfig, apply_overrid
 from finemed.logs import get_logger, progress_enabled
 from finemed.models.loading import check_weights
 from finemed.models.registry import resolve_model_path
-from finemed.stages import StageResult, stage
+from finemed.plan_estimates import merge_cost
+from finemed.stages import StageResult, planner, stage
 
 log = get_logger(__name__)
 SHAPE_KEYS = ("model_type", "hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
@@ -326,3 +327,25 @@ def run(config: MergeConfig, run_dir: Path) -> MergeResult:
     mk = config.to_mergekit()
     out = run_merge(mk, Path(run_dir) / "model", random_seed=config.random_seed)
     return MergeResult(model=str(out), method=mk["merge_method"], models=referenced_models(mk))
+
+
+def _mergekit_models(node: Any) -> list[str]:
+    """The ``model:`` strings of a raw mergekit config (no mergekit import: ``finemed plan`` stays light)."""
+    if isinstance(node, dict):
+        own = [node["model"]] if isinstance(node.get("model"), str) else []
+        return own + [m for v in node.values() for m in _mergekit_models(v)]
+    if isinstance(node, list):
+        return [m for v in node for m in _mergekit_models(v)]
+    return []
+
+
+@planner("merge.apply")
+def plan(config: MergeConfig, ctx) -> dict:
+    """``finemed plan``: one merged model (disk), the merge's host memory and I/O time; no GPU."""
+    models = [config.base, config.cpt] if config.mergekit is None else _mergekit_models(config.mergekit)
+    dtype = config.dtype if config.mergekit is None else str(config.mergekit.get("dtype", "float32"))
+    est = merge_cost(models[0] if models else None, ctx, inputs=max(len(set(models)), 1), dtype=dtype)
+    return {**est, "candidates": 1, "disk_gib": est.get("merged_model_gib", 0.0),
+            "memory_gib_per_process": est.get("merge_memory_gib", 0.0),
+            "assumes": f"sized as {est.get('model')}; {dtype} output; inputs read in fp32 layer by layer; "
+                       "disk at 500 MB/s"}

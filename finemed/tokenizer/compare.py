@@ -14,12 +14,13 @@ from typing import ClassVar, Optional
 
 from finemed.artifacts import atomic_write_json, atomic_write_text
 from finemed.config import FinemedError, StageConfig
-from finemed.stages import StageResult, stage
+from finemed.stages import StageResult, planner, stage
 from finemed.tokenizer.cost import CostSpec, cost_spec
 from finemed.tokenizer.evaluate import REF_LANG, evaluate, fertility_table, load_eval_data, load_tokenizers, write_eval
 from finemed.tokenizer.findings import english_only_vs_multi, findings_markdown, vocab_to_match_english
 from finemed.tokenizer.plots import plot_fertility_vs_vocab, plot_parity
 from finemed.tokenizer.sweep import SweepConfig, run_sweep
+from finemed.tokenizer.tokenizer_plan import eval_cost, train_cost
 
 
 class CompareConfig(StageConfig):
@@ -96,3 +97,17 @@ def run(config: CompareConfig, run_dir: Path) -> CompareResult:
     findings = _findings(config, metrics, trained, skipped, run_dir) if config.findings else {}
     return CompareResult(extra_cost=headline, extra_cost_fraction=fraction, tokenizers=list(metrics), costs=costs,
                          fertility=fertility_table(metrics), findings=findings, skipped=skipped)
+
+
+@planner("tokenizer.compare")
+def plan(config: CompareConfig, ctx) -> dict:
+    """``finemed plan``: the sweep's training plus the evaluation of every trained and named tokenizer."""
+    train = train_cost(config.sweep) if config.sweep else {}
+    ev = eval_cost(train.get("tokenizers", 0) + len(config.tokenizers), config.parallel, config.langs, config.splits)
+    return {**ev, **{k: v for k, v in train.items() if k in ("tokenizers", "corpus_bytes")},
+            "cpu_hours": round(train.get("cpu_hours", 0.0) + ev["cpu_hours"], 4),
+            "cpu_time_class": train.get("cpu_time_class", ev["cpu_time_class"]),
+            "memory_gib_per_process": max(train.get("memory_gib_per_process", 0.0), ev["memory_gib_per_process"]),
+            "disk_gib": round(train.get("disk_gib", 0.0) + ev["disk_gib"], 3),
+            "assumes": "; ".join(x for x in (train.get("assumes"), ev["assumes"]) if x)
+            + f"; cost tables ({len(config.costs)}) are arithmetic: seconds"}

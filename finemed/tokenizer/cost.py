@@ -30,7 +30,8 @@ from pydantic import BaseModel, Field
 from finemed.artifacts import atomic_write_json, atomic_write_text
 from finemed.config import FinemedError, StageConfig
 from finemed.models.compute import ModelShape, flops_per_token
-from finemed.stages import StageResult, stage
+from finemed.plan_estimates import cpu
+from finemed.stages import StageResult, planner, stage
 from finemed.tokenizer.evaluate import eval_folder, read_eval
 from finemed.tokenizer.plots import plot_cost_table
 
@@ -208,3 +209,10 @@ def run(cfg: CostConfig, run_dir: Path) -> CostResult:
                       cheapest=out.rows[0].tokenizer, model=out.model, mix=out.mix,
                       extra_vs_baseline={r.tokenizer: r.extra_vs_baseline for r in out.rows},
                       table=str(run_dir / "cost.md"))
+
+
+@planner("tokenizer.cost")
+def plan(cfg: CostConfig, ctx) -> dict:
+    """``finemed plan``: a cost table is arithmetic over an eval's metrics (seconds of CPU, a few KB)."""
+    return {**cpu(2.0), "disk_gib": 0.0, "assumes": "FLOPs per word = fertility x FLOPs per token for each "
+            "tokenizer in the eval: arithmetic, plus one plot"}

@@ -20,10 +20,11 @@ from finemed.artifacts import atomic_write_json, atomic_write_text
 from finemed.config import FinemedError, StageConfig
 from finemed.data.tokenizers import AnyTokenizer, load_any_tokenizer
 from finemed.logs import progress
-from finemed.stages import StageResult, stage
+from finemed.stages import StageResult, planner, stage
 from finemed.tokenizer.metrics import METRIC_KEYS, check_words, count_language, language_metrics, parity
 from finemed.tokenizer.parallel import SIB_SPLITS, ParallelSet, load_parallel
 from finemed.tokenizer.plots import plot_fertility_vs_vocab, plot_parity
+from finemed.tokenizer.tokenizer_plan import eval_cost
 
 REF_LANG = "eng_Latn"
 METRICS_FILE = "tokenizer_metrics.json"  # the eval table (metrics.json is the stage Result)
@@ -202,3 +203,9 @@ def sweep_info(toks: Sequence[AnyTokenizer]) -> dict[str, dict]:
             info[tok.name].update(json.loads(meta.read_text(encoding="utf-8")))
             info[tok.name]["name"] = tok.name
     return info
+
+
+@planner("tokenizer.eval")
+def plan(config: EvalConfig, ctx) -> dict:
+    """``finemed plan``: CPU time, host memory and disk of evaluating the tokenizers (tokenizer_plan)."""
+    return eval_cost(len(config.tokenizers), config.parallel, config.langs, config.splits)

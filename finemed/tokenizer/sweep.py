@@ -21,8 +21,9 @@ from pydantic import Field, field_validator
 from finemed.artifacts import atomic_write_json
 from finemed.config import FinemedError, StageConfig
 from finemed.logs import get_logger
-from finemed.stages import StageResult, stage
+from finemed.stages import StageResult, planner, stage
 from finemed.tokenizer.sources import LinesFile, language_texts, training_lines
+from finemed.tokenizer.tokenizer_plan import train_cost
 from finemed.tokenizer.train import Algorithm, Library, TrainedTokenizer, VocabTooLargeError, tokenizer_name, train_one
 
 log = get_logger(__name__)
@@ -54,6 +55,9 @@ class SweepConfig(StageConfig):
     threads: int = Field(default=2, ge=1)
     # a vocab size the corpus cannot support: error (default), or skip that tokenizer and record why
     skip_impossible: bool = False
+    # one name per vocab size, in place of the size in thousands (EN-BPE-HF-<name>); a rehearsal that shrinks
+    # vocab_sizes keeps the names, so later stages find the same dirs
+    size_names: Optional[list[str]] = None
 
     @field_validator("vocab_sizes")
     @classmethod
@@ -61,6 +65,17 @@ class SweepConfig(StageConfig):
         if any(x < 100 for x in v):
             raise ValueError("every vocab size must be at least 100")
         return v
+
+    @field_validator("size_names")
+    @classmethod
+    def _one_per_size(cls, v: Optional[list[str]], info) -> Optional[list[str]]:
+        sizes = info.data.get("vocab_sizes") or []
+        if v is not None and len(v) != len(sizes):
+            raise ValueError(f"size_names needs one name per vocab size ({len(sizes)}), got {len(v)}")
+        return v
+
+    def size_name(self, vocab: int) -> Optional[str]:
+        return self.size_names[self.vocab_sizes.index(vocab)] if self.size_names else None
 
 
 class SweepResult(StageResult):
@@ -100,11 +115,12 @@ def run_sweep(config: SweepConfig, out_dir: Path) -> SweepResult:
             log.info("corpus %s: %s bytes, %s lines (%s)", corpus.name, f"{sum(used.values()):,}", f"{len(lines):,}",
                      ", ".join(f"{k} {v:,}" for k, v in used.items()))
             for algorithm, library, vocab in combos:
-                name = tokenizer_name(algorithm, library, vocab, corpus.name)
+                name = tokenizer_name(algorithm, library, vocab, corpus.name, config.size_name(vocab))
                 try:
                     info = train_one(lines, algorithm=algorithm, library=library, vocab_size=vocab,
                                      out_dir=out_dir / name, corpus=corpus.name, train_bytes=sum(used.values()),
-                                     character_coverage=config.character_coverage, threads=config.threads)
+                                     character_coverage=config.character_coverage, threads=config.threads,
+                                     name=name)
                     what = f"vocab {info.vocab_size} in {info.seconds:.1f} s"
                     trained.append(info)
                 except VocabTooLargeError as err:
@@ -127,3 +143,9 @@ def run_sweep(config: SweepConfig, out_dir: Path) -> SweepResult:
 def run(cfg: SweepConfig, run_dir: Path) -> SweepResult:
     """Stage entry: the sweep, one tokenizer dir per combination under ``run_dir``."""
     return run_sweep(cfg, run_dir)
+
+
+@planner("tokenizer.train")
+def plan(config: SweepConfig, ctx) -> dict:
+    """``finemed plan``: CPU time, host memory and disk of the sweep (tokenizer_plan)."""
+    return train_cost(config)

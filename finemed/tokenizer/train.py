@@ -53,10 +53,11 @@ class TrainedTokenizer(BaseModel):
     seconds: float = 0.0
 
 
-def tokenizer_name(algorithm: str, library: str, vocab_size: int, corpus: str = "") -> str:
-    """The paper's naming, ``BPE-SP-33`` (vocab in thousands), prefixed by the corpus: ``EN-BPE-SP-2``."""
+def tokenizer_name(algorithm: str, library: str, vocab_size: int, corpus: str = "", size: str | None = None) -> str:
+    """The paper's naming, ``BPE-SP-33`` (vocab in thousands), prefixed by the corpus: ``EN-BPE-SP-2``; ``size``
+    replaces the vocab part (a sweep's ``size_names``, so a rehearsal at tiny sizes keeps the names)."""
     k = vocab_size / 1000
-    size = f"{k:g}" if k < 10 else str(round(k))
+    size = size or (f"{k:g}" if k < 10 else str(round(k)))
     base = f"{ALG_TAG[algorithm]}-{library.upper()}-{size}"
     return f"{corpus}-{base}" if corpus else base
 
@@ -158,7 +159,7 @@ def save_hf_dir(tok, out_dir: Path, *, model_bytes: bytes | None = None, meta: d
 
 def train_one(lines: Iterable[str], *, algorithm: Algorithm, library: Library, vocab_size: int, out_dir: Path,
               corpus: str = "", train_bytes: int = 0, character_coverage: float = 0.9995,
-              threads: int = 2) -> TrainedTokenizer:
+              threads: int = 2, name: str | None = None) -> TrainedTokenizer:
     """Train one tokenizer on ``lines`` and save it under ``out_dir`` (HF-loadable).
 
     ``lines`` is streamed to the trainer; a sized re-iterable (a :class:`~finemed.tokenizer.sources.LinesFile`)
@@ -179,7 +180,7 @@ def train_one(lines: Iterable[str], *, algorithm: Algorithm, library: Library, v
         model_bytes = train_sp(lines, algorithm, vocab_size, character_coverage=character_coverage, threads=threads)
         tok = sp_to_hf(model_bytes)
     info = TrainedTokenizer(
-        name=tokenizer_name(algorithm, library, vocab_size, corpus), algorithm=algorithm, library=library,
+        name=name or tokenizer_name(algorithm, library, vocab_size, corpus), algorithm=algorithm, library=library,
         vocab_size_asked=vocab_size, vocab_size=tok.get_vocab_size(with_added_tokens=True), corpus=corpus,
         train_bytes=train_bytes or sum(len(ln.encode("utf-8")) for ln in lines), path=str(out_dir),
         seconds=round(time.perf_counter() - start, 2),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -101,3 +102,37 @@ def test_kill9_of_the_launcher_resumes_from_the_last_complete_sharded_checkpoint
     assert resumed["resumed_from"].endswith("checkpoint-4") and resumed["steps"] == 10
     assert abs(resumed["final_loss"] - ref.final_loss) < 1e-5
     assert len((tmp_path / "cut" / "data" / TOKENIZE_LOG).read_text().splitlines()) == 1  # not again on resume
+
+
+RSS_LINE = re.compile(r"rank (\d+): peak RSS (\d+) MiB")
+
+
+def _smollm2_cfg(med_jsonl, processes: int) -> dict:
+    return {"model": "smollm2", "domain": {"source": str(med_jsonl)}, "general_eval": {}, "heldout_fraction": 0.2,
+            "eval_max_docs": 2, "eval_max_length": 128, "seq_len": 128, "batch_size": 4 // processes, "max_steps": 3,
+            "warmup_steps": 1, "save_steps": 1000, "logging_steps": 1, "report_to": [], "dtype": "float32",
+            "launch": {"processes": processes, "strategy": "fsdp"}}
+
+
+def _peak_rss_mib(cmd: list[str]) -> tuple[float, str]:
+    """Run ``cmd`` from a small spawner; the child's own peak RSS (``wait4``), and its output."""
+    spawn = ("import os, sys; pid = os.posix_spawn(sys.argv[1], sys.argv[1:], os.environ); "
+             "_, st, ru = os.wait4(pid, 0); print('MAXRSS', ru.ru_maxrss, os.waitstatus_to_exitcode(st))")
+    proc = subprocess.run([sys.executable, "-S", "-c", spawn, *cmd], capture_output=True, text=True, timeout=3600)
+    kb, code = proc.stdout.strip().splitlines()[-1].split()[1:]
+    assert int(code) == 0, proc.stderr[-3000:]
+    return int(kb) / 1024, proc.stdout + proc.stderr
+
+
+@pytest.mark.slow
+def test_fsdp_two_processes_peak_host_rss_below_one_and_a_half_times_one_process(med_jsonl, tmp_path):
+    """SmolLM2-135M, fp32, CPU (gloo): the 2-process FSDP run's peak RSS summed over ranks < 1.5x the 1-process
+    run's. Ranks > 0 build on meta and receive rank 0's weights; params, grads and Adam states are sharded."""
+    one, _ = _peak_rss_mib([sys.executable, "-c", DRIVER, json.dumps(_smollm2_cfg(med_jsonl, 1)), str(tmp_path / "1")])
+    two = subprocess.run([sys.executable, "-c", DRIVER, json.dumps(_smollm2_cfg(med_jsonl, 2)), str(tmp_path / "2")],
+                         capture_output=True, text=True, timeout=3600)
+    assert two.returncode == 0, two.stderr[-3000:]
+    ranks = {int(r): float(mib) for r, mib in RSS_LINE.findall(two.stdout + two.stderr)}
+    print(f"peak RSS: 1 process {one:.0f} MiB; 2-process FSDP ranks {ranks} (sum {sum(ranks.values()):.0f} MiB, "
+          f"ratio {sum(ranks.values()) / one:.2f})")
+    assert sorted(ranks) == [0, 1] and sum(ranks.values()) < 1.5 * one

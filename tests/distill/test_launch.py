@@ -21,3 +21,22 @@ def test_offline_kd_two_processes_match_one(kd_cfg, tmp_path):
     assert two.cache.computed_shards + two.cache.reused_shards == one.cache.shards
     assert (tmp_path / "two" / "report.md").is_file()
     assert len((tmp_path / "two" / ".data" / TOKENIZE_LOG).read_text().splitlines()) == 1
+
+
+def test_offline_kd_fsdp_two_processes_gathers_then_rank0_evaluates_and_saves(kd_cfg, tmp_path):
+    """FSDP shards the student in place: every rank joins the gather of the trained student, then rank 0 alone
+    scores QA and saves it (it used to run generation and save_pretrained on the sharded student: a deadlock)."""
+    from safetensors.torch import load_file
+
+    common = dict(steps=4, max_train_sequences=16, logging_steps=1, compare_ce=False, save_student=True, alpha=0.5)
+    one = run(kd_cfg(batch_size=4, eval_qa=0, **common), tmp_path / "one")
+    two = run(kd_cfg(batch_size=2, eval_qa=1, launch={"processes": 2, "strategy": "fsdp"}, **common),
+              tmp_path / "two")
+    a, b = [h["loss"] for h in one.kd_train.log], [h["loss"] for h in two.kd_train.log]
+    assert len(a) == len(b) == 4 and max(abs(x - y) for x, y in zip(a, b)) < 1e-4
+    assert abs(one.bpb_student - two.bpb_student) < 1e-4 and two.processes == 2
+    assert two.qa_questions == 1 and set(two.qa) == {"teacher", "kd"}  # scored by rank 0 on the gathered student
+    w1 = load_file(str(tmp_path / "one" / "student" / "model.safetensors"))
+    w2 = load_file(str(tmp_path / "two" / "student" / "model.safetensors"))
+    assert set(w1) == set(w2) and max(float((w1[k] - w2[k]).abs().max()) for k in w1) < 1e-4
+    assert "FSDP" in (tmp_path / "two" / "launch" / "accelerate.yaml").read_text()

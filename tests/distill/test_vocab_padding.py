@@ -78,3 +78,88 @@ def test_kd_stage_runs_on_the_qwen_padded_pair(pair, tmp_path):
 
     cache = LogitCache(tmp_path / "kd" / "logits")
     assert cache.plan.vocab_size == shared and int(cache[0]["teacher_ids"].max()) < shared
+
+
+def _batch(tok):
+    texts = ["Der Patient klagt seit drei Tagen über starke Kopfschmerzen.",
+             "Blutdruck 140/90 mmHg, Puls 80/min, Temperatur 37,2 Grad."]
+    ids = torch.tensor([tok(t, add_special_tokens=False)["input_ids"][:10] for t in texts])
+    att = torch.ones_like(ids)
+    att[1, -3:] = 0
+    return ids, att, ids.masked_fill(att == 0, -100)
+
+
+def test_a_cache_at_the_teachers_padded_width_is_sliced_for_the_narrower_student(pair, tmp_path):
+    """train.cache_logits writes the teacher's full width (152,064); a 151,936-wide student reuses it, sliced.
+    With k = the full width the sliced cache is exactly the dense loss on the sliced logits."""
+    from finemed.distill.logit_cache import LogitCache, build_cache
+
+    name, t_dir, s_dir, shared = pair
+    teacher, tok = load_causal_lm(str(t_dir), device="cpu")
+    student, _ = load_causal_lm(str(s_dir), device="cpu")
+    width = int(teacher.get_output_embeddings().weight.shape[0])
+    if width == shared:
+        pytest.skip("the teacher is the narrower one here: its cache is already at the shared width")
+    ids, att, labels = _batch(tok)
+    build_cache(teacher, ids, att, labels, tmp_path / "c", k=width, temperature=2.0, value_dtype="float32",
+                shard_size=2)
+    rep = build_cache(teacher, ids, att, labels, tmp_path / "c", k=width, temperature=2.0, value_dtype="float32",
+                      shard_size=2, vocab=shared)  # was: "differs in vocab_size"
+    assert (rep.computed_shards, rep.reused_shards) == (0, 1)
+    cache = LogitCache(tmp_path / "c")
+    assert cache.plan.vocab_size == width
+    batch = {key: torch.stack([cache[i][key] for i in range(2)]) for key in cache[0]}
+    loss, logits = kd_step_loss(student, batch, "offline", kd_args={"temperature": 2.0}, cache_temperature=2.0,
+                                vocab=shared)
+    assert logits.shape[-1] == shared
+    with torch.no_grad():
+        s_full = student(input_ids=ids, attention_mask=att).logits
+        t_full = teacher(input_ids=ids, attention_mask=att).logits
+    valid = (labels[:, 1:] != -100) & att[:, 1:].bool()
+    by_hand = kd_loss(s_full[:, :-1][valid][:, :shared], t_full[:, :-1][valid][:, :shared], temperature=2.0)
+    assert float(loss) == pytest.approx(float(by_hand), rel=1e-3, abs=1e-5)  # float32 sums over 152k ids
+    # a narrower cache cannot serve a wider request: the clear error stays
+    build_cache(teacher, ids, att, labels, tmp_path / "n", k=8, shard_size=2, vocab=shared)
+    with pytest.raises(FinemedError, match="differs in vocab_size"):
+        build_cache(teacher, ids, att, labels, tmp_path / "n", k=8, shard_size=2)
+
+
+def test_sliced_top_k_teacher_renormalises_over_the_shared_ids():
+    from finemed.distill.losses import TopKTeacher
+
+    logits = torch.tensor([[3.0, 2.5, 1.0, 0.5, 0.0, -1.0]])  # ids 4 and 5 are padding (shared vocab 4)
+    values, ids = logits.topk(4, -1)  # ids [0, 1, 2, 3]... make a padding id rank second:
+    logits[0, 5] = 2.8
+    values, ids = logits.topk(3, -1)  # ids [0, 5, 1]
+    p = torch.softmax(logits, -1)
+    rest = 1 - p[0, ids[0]].sum()
+    t = TopKTeacher(ids, values, rest.view(1), 1.0).sliced(4)
+    assert t.ids.tolist() == [[0, 1]]
+    shared = torch.softmax(logits[0, :4], -1)
+    # the padding id outside the top-k (id 4) is counted as shared rest mass: the documented approximation
+    expect_rest = (1 - p[0, [0, 1, 5]].sum()) / (1 - p[0, 5])
+    assert float(t.rest_mass[0]) == pytest.approx(float(expect_rest), rel=1e-6)
+    top = torch.softmax(t.values[0], -1) * (1 - t.rest_mass[0])
+    assert torch.allclose(top, p[0, [0, 1]] / (1 - p[0, 5]), rtol=1e-6)
+    assert float(top.sum() + t.rest_mass[0]) == pytest.approx(1.0, abs=1e-6)
+    assert TopKTeacher(ids, values, rest.view(1), 1.0).sliced(6).ids is ids  # nothing to drop
+    del shared
+
+
+def test_distill_reuses_a_teacher_width_cache_from_the_cache_logits_stage(pair, tmp_path):
+    from finemed.distill.cache_logits import CacheLogitsConfig
+    from finemed.distill.cache_logits import run as cache_run
+    from finemed.distill.train import DistillConfig, run
+
+    name, t_dir, s_dir, shared = pair
+    if name != "qwen":
+        pytest.skip("one stage run is enough")
+    data = dict(text=["builtin:xquad.en"], qa=None, seq_len=32, batch_size=2, steps=2, max_train_sequences=4,
+                max_heldout_docs=2, top_k=8, dtype="float32", heldout_fraction=0.2)
+    first = cache_run(CacheLogitsConfig(teacher=str(t_dir), **data), tmp_path / "cache")
+    assert first.computed_shards == 1
+    cfg = DistillConfig(teacher=str(t_dir), student=str(s_dir), cache_dir=str(tmp_path / "cache"), eval_qa=0,
+                        compare_ce=False, save_student=False, **data)
+    r = run(cfg, tmp_path / "kd")
+    assert (r.cache.computed_shards, r.cache.reused_shards) == (0, 1)
+    assert r.kd_train.train_loss is not None and r.kd_train.train_loss == r.kd_train.train_loss and r.bpb_student > 0

@@ -1,0 +1,234 @@
+"""Stage ``papers.definemed``: DeFineMed's claims, checked on what ``definemed-mini`` trained and measured.
+
+Reads the earlier stages' outputs (nothing is retrained): the CPT learning-rate/step sweep (``train.cpt`` run
+dirs), the SLERP sweep (``merge.sweep``: ``sweep.json`` and the per-point probe answers), the pairwise judge
+(``eval.pairwise``) and the failure modes (``eval.failures``) of instruct, CPT and the chosen merge. The only
+new measurement is the instruction probe of the sweep CPT runs that the merge did not score.
+
+Claims (each "holds", "does not hold" or "not shown" as measured):
+
+- *CPT hurts instruction following*: the CPT probe pass rate is at least ``min_probe_drop`` below the instruct
+  model's (the precondition: without it a merge has nothing to restore);
+- *merging restores instruction following*: the chosen merge keeps at least ``min_probe_keep`` of the instruct
+  pass rate and passes more probe items than CPT (exact McNemar test on the 50 paired items, scipy);
+- *merging brings language mixing* / *verbosity*: the merge's per-prompt off-language sentence share / length
+  ratio to the human answers is higher than the instruct model's; a paired bootstrap over prompts gives the 95%
+  CI of the difference ("holds" when the CI is above 0, "does not hold" when below, else "not shown").
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import Field
+
+from finemed.artifacts import atomic_write_json, atomic_write_text, read_json, read_manifest
+from finemed.config import FinemedError, StageConfig
+from finemed.logs import get_logger
+from finemed.papers import measures as C
+from finemed.plan_estimates import earlier, probe_cost
+from finemed.runtime import Device, DType
+from finemed.stages import StageResult, planner, stage
+
+log = get_logger(__name__)
+
+
+class DefinemedConfig(StageConfig):
+    cpt_runs: list[str] = Field(description="run dirs of the train.cpt sweep stages (lr x steps)")
+    chosen_cpt: str = Field(description="the train.cpt run dir whose model the merge sweep used")
+    sweep: str = Field(description="the merge.sweep run dir")
+    failures: str = Field(description="the eval.failures run dir (answers of instruct, CPT and merge)")
+    judge: str | None = Field(None, description="the eval.pairwise run dir")
+    models: dict[str, str] = Field(description="{instruct|cpt|merge: model path as named in the answers}")
+    min_probe_drop: float = Field(0.1, ge=0.0, le=1.0, description="absolute drop that counts as 'hurts'")
+    min_probe_keep: float = Field(0.8, ge=0.0, le=1.0)
+    probe_max_new_tokens: int = Field(48, ge=1)
+    probe_batch_size: int = Field(25, ge=1)
+    probe_limit: int | None = Field(None, ge=1)
+    bootstrap: int = Field(1000, ge=0)
+    seed: int = 0
+    device: Device = "auto"
+    dtype: DType = "auto"
+
+
+class DefinemedResult(StageResult):
+    key_metric: ClassVar[str] = "summary"
+    summary: str
+    findings: str
+    plot: str
+    cpt_sweep: list[dict[str, Any]]
+    rule_pick: str | None
+    probe: dict[str, float]
+    off_lang_sentence_share: dict[str, float | None]
+    length_ratio: dict[str, float | None]
+    claims: dict[str, str]
+
+
+ROLES = ("instruct", "cpt", "merge")
+
+
+def _probe_file(sweep_dir: Path, label: str) -> Path:
+    return sweep_dir / "probe" / f"{label.replace('=', '')}.json"
+
+
+def cpt_sweep_rows(cfg: DefinemedConfig, sweep_dir: Path, run_dir: Path) -> list[dict[str, Any]]:
+    """One row per CPT run: lr, steps, tokens, domain bpb before/after and its probe pass rate."""
+    rows = []
+    for d in map(Path, cfg.cpt_runs):
+        manifest, metrics = read_manifest(d), d / "metrics.json"
+        if manifest is None or not metrics.is_file():
+            raise FinemedError(f"papers.definemed: {d} holds no finished train.cpt run; run the sweep stages first")
+        conf, res = manifest.config, read_json(metrics)
+        if Path(d).resolve() == Path(cfg.chosen_cpt).resolve():
+            probe = read_json(_probe_file(sweep_dir, "t=1"))  # the merge sweep scored it as t=1
+        else:
+            probe = C.probe_model(Path(d) / "model", run_dir / "probe" / f"{d.name}.json", cfg)
+        rows.append({"run": d.name, "lr": conf.get("lr"), "steps": res.get("steps"),
+                     "tokens": res.get("steps", 0) * conf.get("batch_size", 0) * conf.get("seq_len", 0),
+                     "domain_bpb_before": res["bpb_before"].get("domain"),
+                     "domain_bpb": res["bpb_after"].get("domain"), "probe": probe["pass_rate"],
+                     "chosen": Path(d).resolve() == Path(cfg.chosen_cpt).resolve()})
+    return rows
+
+
+def rule_pick(rows: list[dict[str, Any]], instruct_probe: float, drop: float) -> str | None:
+    """Lowest domain bpb among runs whose probe falls >= ``drop`` below the instruct model's; else the lowest
+    probe. The recipe names its CPT run; this says whether the sweep supports that choice."""
+    if not rows:
+        return None
+    hurt = [r for r in rows if r["probe"] <= instruct_probe - drop + 1e-12]
+    return (min(hurt, key=lambda r: r["domain_bpb"]) if hurt else min(rows, key=lambda r: r["probe"]))["run"]
+
+
+def plot_bpb_vs_probe(points: list[dict[str, Any]], chosen: str, path: Path) -> Path:
+    """Domain bpb (x) against the probe pass rate (y) for every uniform t and layer-wise schedule."""
+    from finemed.plotting import pyplot, save_png
+
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    uni = [p for p in points if p.get("schedule") is None]
+    ax.plot([p["bpb"]["domain"] for p in uni], [p["probe_pass_rate"] for p in uni], marker="o", color="tab:blue",
+            label="uniform t")
+    for p in points:
+        star = p.get("schedule") is not None
+        if star:
+            ax.scatter([p["bpb"]["domain"]], [p["probe_pass_rate"]], marker="*", s=140, color="tab:orange",
+                       zorder=5, label=f"layer-wise {p['label']}")
+        ax.annotate(p["label"] + (" (chosen)" if p["label"] == chosen else ""),
+                    (p["bpb"]["domain"], p["probe_pass_rate"]), fontsize=8, xytext=(4, 4),
+                    textcoords="offset points")
+    ax.set_xlabel("held-out domain bits per byte (lower = more domain knowledge)")
+    ax.set_ylabel("instruction probe pass rate")
+    ax.set_ylim(0, min(1.0, max(p["probe_pass_rate"] for p in points) + 0.1))
+    ax.set_title("SLERP merges: domain bpb vs instruction following (t=0 instruct, t=1 CPT)")
+    ax.legend(fontsize=8)
+    return save_png(fig, path)
+
+
+def findings_markdown(rows, pick, sweep, rates, mc_cpt, mc_merge, fail, judge, claims, cfg) -> str:
+    """The findings tables, as written to ``findings.md`` (and copied to docs/results/definemed.md)."""
+    f = C.fmt
+    lines = ["## CPT sweep (held-out domain bpb and instruction probe of each run)", "",
+             "| run | lr | steps | tokens | domain bpb before | domain bpb after | probe | merged |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['run']} | {r['lr']:g} | {r['steps']} | {r['tokens']} | {f(r['domain_bpb_before'])} "
+                     f"| {f(r['domain_bpb'])} | {f(r['probe'], 2)} | {'yes' if r['chosen'] else ''} |")
+    chosen = next((r["run"] for r in rows if r["chosen"]), None)
+    lines += ["", f"Instruct probe {rates['instruct']:.2f}. Rule: lowest domain bpb among runs whose probe falls "
+              f">= {cfg.min_probe_drop:g} below the instruct model's, else the lowest probe: **{pick}**"
+              + ("" if pick == chosen else f" (the recipe merged **{chosen}**; its choice is not the rule's)"), "",
+              "## SLERP sweep (t = CPT share; layer-wise schedules by name)", "",
+              "| point | t (mean) | " + " | ".join(f"bpb {k}" for k in sweep["points"][0]["bpb"]) + " | probe |",
+              "|---|---|" + "---|" * len(sweep["points"][0]["bpb"]) + "---|"]
+    for p in sweep["points"]:
+        mark = " (chosen)" if p["label"] == sweep["chosen"] else ""
+        lines.append(f"| {p['label']}{mark} | {p['t']:.2f} | " + " | ".join(f(v) for v in p["bpb"].values())
+                     + f" | {p['probe_pass_rate']:.2f} |")
+    lines += ["", f"Chosen by the sweep's rule ({sweep['rule']}): **{sweep['chosen']}**. Plot: bpb_vs_probe.png.",
+              "", "## Instruct, CPT and the chosen merge", "",
+              "| model | probe pass rate | off-language sentence share | median length ratio vs human | "
+              "mean words |", "|---|---|---|---|---|"]
+    for role in ROLES:
+        m = fail["models"][role]
+        lines.append(f"| {role} | {rates[role]:.2f} | {f(m['off_lang_sentence_share'])} "
+                     f"| {f(m['median_length_ratio'], 2)} | {f(m['mean_words'], 1)} |")
+    lines += ["", f"Probe, exact McNemar on {mc_cpt['items']} paired items: instruct-only passes "
+              f"{mc_cpt['only_first']}, CPT-only {mc_cpt['only_second']} (p = {mc_cpt['p']}); "
+              f"CPT-only {mc_merge['only_first']}, merge-only {mc_merge['only_second']} (p = {mc_merge['p']}).", "",
+              "| paired difference (per prompt, 95% bootstrap CI) | n | off-language sentence share | n "
+              "| length ratio |", "|---|---|---|---|---|"]
+    for key, d in fail["diff"].items():
+        lines.append(f"| {key} | {d['off_lang_sentence_share_n']} | {C.fmt_ci(d['off_lang_sentence_share'])} "
+                     f"| {d['length_ratio_n']} | {C.fmt_ci(d['length_ratio'], 2)} |")
+    if judge:
+        lines += ["", f"## Pairwise judge ({judge.get('_judge', {}).get('judge')}; both orders)", "",
+                  "| pair | win-rate | judgments | invalid |", "|---|---|---|---|"]
+        lines += [f"| {k} | {v['winrate']:.3f} | {int(v['n'])} | {int(v['invalid'])} |" for k, v in judge.items()
+                  if not k.startswith("_")]
+    lines += ["", "## The paper's claims, in miniature", "", "| claim | verdict |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in claims.items()]
+    return "\n".join(lines) + "\n"
+
+
+def _claim(lo: float | None, hi: float | None) -> str:
+    if lo is None or hi is None:
+        return "not shown (no paired values)"
+    return "holds" if lo > 0 else "does not hold" if hi < 0 else "not shown (CI includes 0)"
+
+
+@stage("papers.definemed")
+def run(cfg: DefinemedConfig, run_dir: Path) -> DefinemedResult:
+    """Stage entry: writes ``findings.md``, ``findings.json`` and ``bpb_vs_probe.png`` in its run dir."""
+    run_dir = Path(run_dir)
+    missing = [r for r in ROLES if r not in cfg.models]
+    if missing:
+        raise FinemedError(f"papers.definemed: models is missing {', '.join(missing)}; give {{instruct: PATH, "
+                           f"cpt: PATH, merge: PATH}} as named in the answers")
+    sweep_dir = Path(cfg.sweep)
+    sweep = read_json(C.require(sweep_dir / "sweep.json", "merge.sweep result"))
+    chosen_label = sweep["chosen"]
+    probes = {"instruct": read_json(_probe_file(sweep_dir, "t=0")), "cpt": read_json(_probe_file(sweep_dir, "t=1")),
+              "merge": read_json(_probe_file(sweep_dir, chosen_label))}
+    rates = {r: probes[r]["pass_rate"] for r in ROLES}
+    rows = cpt_sweep_rows(cfg, sweep_dir, run_dir)
+    pick = rule_pick(rows, rates["instruct"], cfg.min_probe_drop)
+    plot = plot_bpb_vs_probe(sweep["points"], chosen_label, run_dir / "bpb_vs_probe.png")
+
+    mc_cpt = C.mcnemar(probes["instruct"], probes["cpt"])
+    mc_merge = C.mcnemar(probes["cpt"], probes["merge"])
+    fail = C.failure_pairs(Path(cfg.failures), cfg.models, cfg.bootstrap, cfg.seed)
+    judge = C.judge_winrates(Path(cfg.judge), cfg.models) if cfg.judge else {}
+
+    claims = {
+        "CPT hurts instruction following": "holds" if rates["cpt"] <= rates["instruct"] - cfg.min_probe_drop
+        else "does not hold",
+        "merging restores instruction following": "holds" if (
+            rates["merge"] >= cfg.min_probe_keep * rates["instruct"] and rates["merge"] > rates["cpt"])
+        else "does not hold",
+        "merging brings language mixing": _claim(*fail["diff"]["merge-instruct"]["off_lang_sentence_share"][1:]),
+        "merging brings verbosity": _claim(*fail["diff"]["merge-instruct"]["length_ratio"][1:]),
+    }
+    md = findings_markdown(rows, pick, sweep, rates, mc_cpt, mc_merge, fail, judge, claims, cfg)
+    findings = atomic_write_text(run_dir / "findings.md", md)
+    atomic_write_json(run_dir / "findings.json", {"cpt_sweep": rows, "rule_pick": pick, "probe": rates,
+                                                  "mcnemar": {"instruct_vs_cpt": mc_cpt, "cpt_vs_merge": mc_merge},
+                                                  "failures": fail, "judge": judge, "claims": claims})
+    held = sum(v == "holds" for v in claims.values())
+    summary = (f"probe instruct {rates['instruct']:.2f} / CPT {rates['cpt']:.2f} / merge {rates['merge']:.2f}; "
+               f"{held} of {len(claims)} claims hold")
+    log.info("%s", summary)
+    return DefinemedResult(
+        summary=summary, findings=str(findings), plot=str(plot), cpt_sweep=rows, rule_pick=pick, probe=rates,
+        off_lang_sentence_share={r: fail["models"][r]["off_lang_sentence_share"] for r in ROLES},
+        length_ratio={r: fail["models"][r]["median_length_ratio"] for r in ROLES}, claims=claims)
+
+
+@planner("papers.definemed")
+def plan(cfg: DefinemedConfig, ctx) -> dict:
+    """``finemed plan``: the probe of the sweep's CPT runs that the merge did not score; the rest is reading."""
+    runs = [r for r in cfg.cpt_runs if r.rstrip("/") != cfg.chosen_cpt.rstrip("/")]
+    models = [(earlier(ctx, r) or {}).get("model") or cfg.models.get("instruct", "") for r in runs]
+    return probe_cost(models, ctx, limit=cfg.probe_limit, max_new_tokens=cfg.probe_max_new_tokens,
+                      batch_size=cfg.probe_batch_size)

@@ -1,0 +1,230 @@
+"""Stage ``papers.kd_qa``: the KD-for-QA paper's claims, checked on what ``kd-qa-mini`` trained and scored.
+
+Reads the earlier stages' outputs (nothing is retrained or regenerated): the article split (``data.qa_split``:
+``test.json`` and each test question's language), the ``eval.qa`` run dirs of the untuned model, the teacher and
+every student (``predictions_<task>.json``), and the ``train.distill`` run dirs (parameter counts). Each answer
+is rescored per question with :func:`finemed.evaluation.qa_metrics.score_one` in its own language's metric
+(SQuAD normalisation for English, MLQA's for German), because ``eval.qa`` scores a whole ``squad_v1`` file with
+one language and keeps only means; the paired CIs need the per-question values.
+
+Claims (each "holds", "does not hold" or "not shown" as measured):
+
+- *fine-tuning makes a teacher that can answer* (the precondition): teacher − untuned 1-shot EM, paired
+  bootstrap 95% CI above 0;
+- *students retain a large share of the teacher's score*: every KD student's 1-shot F1 retention
+  (student / teacher) is at least ``min_retention``;
+- *one-shot helps*: 1-shot − 0-shot F1 per model (paired CI); holds when the CI is above 0 for the teacher and
+  every KD student, does not hold when it is below 0 for any of them;
+- *KD beats CE-only* (the comparison the paper's method rests on): KD − CE 1-shot F1 per student size.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from finemed.artifacts import atomic_write_json, atomic_write_text, read_json
+from finemed.config import FinemedError, StageConfig
+from finemed.data.loaders import load_squad
+from finemed.evaluation.qa_metrics import score_one
+from finemed.logs import get_logger
+from finemed.papers.measures import paired_bootstrap, require
+from finemed.plan_estimates import cpu
+from finemed.stages import StageResult, planner, stage
+
+log = get_logger(__name__)
+METRICS = ("exact_match", "f1", "rougeL")
+SHORT = {"exact_match": "EM", "f1": "F1", "rougeL": "ROUGE-L"}
+
+
+class StudentRuns(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kd: str = Field(description="the eval.qa run dir of the KD student")
+    ce: str = Field(description="the eval.qa run dir of the CE-only student (same data, steps and order)")
+    distill: str = Field(description="the train.distill run dir of the KD student (parameter counts)")
+
+
+class KdQaConfig(StageConfig):
+    split: str = Field(description="the data.qa_split run dir (test.json, split.json)")
+    base: str = Field(description="the eval.qa run dir of the untuned model")
+    teacher: str = Field(description="the eval.qa run dir of the fine-tuned teacher")
+    students: dict[str, StudentRuns]
+    tasks: dict[int, str] = {0: "squad_v1_0shot", 1: "squad_v1_1shot"}
+    min_retention: float = Field(0.5, gt=0.0, le=1.0, description="the share of teacher F1 that counts as 'large'")
+    bootstrap: int = Field(2000, ge=0)
+    seed: int = 0
+    # a name, not a path (so `finemed plan` does not look for it as an input): docs/results/NAME.md, relative to the
+    # working dir (the repo root for `finemed run`)
+    results_doc: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]+$", description="also write docs/results/NAME.md")
+
+
+class KdQaResult(StageResult):
+    key_metric: ClassVar[str] = "summary"
+    summary: str
+    findings: str
+    questions: int
+    scores: dict[str, dict[str, dict[str, float]]]  # {model: {"0shot": {metric: %}}}
+    retention: dict[str, dict[str, dict[str, float | None]]]  # {model: {"1shot": {metric: %}}}
+    parameter_reduction_pct: dict[str, float]
+    kd_minus_ce: dict[str, dict[str, list[float]]]  # {student: {"1shot.f1": [mean, lo, hi]}}
+    claims: dict[str, str]
+
+
+def per_question(eval_dir: Path, task: str, gold: dict[str, Any], lang: dict[str, str]) -> dict[str, list[float]]:
+    """{metric: [score per test question, in ``gold`` order]} from ``predictions_<task>.json`` (0-1 scale)."""
+    preds = read_json(require(Path(eval_dir) / f"predictions_{task}.json", f"eval.qa predictions of {task}"))
+    missing = [q for q in gold if q not in preds]
+    if missing:
+        raise FinemedError(f"{eval_dir}: predictions_{task}.json lacks {len(missing)} test question(s) (e.g. "
+                           f"{missing[0]}); run eval.qa with limit: null on the split's test.json")
+    out: dict[str, list[float]] = {m: [] for m in METRICS}
+    for qid, ex in gold.items():
+        s = score_one(preds[qid], ex.answers, lang.get(qid, "en"))
+        for m in METRICS:
+            out[m].append(s[m])
+    return out
+
+
+def _mean(xs: list[float]) -> float:
+    return round(100 * sum(xs) / len(xs), 2) if xs else float("nan")
+
+
+def _ci(a: list[float], b: list[float], n: int, seed: int) -> list[float]:
+    """b − a in points (x100) with its paired 95% bootstrap CI."""
+    return [round(100 * v, 2) for v in paired_bootstrap(a, b, n, seed)]
+
+
+def _verdict(ci: list[float]) -> str:
+    return "holds" if ci[1] > 0 else "does not hold" if ci[2] < 0 else "not shown"
+
+
+def _pct(value: float | None) -> str:
+    return "n/a (teacher scores 0)" if value is None else f"{value:.0f}%"
+
+
+def _fmt_ci(ci: list[float]) -> str:
+    return f"{ci[0]:+.1f} [{ci[1]:+.1f}, {ci[2]:+.1f}]"
+
+
+def findings_md(res: dict[str, Any], per_lang: dict[str, dict[str, float]], shot_ci: dict[str, list[float]],
+                teacher_ci: list[float], cfg: KdQaConfig, langs: dict[str, int]) -> str:
+    """The findings tables, as written to ``findings.md`` (and ``docs/results/kd-qa.md``)."""
+    lines = ["# KD for QA in miniature (kd-qa-mini)", "",
+             f"Test set: {res['questions']} questions from held-out articles ("
+             + ", ".join(f"{n} {lang}" for lang, n in langs.items())
+             + "); no test article was trained on. Scores in % (per-question EM/F1/ROUGE-L in each question's "
+               "language, mean); CIs are paired bootstrap 95% over questions. Retention = student / teacher, "
+               "parameter reduction = 1 − student / teacher parameters.", "",
+             "## Scores and retention", "",
+             "| model | params | reduction % | shots | EM | F1 | ROUGE-L | retention EM % | retention F1 % "
+             "| retention ROUGE-L % |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for model, by_shot in res["scores"].items():
+        params = res["params"].get(model)
+        red = res["parameter_reduction_pct"].get(model)
+        for shot, sc in by_shot.items():
+            ret = res["retention"].get(model, {}).get(shot, {})
+            cells = [f"{sc[m]:.1f}" for m in METRICS]
+            rcells = ["" if ret.get(m) is None else f"{ret[m]:.0f}" for m in METRICS]
+            lines.append(f"| {model} | {'' if params is None else f'{params / 1e6:.1f}M'} | "
+                         f"{'' if red is None else f'{red:.1f}'} | {shot} | " + " | ".join(cells + rcells) + " |")
+    lines += ["", "## By language (1-shot F1)", "", "| model | " + " | ".join(per_lang[next(iter(per_lang))])
+              + " |", "|---|" + "---|" * len(per_lang[next(iter(per_lang))])]
+    for model, by in per_lang.items():
+        lines.append(f"| {model} | " + " | ".join(f"{v:.1f}" for v in by.values()) + " |")
+    lines += ["", "## KD − CE (same data, steps and order)", "", "| student | shots | ΔEM | ΔF1 | ΔROUGE-L |",
+              "|---|---|---|---|---|"]
+    for student, d in res["kd_minus_ce"].items():
+        for shot in ("0shot", "1shot"):
+            lines.append(f"| {student} | {shot} | "
+                         + " | ".join(_fmt_ci(d[f"{shot}.{m}"]) for m in METRICS) + " |")
+    lines += ["", "## One-shot − zero-shot F1", "", "| model | ΔF1 [95% CI] |", "|---|---|"]
+    lines += [f"| {m} | {_fmt_ci(ci)} |" for m, ci in shot_ci.items()]
+    lines += ["", "## Claims", "", "| claim | verdict | evidence |", "|---|---|---|",
+              f"| fine-tuning makes a teacher that can answer | {res['claims']['teacher_beats_untuned']} | "
+              f"1-shot EM teacher − untuned {_fmt_ci(teacher_ci)} |"]
+    kd_students = [s for s in cfg.students]
+    ret_txt = ", ".join(f"{s}_kd {_pct(res['retention'][f'{s}_kd']['1shot']['f1'])}" for s in kd_students)
+    lines.append(f"| students retain a large share (1-shot F1 ≥ {100 * cfg.min_retention:.0f}% of the teacher's) | "
+                 f"{res['claims']['students_retain']} | {ret_txt} |")
+    lines.append(f"| one-shot helps (teacher and KD students) | {res['claims']['one_shot_helps']} | see the "
+                 f"one-shot table |")
+    for s in kd_students:
+        lines.append(f"| KD beats CE-only ({s}) | {res['claims'][f'kd_beats_ce.{s}']} | 1-shot ΔF1 "
+                     f"{_fmt_ci(res['kd_minus_ce'][s]['1shot.f1'])} |")
+    return "\n".join(lines) + "\n"
+
+
+@stage("papers.kd_qa")
+def run(cfg: KdQaConfig, run_dir: Path) -> KdQaResult:
+    """Rescore every model per question, compute retention, reduction and paired CIs; write ``findings.md``."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    split = Path(cfg.split)
+    gold = {e.id: e for e in load_squad(require(split / "test.json", "the split's test.json")) if e.answers}
+    lang = read_json(require(split / "split.json", "the split's split.json"))["lang"]
+    evals = {"untuned": cfg.base, "teacher": cfg.teacher}
+    for s, r in cfg.students.items():
+        evals[f"{s}_kd"], evals[f"{s}_ce"] = r.kd, r.ce
+    per_q = {m: {shot: per_question(Path(d), cfg.tasks[shot], gold, lang) for shot in cfg.tasks}
+             for m, d in evals.items()}
+    scores = {m: {f"{shot}shot": {k: _mean(v) for k, v in by[shot].items()} for shot in by}
+              for m, by in per_q.items()}
+    teacher = scores["teacher"]
+    retention = {m: {sh: {k: (round(100 * v / teacher[sh][k], 1) if teacher[sh][k] else None)
+                          for k, v in sc.items()} for sh, sc in by.items()}
+                 for m, by in scores.items() if m not in ("untuned", "teacher")}
+    params: dict[str, float] = {}
+    reduction: dict[str, float] = {}
+    for s, r in cfg.students.items():
+        info = read_json(require(Path(r.distill) / "metrics.json", f"the train.distill metrics of {s}"))
+        params["teacher"] = params["untuned"] = info["student"]["teacher_parameters"]
+        for role in ("kd", "ce"):
+            params[f"{s}_{role}"] = info["student"]["student_parameters"]
+            reduction[f"{s}_{role}"] = info["parameter_reduction_pct"]
+    n, seed = cfg.bootstrap, cfg.seed
+    kd_ce = {s: {f"{shot}shot.{m}": _ci(per_q[f"{s}_ce"][shot][m], per_q[f"{s}_kd"][shot][m], n, seed)
+                 for shot in cfg.tasks for m in METRICS} for s in cfg.students}
+    shot_ci = {m: _ci(per_q[m][0]["f1"], per_q[m][1]["f1"], n, seed) for m in evals}
+    teacher_ci = _ci(per_q["untuned"][1]["exact_match"], per_q["teacher"][1]["exact_match"], n, seed)
+    kd_models = ["teacher", *(f"{s}_kd" for s in cfg.students)]
+    one_shot = [_verdict(shot_ci[m]) for m in kd_models]
+    retained = all((retention[f"{s}_kd"]["1shot"]["f1"] or 0) >= 100 * cfg.min_retention for s in cfg.students)
+    claims = {
+        "teacher_beats_untuned": _verdict(teacher_ci),
+        "students_retain": "not shown" if not teacher["1shot"]["f1"] else "holds" if retained else "does not hold",
+        "one_shot_helps": "holds" if all(v == "holds" for v in one_shot)
+        else "does not hold" if "does not hold" in one_shot else "not shown",
+        **{f"kd_beats_ce.{s}": _verdict(kd_ce[s]["1shot.f1"]) for s in cfg.students}}
+    per_lang = {}
+    for m in evals:
+        f1s = per_q[m][1]["f1"]
+        per_lang[m] = {lg: _mean([f for f, q in zip(f1s, gold) if lang.get(q, "en") == lg])
+                       for lg in sorted(set(lang.get(q, "en") for q in gold))}
+    langs = {lg: sum(lang.get(q, "en") == lg for q in gold) for lg in sorted(set(lang.get(q, "en") for q in gold))}
+    res = {"questions": len(gold), "scores": scores, "retention": retention, "parameter_reduction_pct": reduction,
+           "kd_minus_ce": kd_ce, "claims": claims, "params": params}
+    md = findings_md(res, per_lang, shot_ci, teacher_ci, cfg, langs)
+    atomic_write_text(run_dir / "findings.md", md)
+    if cfg.results_doc:
+        doc = Path("docs") / "results" / f"{cfg.results_doc}.md"
+        doc.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(doc, md)
+    atomic_write_json(run_dir / "per_question.json", {"ids": list(gold), "scores": per_q,
+                                                      "one_shot_minus_zero_f1": shot_ci})
+    summary = (f"teacher 1-shot EM {teacher['1shot']['exact_match']:.1f} vs untuned "
+               f"{scores['untuned']['1shot']['exact_match']:.1f}; "
+               + "; ".join(f"{s} KD/CE F1 retention {retention[f'{s}_kd']['1shot']['f1']}/"
+                           f"{retention[f'{s}_ce']['1shot']['f1']}%" for s in cfg.students))
+    log.info("kd-qa findings: %s", summary)
+    return KdQaResult(summary=summary, findings=str(run_dir / "findings.md"), questions=len(gold), scores=scores,
+                      retention=retention, parameter_reduction_pct=reduction, kd_minus_ce=kd_ce, claims=claims)
+
+
+@planner("papers.kd_qa")
+def plan(cfg: KdQaConfig, ctx) -> dict:
+    """``finemed plan``: rescoring earlier predictions and paired bootstraps: CPU only."""
+    runs = 2 + len(cfg.students)
+    return {**cpu(runs * len(cfg.tasks) * (0.5 + cfg.bootstrap * 0.001)), "disk_gib": 0.0,
+            "assumes": "reads earlier run dirs; ~1 ms per bootstrap resample per model and task"}

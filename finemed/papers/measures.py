@@ -1,0 +1,146 @@
+"""Measurements the paper-findings stages share: the instruction probe of a model dir (cached), an exact McNemar
+test on two probe runs, per-prompt failure modes with paired bootstrap CIs, and judge win-rates by role.
+
+Everything reads what earlier stages wrote; the failure modes are recomputed per answer with
+:func:`finemed.evaluation.failures.analyse_answer` (the same function and settings as the ``eval.failures``
+stage, read from its manifest) because that stage keeps only per-model means and the paired CI needs per-prompt
+values.
+"""
+
+from __future__ import annotations
+
+from itertools import combinations
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from finemed.artifacts import atomic_write_json, read_json, read_manifest
+from finemed.config import FinemedError
+from finemed.logs import get_logger
+
+log = get_logger(__name__)
+FAILURE_METRICS = ("off_lang_sentence_share", "length_ratio")
+
+
+def require(path: Path, what: str) -> Path:
+    if not Path(path).is_file():
+        raise FinemedError(f"{what}: {path} is missing; run the stage that writes it first (or fix the path)")
+    return Path(path)
+
+
+def probe_model(model_dir: Path, cache: Path, cfg: Any) -> dict[str, Any]:
+    """The instruction probe (:mod:`finemed.merging.probe`) of ``model_dir``, written to ``cache`` once."""
+    if cache.is_file():
+        return read_json(cache)
+    from finemed.merging.probe import run_probe
+    from finemed.models.loading import load_causal_lm
+    from finemed.runtime import resolve
+
+    rt = resolve(cfg.device, cfg.dtype)
+    model, tok = load_causal_lm(model_dir, runtime=rt)
+    res = run_probe(model, tok, max_new_tokens=cfg.probe_max_new_tokens, batch_size=cfg.probe_batch_size,
+                    limit=cfg.probe_limit, runtime=rt).model_dump()
+    atomic_write_json(cache, res)
+    log.info("probe %s: pass rate %.2f", model_dir, res["pass_rate"])
+    return res
+
+
+def mcnemar(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """Exact McNemar test on the probe items both runs answered: items only ``a`` passes vs only ``b`` passes."""
+    from scipy.stats import binomtest
+
+    pa = {i["id"]: i["passed"] for i in a["items"]}
+    pb = {i["id"]: i["passed"] for i in b["items"]}
+    ids = sorted(set(pa) & set(pb))
+    only_a = sum(pa[i] and not pb[i] for i in ids)
+    only_b = sum(pb[i] and not pa[i] for i in ids)
+    n = only_a + only_b
+    p = float(binomtest(min(only_a, only_b), n, 0.5).pvalue) if n else 1.0
+    return {"items": len(ids), "only_first": only_a, "only_second": only_b, "p": round(p, 4)}
+
+
+def paired_bootstrap(x: list[float], y: list[float], n: int, seed: int = 0) -> tuple[float, float, float]:
+    """Mean of ``y - x`` over pairs and its 95% percentile-bootstrap CI (resampling pairs)."""
+    d = np.asarray(y, dtype=float) - np.asarray(x, dtype=float)
+    if len(d) == 0:
+        return float("nan"), float("nan"), float("nan")
+    if n <= 0 or len(d) == 1:
+        return float(d.mean()), float(d.mean()), float(d.mean())
+    rng = np.random.default_rng(seed)
+    means = d[rng.integers(0, len(d), size=(n, len(d)))].mean(axis=1)
+    return float(d.mean()), float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+
+
+def failure_pairs(failures_dir: Path, models: dict[str, str], bootstrap: int, seed: int = 0,
+                  pairs: list[tuple[str, str]] | None = None) -> dict[str, Any]:
+    """Per-model failure means (the ``eval.failures`` stage's table, by role) and, for each role pair (a, b),
+    the paired per-prompt difference b - a of each metric in :data:`FAILURE_METRICS` with its bootstrap CI."""
+    from finemed.evaluation.answers import load_answers
+    from finemed.evaluation.failures import analyse_answer, reference_lengths
+
+    manifest = read_manifest(failures_dir)
+    table = read_json(require(failures_dir / "failures.json", "eval.failures result"))
+    if manifest is None:
+        raise FinemedError(f"papers: {failures_dir} has no manifest; point failures: at an eval.failures run dir")
+    conf = manifest.config
+    human = conf.get("human_model", "human")
+    rows = load_answers(conf["answers"])
+    refs_rows = [r for r in load_answers(conf["references"]) if r.model == human] if conf.get("references") else []
+    refs = reference_lengths(rows + refs_rows, human)
+    per: dict[str, dict[str, dict[str, Any]]] = {role: {} for role in models}
+    role_of = {path: role for role, path in models.items()}
+    for r in rows:
+        role = role_of.get(r.model)
+        if role is None:
+            continue
+        per[role][r.prompt_id] = analyse_answer(r.answer, conf.get("lang", "de"),
+                                                ref_words=refs.get((r.model, r.prompt_id)),
+                                                finish_reason=r.finish_reason, min_words=conf.get("min_words", 3),
+                                                mixed_min_words=conf.get("mixed_min_words", 12))
+    absent = [role for role, path in models.items() if path not in table]
+    if absent:
+        raise FinemedError(f"papers: {failures_dir}/failures.json has no answers of {', '.join(absent)} "
+                           f"({', '.join(models[a] for a in absent)}); the names must match the answers' models")
+    out: dict[str, Any] = {"models": {role: table[path] for role, path in models.items()}, "diff": {}}
+    for a, b in pairs or list(combinations(models, 2)):
+        key = f"{b}-{a}"
+        out["diff"][key] = {}
+        for metric in FAILURE_METRICS:
+            ids = [i for i in per[a] if i in per[b] and per[a][i][metric] is not None
+                   and per[b][i][metric] is not None]
+            mean, lo, hi = paired_bootstrap([per[a][i][metric] for i in ids], [per[b][i][metric] for i in ids],
+                                            bootstrap, seed)
+            out["diff"][key][metric] = (None, None, None) if not ids else (round(mean, 4), round(lo, 4),
+                                                                           round(hi, 4))
+            out["diff"][key][metric + "_n"] = len(ids)
+    return out
+
+
+def judge_winrates(judge_dir: Path, models: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """``{"b vs a": {winrate, n}}`` for every role pair the judge compared (win-rate of b over a)."""
+    res = read_json(require(judge_dir / "metrics.json", "eval.pairwise result"))
+    table = res.get("pairs", {})
+    out = {}
+    for a, b in combinations(models, 2):
+        cell = table.get(models[b], {}).get(models[a])
+        if cell:
+            out[f"{b} vs {a}"] = {"winrate": round(cell["winrate"], 3), "n": cell["n"],
+                                  "invalid": cell.get("invalid", 0)}
+    out["_judge"] = {"judge": str((read_manifest(judge_dir).config or {}).get("judge")) if read_manifest(judge_dir)
+                     else None}
+    return out
+
+
+def fmt(x: Any, digits: int = 3) -> str:
+    if x is None:
+        return "n/a"
+    if isinstance(x, float):
+        return "n/a" if x != x else f"{x:.{digits}f}"
+    return str(x)
+
+
+def fmt_ci(t: tuple | list | None, digits: int = 3) -> str:
+    if not t or t[0] is None:
+        return "n/a"
+    return f"{t[0]:+.{digits}f} [{t[1]:+.{digits}f}, {t[2]:+.{digits}f}]"

@@ -1,0 +1,136 @@
+"""Stage ``papers.targeted_sft``: DeFineMed's next step, "more targeted fine-tuning", before and after.
+
+A LoRA SFT (``train.sft``) of the merged model on German instruction data is meant to cut language mixing and
+bring answer length towards the human answers without losing instruction following. This stage reads the
+``eval.failures`` run of both models' answers to HELD-OUT prompts (prompts the SFT never trained on) and the SFT
+run, probes both models (:mod:`finemed.merging.probe`, the same 50 items), and writes the before/after table:
+
+- off-language sentence share and length ratio to the human answers: per-model means (the failures stage's
+  table) and the paired per-prompt difference after - before with a 95% bootstrap CI;
+- probe pass rate before/after with an exact McNemar test on the paired items.
+
+Verdicts: "SFT reduces language mixing" holds when the CI of the off-language difference is below 0; "SFT brings
+the length towards the human answers" when |log median length ratio| shrinks; "SFT keeps instruction following"
+when the probe pass rate after is at least ``min_probe_keep`` of before.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import ClassVar
+
+from pydantic import Field
+
+from finemed.artifacts import atomic_write_json, atomic_write_text, read_json
+from finemed.config import FinemedError, StageConfig
+from finemed.logs import get_logger
+from finemed.papers import measures as C
+from finemed.plan_estimates import probe_cost
+from finemed.runtime import Device, DType
+from finemed.stages import StageResult, planner, stage
+
+log = get_logger(__name__)
+ROLES = ("before", "after")
+
+
+class TargetedSftConfig(StageConfig):
+    models: dict[str, str] = Field(description="{before: merged model, after: SFT model}, as named in the answers")
+    failures: str = Field(description="the eval.failures run dir of both models' answers to held-out prompts")
+    sft: str | None = Field(None, description="the train.sft run dir (its metrics are quoted)")
+    min_probe_keep: float = Field(0.8, ge=0.0, le=1.0)
+    probe_max_new_tokens: int = Field(48, ge=1)
+    probe_batch_size: int = Field(25, ge=1)
+    probe_limit: int | None = Field(None, ge=1)
+    bootstrap: int = Field(1000, ge=0)
+    seed: int = 0
+    device: Device = "auto"
+    dtype: DType = "auto"
+
+
+class TargetedSftResult(StageResult):
+    key_metric: ClassVar[str] = "summary"
+    summary: str
+    findings: str
+    probe: dict[str, float]
+    off_lang_sentence_share: dict[str, float | None]
+    length_ratio: dict[str, float | None]
+    off_lang_diff: list[float | None]  # after - before: mean, CI low, CI high
+    claims: dict[str, str]
+
+
+def _sft_lines(sft_dir: Path | None) -> list[str]:
+    if sft_dir is None or not (sft_dir / "metrics.json").is_file():
+        return []
+    m = read_json(sft_dir / "metrics.json")
+    keep = {k: v for k, v in m.items() if isinstance(v, (int, float, str)) and not isinstance(v, bool)}
+    return ["", "## The SFT run", "", "| key | value |", "|---|---|"] + [f"| {k} | {C.fmt(v)} |"
+                                                                           for k, v in keep.items()]
+
+
+def _log_dev(x: float | None) -> float | None:
+    return abs(math.log(x)) if x and x > 0 else None
+
+
+def findings_markdown(rates: dict, mc: dict, fail: dict, claims: dict, sft_dir: Path | None) -> str:
+    f = C.fmt
+    d = fail["diff"]["after-before"]
+    lines = ["## Before and after the targeted SFT (held-out prompts)", "",
+             "| model | probe pass rate | off-language sentence share | median length ratio vs human | mean words |",
+             "|---|---|---|---|---|"]
+    for role in ROLES:
+        m = fail["models"][role]
+        lines.append(f"| {role} | {rates[role]:.2f} | {f(m['off_lang_sentence_share'])} "
+                     f"| {f(m['median_length_ratio'], 2)} | {f(m['mean_words'], 1)} |")
+    lines += ["", "| after - before (per prompt, 95% bootstrap CI) | n | value |", "|---|---|---|",
+              f"| off-language sentence share | {d['off_lang_sentence_share_n']} "
+              f"| {C.fmt_ci(d['off_lang_sentence_share'])} |",
+              f"| length ratio | {d['length_ratio_n']} | {C.fmt_ci(d['length_ratio'], 2)} |", "",
+              f"Probe, exact McNemar on {mc['items']} paired items: before-only passes {mc['only_first']}, "
+              f"after-only {mc['only_second']} (p = {mc['p']}).", "",
+              "## Claims", "", "| claim | verdict |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in claims.items()]
+    return "\n".join(lines + _sft_lines(sft_dir)) + "\n"
+
+
+@stage("papers.targeted_sft")
+def run(cfg: TargetedSftConfig, run_dir: Path) -> TargetedSftResult:
+    """Stage entry: writes ``findings.md`` and ``findings.json`` in its run dir."""
+    run_dir = Path(run_dir)
+    missing = [r for r in ROLES if r not in cfg.models]
+    if missing:
+        raise FinemedError(f"papers.targeted_sft: models is missing {', '.join(missing)}; give {{before: PATH, "
+                           f"after: PATH}} as named in the answers")
+    models = {r: cfg.models[r] for r in ROLES}
+    probes = {r: C.probe_model(Path(models[r]), run_dir / "probe" / f"{r}.json", cfg) for r in ROLES}
+    rates = {r: probes[r]["pass_rate"] for r in ROLES}
+    mc = C.mcnemar(probes["before"], probes["after"])
+    fail = C.failure_pairs(Path(cfg.failures), models, cfg.bootstrap, cfg.seed, pairs=[("before", "after")])
+    off = fail["diff"]["after-before"]["off_lang_sentence_share"]
+    dev = {r: _log_dev(fail["models"][r]["median_length_ratio"]) for r in ROLES}
+    claims = {
+        "SFT reduces language mixing": "not shown (no paired values)" if off[0] is None else
+        "holds" if off[2] < 0 else "does not hold" if off[1] > 0 else "not shown (CI includes 0)",
+        "SFT brings answer length towards the human answers": "not shown (no reference lengths or empty answers)"
+        if None in dev.values() else "holds" if dev["after"] < dev["before"] else "does not hold",
+        "SFT keeps instruction following": "holds" if rates["after"] >= cfg.min_probe_keep * rates["before"]
+        else "does not hold",
+    }
+    sft_dir = Path(cfg.sft) if cfg.sft else None
+    findings = atomic_write_text(run_dir / "findings.md", findings_markdown(rates, mc, fail, claims, sft_dir))
+    atomic_write_json(run_dir / "findings.json", {"probe": rates, "mcnemar": mc, "failures": fail, "claims": claims})
+    m = fail["models"]
+    summary = (f"off-language share {C.fmt(m['before']['off_lang_sentence_share'])} -> "
+               f"{C.fmt(m['after']['off_lang_sentence_share'])}, probe {rates['before']:.2f} -> {rates['after']:.2f}")
+    log.info("%s", summary)
+    return TargetedSftResult(
+        summary=summary, findings=str(findings), probe=rates,
+        off_lang_sentence_share={r: m[r]["off_lang_sentence_share"] for r in ROLES},
+        length_ratio={r: m[r]["median_length_ratio"] for r in ROLES}, off_lang_diff=list(off), claims=claims)
+
+
+@planner("papers.targeted_sft")
+def plan(cfg: TargetedSftConfig, ctx) -> dict:
+    """``finemed plan``: the probe of both models (before/after); the rest is reading earlier outputs."""
+    return probe_cost(list(cfg.models.values()), ctx, limit=cfg.probe_limit,
+                      max_new_tokens=cfg.probe_max_new_tokens, batch_size=cfg.probe_batch_size)

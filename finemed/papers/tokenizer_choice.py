@@ -1,0 +1,393 @@
+"""Stage ``papers.tokenizer_choice``: the findings of "Tokenizer Choice For LLM Training" (Ali et al. 2024), in
+miniature, from the runs of ``recipes/papers/tokenizer-choice-mini.yaml``.
+
+Inputs: the ``tokenizer.compare`` run dir (fertility and parity on SIB-200, the sweep's tokenizers) and, per
+from-scratch model, its ``train.cpt``, ``eval.bpb`` and ``eval.sib200_probe`` run dirs. It computes:
+
+- **Spearman ρ** (scipy) of fertility and parity against held-out bpb and SIB-200 probe accuracy, pooled over
+  (model, language) pairs and within each language across models, with percentile bootstrap CIs (pairs resampled
+  with replacement, ``bootstrap`` times, seeded). Parity is English-relative, so its pooled ρ leaves English out.
+- **Compute**: the training FLOPs of each model (tokens × Megatron FLOPs/token of its shape and vocabulary, no
+  recomputation: the cost model's own formula) and whether the budgets are equal; FLOPs per word and measured
+  seconds per word on the training text (fertility on that text, whitespace words).
+- **Measured vs predicted extra cost** of each EN-only tokenizer over its multilingual twin (same algorithm,
+  library, vocab): measured = ratio of training seconds per word − 1; predicted = ``finemed.tokenizer.cost`` on an
+  equal 5-language mix with SIB-200 fertility (and, to separate the two error sources, with training-text
+  fertility).
+- **Vocab to match English**: the multilingual vocab whose English fertility equals the EN-only tokenizer's,
+  interpolated linearly in log(vocab) between the sweep's sizes (beyond them: extrapolated, marked).
+- **Claims**: which of the paper's claims hold here, each with its number.
+
+Writes ``findings.md`` (the report renders it) and the same text to ``results_md`` (``docs/results/...``).
+Hand-written because the statistics are a few lines over scipy; no library knows these run dirs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from pathlib import Path
+from typing import ClassVar, Optional
+
+from pydantic import Field
+
+from finemed.artifacts import atomic_write_json, atomic_write_text
+from finemed.config import FinemedError, StageConfig
+from finemed.logs import get_logger
+from finemed.models.compute import ModelShape, flops_per_token
+from finemed.plan_estimates import cpu
+from finemed.stages import StageResult, planner, stage
+from finemed.tokenizer.cost import extra_cost
+from finemed.tokenizer.metrics import count_words
+
+log = get_logger(__name__)
+LANGS = ["eng_Latn", "deu_Latn", "fra_Latn", "ita_Latn", "spa_Latn"]
+SHORT = {"eng_Latn": "en", "deu_Latn": "de", "fra_Latn": "fr", "ita_Latn": "it", "spa_Latn": "es"}
+
+
+class ModelRuns(StageConfig):
+    """The run dirs of one from-scratch model."""
+
+    train: str  # train.cpt
+    bpb: str  # eval.bpb, with one set per language named by its SIB-200 code
+    probe: str  # eval.sib200_probe
+
+
+class TokenizerChoiceConfig(StageConfig):
+    compare: str  # the tokenizer.compare run dir
+    models: dict[str, ModelRuns] = Field(min_length=3)  # tokenizer name (as in the compare run) → its runs
+    en_corpus: str = "EN"
+    multi_corpus: str = "MULTI"
+    langs: list[str] = Field(default_factory=lambda: list(LANGS))
+    ref_lang: str = "eng_Latn"
+    # lang → text source and the bytes of it the models train on: fertility on the training text
+    train_text: dict[str, str] = Field(default_factory=dict)
+    train_text_bytes: int = Field(default=400_000, ge=1)
+    shape: ModelShape = ModelShape(layers=6, hidden=256, seq_len=256, name="mini")
+    bootstrap: int = Field(default=2000, ge=100)
+    confidence: float = Field(default=0.95, gt=0.5, lt=1.0)
+    seed: int = 0
+    results_md: Optional[str] = None  # also write findings.md here (docs/results/tokenizer-choice.md)
+
+
+class TokenizerChoiceResult(StageResult):
+    key_metric: ClassVar[str] = "rho_fertility_sib"
+    rho_fertility_sib: float
+    rho_fertility_bpb: float
+    n_models: int
+    flops_equal_within: float  # max relative FLOPs difference between models
+    measured_extra_cost: dict[str, float]
+    predicted_extra_cost: dict[str, float]
+    vocab_to_match_english: dict[str, Optional[float]]
+    claims: dict[str, str]
+    models: list[dict]
+    correlations: list[dict]
+    findings: str
+
+
+def _json(path: Path) -> dict:
+    if not path.is_file():
+        raise FinemedError(f"papers.tokenizer_choice: {path} is missing; run the stage that writes it first")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def spearman_ci(x: list[float], y: list[float], *, n_boot: int, confidence: float, seed: int) -> dict:
+    """Spearman ρ and its percentile bootstrap CI (pairs resampled); NaN where ρ is undefined."""
+    from scipy.stats import spearmanr
+
+    def rho(xs, ys) -> float:
+        if len(set(xs)) < 2 or len(set(ys)) < 2:
+            return float("nan")
+        return float(spearmanr(xs, ys).statistic)
+
+    r = rho(x, y)
+    rng = random.Random(seed)
+    boots = []
+    for _ in range(n_boot):
+        idx = [rng.randrange(len(x)) for _ in x]
+        b = rho([x[i] for i in idx], [y[i] for i in idx])
+        if not math.isnan(b):
+            boots.append(b)
+    boots.sort()
+    alpha = (1 - confidence) / 2
+    lo = boots[int(alpha * (len(boots) - 1))] if boots else float("nan")
+    hi = boots[int((1 - alpha) * (len(boots) - 1))] if boots else float("nan")
+    return {"rho": r, "lo": lo, "hi": hi, "n": len(x)}
+
+
+def mean_ci(values: list[float], *, n_boot: int, confidence: float, seed: int) -> dict:
+    """Mean and percentile bootstrap CI of ``values``."""
+    rng = random.Random(seed)
+    boots = sorted(sum(rng.choice(values) for _ in values) / len(values) for _ in range(n_boot))
+    alpha = (1 - confidence) / 2
+    return {"mean": sum(values) / len(values), "lo": boots[int(alpha * (n_boot - 1))],
+            "hi": boots[int((1 - alpha) * (n_boot - 1))], "n": len(values)}
+
+
+def log_interp_vocab(points: list[tuple[int, float]], target: float) -> tuple[Optional[float], str]:
+    """The vocab at which fertility (linear in log vocab between sweep sizes) reaches ``target``."""
+    pts = sorted(points)
+    if len(pts) < 2:
+        return None, "one size only"
+    for (v0, f0), (v1, f1) in zip(pts, pts[1:]):
+        if min(f0, f1) <= target <= max(f0, f1) and f0 != f1:
+            t = (f0 - target) / (f0 - f1)
+            return math.exp(math.log(v0) + t * (math.log(v1) - math.log(v0))), "interpolated"
+    (v0, f0), (v1, f1) = pts[-2], pts[-1]
+    if target <= pts[0][1] and f1 < f0:  # below the largest size's fertility: extrapolate upwards
+        t = (f0 - target) / (f0 - f1)
+        return math.exp(math.log(v0) + t * (math.log(v1) - math.log(v0))), "extrapolated"
+    if target >= pts[0][1]:
+        return float(pts[0][0]), "reached at the smallest size"
+    return None, "not reached"
+
+
+def training_fertility(tok_dir: str, texts: dict[str, list[str]]) -> dict[str, float]:
+    """Tokens per whitespace word of ``tok_dir`` on each language's training texts."""
+    from finemed.models.loading import load_tokenizer
+
+    tok = load_tokenizer(Path(tok_dir))
+    out = {}
+    for lang, ts in texts.items():
+        tokens = sum(len(ids) for ids in tok(ts, add_special_tokens=False)["input_ids"])
+        out[lang] = tokens / max(1, sum(count_words(t) for t in ts))
+    return out
+
+
+def _model_rows(cfg: TokenizerChoiceConfig, metrics: dict, details: dict, sweep: dict,
+                train_texts: dict[str, list[str]]) -> list[dict]:
+    rows = []
+    for name, runs in cfg.models.items():
+        if name not in metrics:
+            raise FinemedError(f"papers.tokenizer_choice: model {name!r} names no tokenizer of {cfg.compare}; "
+                               f"use one of {', '.join(metrics)}")
+        train = _json(Path(runs.train) / "metrics.json")
+        tcfg = _json(Path(runs.train) / "manifest.json").get("config", {})
+        bpb = _json(Path(runs.bpb) / "metrics.json")["bpb"]
+        probe = _json(Path(runs.probe) / "metrics.json")
+        vocab = int(details[name]["vocab_size"])
+        tokens = int(train["steps"]) * int(tcfg.get("batch_size", 1)) * int(tcfg.get("grad_accum", 1)) \
+            * int(tcfg.get("seq_len", cfg.shape.seq_len))
+        fpt = flops_per_token(cfg.shape, vocab, recompute=False)
+        model_cfg = _json(Path(train["model_dir"]) / "config.json")
+        tok_dir = sweep[name]["path"]
+        fert_train = training_fertility(tok_dir, train_texts) if train_texts else {}
+        fert_mix = sum(fert_train.values()) / len(fert_train) if fert_train else float("nan")
+        words = tokens / fert_mix if fert_train else float("nan")
+        rows.append({
+            "tokenizer": name, **{k: sweep[name][k] for k in ("corpus", "algorithm", "library")},
+            "vocab": vocab, "hidden": model_cfg.get("hidden_size"), "layers": model_cfg.get("num_hidden_layers"),
+            "steps": int(train["steps"]), "tokens": tokens, "flops": tokens * fpt, "flops_per_token": fpt,
+            "train_seconds": float(train["train_seconds"]), "final_loss": train.get("final_loss"),
+            "fertility_train_mix": fert_mix, "flops_per_word": fpt * fert_mix,
+            "seconds_per_mword": 1e6 * float(train["train_seconds"]) / words if fert_train else float("nan"),
+            "fertility": {lang: metrics[name][lang]["fertility"] for lang in cfg.langs},
+            "parity": {lang: metrics[name][lang]["parity"] for lang in cfg.langs},
+            "fertility_train": fert_train,
+            "bpb": {lang: bpb.get(lang) for lang in cfg.langs},
+            "sib": {lang: probe["accuracy"].get(lang) for lang in cfg.langs},
+            "sib_majority": probe.get("majority", {}),
+        })
+    return rows
+
+
+def _correlations(cfg: TokenizerChoiceConfig, rows: list[dict]) -> list[dict]:
+    out = []
+    for metric in ("fertility", "parity"):
+        for score in ("sib", "bpb"):
+            scopes = [("pooled", [lang for lang in cfg.langs if metric == "fertility" or lang != cfg.ref_lang])]
+            scopes += [(lang, [lang]) for lang in cfg.langs if metric == "fertility" or lang != cfg.ref_lang]
+            for scope, langs in scopes:
+                pairs = [(r[metric][lang], r[score][lang]) for r in rows for lang in langs
+                         if r[metric][lang] is not None and r[score][lang] is not None]
+                if len(pairs) < 3:
+                    continue
+                ci = spearman_ci([p[0] for p in pairs], [p[1] for p in pairs], n_boot=cfg.bootstrap,
+                                 confidence=cfg.confidence, seed=cfg.seed)
+                out.append({"metric": metric, "score": score, "scope": scope, **ci})
+    return out
+
+
+def _costs(cfg: TokenizerChoiceConfig, rows: list[dict], metrics: dict, details: dict) -> list[dict]:
+    by = {(r["corpus"], r["algorithm"], r["library"], r["vocab"]): r for r in rows}
+    mix = {lang: 1.0 for lang in cfg.langs}
+    vocab_sizes = {n: int(d["vocab_size"]) for n, d in details.items()}
+    out = []
+    for (corpus, alg, lib, vocab), r in sorted(by.items()):
+        twin = by.get((cfg.multi_corpus, alg, lib, vocab))
+        if corpus != cfg.en_corpus or twin is None:
+            continue
+        predicted = extra_cost(metrics, vocab_sizes, mix, cfg.shape, r["tokenizer"], twin["tokenizer"],
+                               recompute=False)
+        out.append({"en": r["tokenizer"], "multi": twin["tokenizer"],
+                    "measured": r["seconds_per_mword"] / twin["seconds_per_mword"] - 1,
+                    "predicted": predicted,
+                    "predicted_train_text": r["flops_per_word"] / twin["flops_per_word"] - 1})
+    return out
+
+
+def _vocab_match(cfg: TokenizerChoiceConfig, metrics: dict, sweep: dict) -> list[dict]:
+    out = []
+    for name, t in sorted(sweep.items()):
+        if t["corpus"] != cfg.en_corpus:
+            continue
+        target = metrics[name][cfg.ref_lang]["fertility"]
+        points = [(m["vocab_size"], metrics[n][cfg.ref_lang]["fertility"]) for n, m in sweep.items()
+                  if m["corpus"] == cfg.multi_corpus and m["algorithm"] == t["algorithm"]
+                  and m["library"] == t["library"]]
+        need, how = log_interp_vocab(points, target)
+        out.append({"en": name, "vocab": t["vocab_size"], "english_fertility": target, "multi_vocab": need,
+                    "how": how, "ratio": need / t["vocab_size"] if need else None})
+    return out
+
+
+def _fmt_ci(c: dict) -> str:
+    if math.isnan(c["rho"]):
+        return "undefined"
+    return f"{c['rho']:+.2f} [{c['lo']:+.2f}, {c['hi']:+.2f}]"
+
+
+def _claims(cfg: TokenizerChoiceConfig, rows: list[dict], corrs: list[dict], costs: list[dict],
+            match: list[dict], pct: str) -> dict[str, str]:
+    claims = {}
+    pooled = {(c["metric"], c["score"]): c for c in corrs if c["scope"] == "pooled"}
+    for score, unit in (("sib", "SIB-200 accuracy"), ("bpb", "held-out bpb")):
+        fs, ps = pooled.get(("fertility", score)), pooled.get(("parity", score))
+        if not fs:
+            continue
+        inner = [c for c in corrs if c["scope"] != "pooled" and c["metric"] == "fertility" and c["score"] == score]
+        zero_in = [c for c in inner if not math.isnan(c["lo"]) and c["lo"] <= 0 <= c["hi"]]
+        verdict = "holds" if fs["lo"] <= 0 <= fs["hi"] else "does not hold"
+        claims[f"Fertility and parity do not predict downstream performance ({unit})"] = (
+            f"{verdict}: pooled ρ(fertility) = {_fmt_ci(fs)}"
+            + (f", ρ(parity) = {_fmt_ci(ps)}" if ps else "")
+            + f"; within one language the {pct} CI of ρ(fertility) holds 0 in {len(zero_in)} of {len(inner)}")
+    others = [lang for lang in cfg.langs if lang != cfg.ref_lang]
+    higher = [r for r in rows if r["corpus"] == cfg.en_corpus]
+    multi = [r for r in rows if r["corpus"] == cfg.multi_corpus]
+    if higher and multi:
+        f_en = sum(r["fertility"][lang] for r in higher for lang in others) / (len(higher) * len(others))
+        f_mu = sum(r["fertility"][lang] for r in multi for lang in others) / (len(multi) * len(others))
+        claims["EN-only tokenizers have a higher fertility on other languages"] = (
+            f"{'holds' if f_en > f_mu else 'does not hold'}: mean fertility on de/fr/it/es {f_en:.2f} "
+            f"({cfg.en_corpus}) vs {f_mu:.2f} ({cfg.multi_corpus})")
+        by = {(r["algorithm"], r["library"], r["vocab"]): r for r in multi}
+        for score, sign, unit in (("sib", 1, "SIB-200 accuracy"), ("bpb", -1, "bpb")):
+            diffs = [sign * (by[k][score][lang] - r[score][lang]) for r in higher
+                     for k in [(r["algorithm"], r["library"], r["vocab"])] if k in by for lang in others
+                     if r[score][lang] is not None and by[k][score][lang] is not None]
+            if len(diffs) < 2:
+                continue
+            ci = mean_ci(diffs, n_boot=cfg.bootstrap, confidence=cfg.confidence, seed=cfg.seed)
+            verdict = "holds" if ci["lo"] > 0 else "does not hold" if ci["hi"] < 0 else "not shown (CI holds 0)"
+            what = "accuracy gain" if sign > 0 else "bpb drop"
+            claims[f"Multilingual tokenizers do better downstream on non-English ({unit})"] = (
+                f"{verdict}: {what} of {cfg.multi_corpus} over its {cfg.en_corpus} twin on de/fr/it/es = "
+                f"{ci['mean']:+.3f} [{ci['lo']:+.3f}, {ci['hi']:+.3f}] ({ci['n']} pairs)")
+    if costs:
+        meas = ", ".join(f"{100 * c['measured']:+.0f}%" for c in costs)
+        pred = ", ".join(f"{100 * c['predicted']:+.0f}%" for c in costs)
+        ok = all(c["measured"] > 0 for c in costs)
+        claims["EN-only tokenizers cost more training compute on multilingual data (paper: up to +68%)"] = (
+            f"{'holds' if ok else 'does not hold'}: measured {meas} vs predicted {pred} ({len(costs)} pairs)")
+    ratios = [m["ratio"] for m in match if m["ratio"]]
+    if ratios:
+        claims["A 5-language tokenizer needs about 3x the vocabulary for English fertility"] = (
+            f"{'holds' if min(ratios) >= 2 else 'partly' if max(ratios) >= 2 else 'does not hold'}: "
+            f"{min(ratios):.1f}x to {max(ratios):.1f}x ({len(ratios)} EN-only tokenizers)")
+    return claims
+
+
+def findings_markdown(cfg: TokenizerChoiceConfig, rows: list[dict], corrs: list[dict], costs: list[dict],
+                      match: list[dict], claims: dict[str, str], flops_spread: float) -> str:
+    pct = f"{cfg.confidence:.0%}"
+    short = {lang: SHORT.get(lang, lang[:3]) for lang in cfg.langs}
+    lines = ["# Tokenizer choice in miniature: findings", "",
+             f"{len(rows)} causal LMs trained from scratch, one per tokenizer, on the same 5-language Debian text "
+             f"with the same FLOPs budget (max difference {100 * flops_spread:.2f}%).", "",
+             "## Claims of the paper", "", "| claim | in miniature |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in claims.items()]
+    lines += ["", "## Models", "",
+              "| tokenizer | vocab | params (M) | steps | tokens | PFLOPs | train s | s / M words | GFLOPs/word "
+              "| fert (train) | " + " | ".join(f"bpb {short[lang]}" for lang in cfg.langs) + " | "
+              + " | ".join(f"SIB {short[lang]}" for lang in cfg.langs) + " |",
+              "|" + "---|" * (10 + 2 * len(cfg.langs))]
+    for r in rows:
+        lines.append(
+            f"| {r['tokenizer']} | {r['vocab']} | {r.get('params', 0) / 1e6:.2f} | {r['steps']} | {r['tokens']:,} "
+            f"| {r['flops'] / 1e15:.3f} | {r['train_seconds']:.0f} | {r['seconds_per_mword']:.0f} "
+            f"| {r['flops_per_word'] / 1e9:.3f} | {r['fertility_train_mix']:.2f} | "
+            + " | ".join(f"{r['bpb'][lang]:.3f}" if r['bpb'][lang] is not None else "-" for lang in cfg.langs)
+            + " | " + " | ".join(f"{r['sib'][lang]:.3f}" if r['sib'][lang] is not None else "-"
+                                 for lang in cfg.langs) + " |")
+    maj = rows[0]["sib_majority"] if rows else {}
+    if maj:
+        lines += ["", "SIB-200 majority-class accuracy (floor): "
+                  + ", ".join(f"{short.get(k, k)} {v:.3f}" for k, v in maj.items())]
+    lines += ["", f"## Spearman ρ with {pct} bootstrap CIs ({cfg.bootstrap} resamples)", "",
+              "Fertility and parity on SIB-200 dev+test; bpb on held-out Debian text; SIB-200 = probe accuracy.", "",
+              "| metric | downstream | scope | n | ρ [CI] |", "|---|---|---|---|---|"]
+    lines += [f"| {c['metric']} | {'SIB-200 acc' if c['score'] == 'sib' else 'bpb'} | {c['scope']} | {c['n']} "
+              f"| {_fmt_ci(c)} |" for c in corrs]
+    lines += ["", "## Extra training cost of EN-only tokenizers on the 5-language mix", "",
+              "| EN-only | multilingual twin | measured (s/word) | predicted (cost model, SIB-200 fertility) "
+              "| predicted (training-text fertility) |", "|---|---|---|---|---|"]
+    lines += [f"| {c['en']} | {c['multi']} | {100 * c['measured']:+.1f}% | {100 * c['predicted']:+.1f}% "
+              f"| {100 * c['predicted_train_text']:+.1f}% |" for c in costs]
+    lines += ["", "## Vocabulary a 5-language tokenizer needs to match the EN-only English fertility", "",
+              "| EN-only | vocab | English fertility | 5-language vocab needed | ratio |", "|---|---|---|---|---|"]
+    for m in match:
+        need = f"{m['multi_vocab']:,.0f} ({m['how']})" if m["multi_vocab"] else m["how"]
+        ratio = f"{m['ratio']:.1f}x" if m["ratio"] else "-"
+        lines.append(f"| {m['en']} | {m['vocab']} | {m['english_fertility']:.3f} | {need} | {ratio} |")
+    return "\n".join(lines) + "\n"
+
+
+@stage("papers.tokenizer_choice")
+def run(cfg: TokenizerChoiceConfig, run_dir: Path) -> TokenizerChoiceResult:
+    """Stage entry: the findings table; writes ``findings.md``, ``findings.json`` (and ``results_md``)."""
+    from finemed.models.arch import parameter_counts
+    from finemed.texts import iter_texts
+    from finemed.tokenizer.sources import take_budget
+
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    compare = Path(cfg.compare)
+    metrics, details = _json(compare / "tokenizer_metrics.json"), _json(compare / "details.json")
+    sweep = {t["name"]: t for t in _json(compare / "tokenizers" / "sweep.json")["tokenizers"]}
+    train_texts = {lang: take_budget(iter_texts(src), cfg.train_text_bytes)[0] for lang, src in cfg.train_text.items()}
+    rows = _model_rows(cfg, metrics, details, sweep, train_texts)
+    for r in rows:
+        r["params"] = parameter_counts(str(Path(_json(Path(cfg.models[r["tokenizer"]].train) / "metrics.json")
+                                                ["model_dir"])))["total"]
+    flops = [r["flops"] for r in rows]
+    spread = (max(flops) - min(flops)) / min(flops) if min(flops) > 0 else float("nan")
+    corrs = _correlations(cfg, rows)
+    costs = _costs(cfg, rows, metrics, details)
+    match = _vocab_match(cfg, metrics, sweep)
+    pct = f"{cfg.confidence:.0%}"
+    claims = _claims(cfg, rows, corrs, costs, match, pct)
+    md = findings_markdown(cfg, rows, corrs, costs, match, claims, spread)
+    atomic_write_text(run_dir / "findings.md", md)
+    if cfg.results_md:
+        atomic_write_text(Path(cfg.results_md), md)
+    atomic_write_json(run_dir / "findings.json", {"models": rows, "correlations": corrs, "costs": costs,
+                                                  "vocab_to_match_english": match, "claims": claims})
+    pooled = {(c["metric"], c["score"]): c["rho"] for c in corrs if c["scope"] == "pooled"}
+    return TokenizerChoiceResult(
+        rho_fertility_sib=pooled.get(("fertility", "sib"), float("nan")),
+        rho_fertility_bpb=pooled.get(("fertility", "bpb"), float("nan")), n_models=len(rows),
+        flops_equal_within=spread, measured_extra_cost={c["en"]: c["measured"] for c in costs},
+        predicted_extra_cost={c["en"]: c["predicted"] for c in costs},
+        vocab_to_match_english={m["en"]: m["multi_vocab"] for m in match}, claims=claims, models=rows,
+        correlations=corrs, findings=str(run_dir / "findings.md"))
+
+
+@planner("papers.tokenizer_choice")
+def plan(cfg: TokenizerChoiceConfig, ctx) -> dict:
+    """``finemed plan``: reads earlier run dirs; CPU for the bootstrap and the training-text fertility."""
+    seconds = cfg.bootstrap * 0.002 * (1 + len(cfg.langs)) + len(cfg.models) * len(cfg.train_text) \
+        * cfg.train_text_bytes / 5e6
+    return {**cpu(seconds), "disk_gib": 0.0,
+            "assumes": "~2 ms per bootstrap resample and correlation; tokenising the training text at ~5 MB/s"}

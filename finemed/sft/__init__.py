@@ -1,0 +1,1 @@
+"""Supervised fine-tuning: the ``train.sft`` stage (TRL SFTTrainer, optional LoRA) and its QA/instruction data."""

@@ -1,0 +1,51 @@
+"""``papers.kd_qa`` and ``data.qa_split``: the article split, and a tiny ``--rehearse`` of
+recipes/papers/kd-qa-mini.yaml (a tiny random chat model stands in for ``${cache}/models/smollm2``; each stage's
+``rehearse:`` mapping shrinks steps, lengths and the test set, so every stage runs in seconds)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from finemed.data.loaders import load_squad
+from finemed.recipe import load_recipe, run_recipe, run_root
+from finemed.sft.split import QASplitConfig
+from finemed.sft.split import run as split_run
+
+REPO = Path(__file__).resolve().parents[2]
+RECIPE = REPO / "recipes" / "papers" / "kd-qa-mini.yaml"
+
+
+def test_split_has_no_shared_article_and_mixes_languages(tmp_path):
+    cfg = QASplitConfig(sources=[{"data": "xquad.en", "lang": "en"}, {"data": "mlqa.de", "lang": "de"}],
+                        max_test=10, max_context_chars=1000)
+    res = split_run(cfg, tmp_path)
+    train, test = load_squad(tmp_path / "train.json"), load_squad(tmp_path / "test.json")
+    assert not {e.title for e in train} & {e.title for e in test}
+    assert not {e.context for e in train} & {e.context for e in test}
+    assert res.test_questions == 20 and all(len(e.context) <= 1000 for e in test)
+    langs = json.loads((tmp_path / "split.json").read_text())["lang"]
+    assert [langs[e.id] for e in test][:20].count("de") == 10
+    assert len({langs[e.id] for e in test[:6]}) == 2  # interleaved: a limit still mixes the languages
+
+
+def test_kd_qa_mini_rehearsal(tmp_path, monkeypatch):
+    from finemed.models.tiny import save_tiny
+
+    cache = tmp_path / "cache"
+    save_tiny(cache / "models" / "smollm2")
+    monkeypatch.setenv("FINEMED_CACHE", str(cache))
+    monkeypatch.chdir(tmp_path)
+    runs = tmp_path / "runs"
+    outcomes = run_recipe(RECIPE, rehearse=True, runs_dir=runs)
+    assert {o.status for o in outcomes} == {"complete"} and len(outcomes) == len(load_recipe(RECIPE).stages)
+    root = run_root(load_recipe(RECIPE), runs, rehearse=True)
+    found = json.loads((root / "findings" / "metrics.json").read_text())
+    assert set(found["scores"]) == {"untuned", "teacher", "half_kd", "half_ce", "third_kd", "third_ce"}
+    assert found["parameter_reduction_pct"]["half_kd"] > 0 and found["questions"] == 6
+    assert set(found["kd_minus_ce"]["half"]) >= {"1shot.f1", "0shot.exact_match"}
+    md = (root / "findings" / "findings.md").read_text()
+    assert "## KD − CE" in md and "students retain a large share" in md
+    assert (tmp_path / "docs" / "results" / "kd-qa.md").read_text() == md
+    sft = json.loads((root / "teacher" / "metrics.json").read_text())
+    assert sft["steps"] == 2 and sft["eval_loss_after"] is not None

@@ -1,0 +1,106 @@
+"""Tokenizer choice in miniature: the Debian text source, the findings' statistics, and a tiny ``--rehearse`` of
+recipes/papers/tokenizer-choice-mini.yaml.
+
+The rehearsal points ``$FINEMED_CACHE`` at a temporary dir holding a tiny model as ``models/smollm2`` (only its
+architecture class is used: the models train from scratch) and a small ``debian-text/`` cache built from SIB-200
+sentences, so nothing is fetched; each stage's ``rehearse:`` mapping shrinks vocab sizes, models, steps and limits.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from finemed.config import FinemedError
+from finemed.data import debian_text
+from finemed.data.loaders import load_sib200
+from finemed.papers.tokenizer_choice import log_interp_vocab, spearman_ci
+from finemed.recipe import load_recipe, run_recipe, run_root
+from finemed.texts import read_texts
+
+REPO = Path(__file__).resolve().parents[2]
+RECIPE = REPO / "recipes" / "papers" / "tokenizer-choice-mini.yaml"
+SIB = {"en": "eng_Latn", "de": "deu_Latn", "fr": "fra_Latn", "it": "ita_Latn", "es": "spa_Latn"}
+
+
+def write_fake_debian(cache: Path) -> Path:
+    """``cache/debian-text/<lang>.jsonl``: SIB-200 sentences of each language, 6 per document."""
+    out = cache / "debian-text"
+    out.mkdir(parents=True, exist_ok=True)
+    for lang, code in SIB.items():
+        sents = [s.text for s in load_sib200(code)]
+        with open(out / f"{lang}.jsonl", "w", encoding="utf-8") as fh:
+            for i in range(0, len(sents), 6):
+                doc = f"fake-{lang}/{i}"
+                fh.write(json.dumps({"text": " ".join(sents[i:i + 6]), "doc": doc, "package": "fake",
+                                     "split": debian_text.split_of(doc)}, ensure_ascii=False) + "\n")
+    return out
+
+
+def test_roff_fallback_and_rendered_cleanup():
+    src = '.\\" comment\n.TH LS 1\n.SH NAME\nls \\- list \\fBdirectory\\fR contents\n.PP\nSecond \\(em para.\n'
+    text = debian_text.clean_rendered(debian_text.strip_roff(src))
+    assert "comment" not in text and "\\f" not in text
+    assert "ls - list directory contents" in text and "Second — para." in text
+    page = "LS(1)        User Commands        LS(1)\n\nNAME\n       ls  -  list\n\nGNU        2023       LS(1)\n"
+    assert debian_text.clean_rendered(page) == "NAME\nls - list"
+
+
+def test_render_man_skips_so_stubs_and_reads_fortunes(tmp_path):
+    stub = tmp_path / "a.1.gz"
+    stub.write_bytes(gzip.compress(b".so man1/b.1\n"))
+    assert debian_text.render_man(stub, groff=None) == ""
+    fortunes = tmp_path / "cookies"
+    fortunes.write_bytes("Erster Keks.\n%\nZweiter\nKeks ä.\n%\n".encode("latin-1"))
+    assert debian_text.read_fortunes(fortunes) == ["Erster Keks.", "Zweiter\nKeks ä."]
+
+
+def test_debian_source_splits_mix_and_missing_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("FINEMED_CACHE", str(tmp_path / "empty"))
+    with pytest.raises(FinemedError, match="make debian-text"):
+        read_texts("builtin:debian.de")
+    monkeypatch.setenv("FINEMED_CACHE", str(tmp_path / "cache"))
+    write_fake_debian(tmp_path / "cache")
+    train, held = read_texts("builtin:debian.de"), read_texts("builtin:debian.de@heldout")
+    assert train and held and not set(train) & set(held)
+    assert len(read_texts("builtin:debian.de@all")) == len(train) + len(held)
+    mix = read_texts("builtin:debian.mix-3000")
+    assert sum(len(t.encode("utf-8")) for t in mix) == 5 * 3000
+    with pytest.raises(FinemedError, match="unknown language"):
+        read_texts("builtin:debian.xx")
+    with pytest.raises(FinemedError, match="mix-BYTES"):
+        read_texts("builtin:debian.mix-abc")
+
+
+def test_spearman_ci_and_vocab_interpolation():
+    x = list(range(20))
+    ci = spearman_ci(x, [2 * v for v in x], n_boot=200, confidence=0.95, seed=0)
+    assert ci["rho"] == pytest.approx(1.0) and ci["lo"] == pytest.approx(1.0) and ci["n"] == 20
+    assert math.isnan(spearman_ci([1, 1, 1], [1, 2, 3], n_boot=100, confidence=0.95, seed=0)["rho"])
+    need, how = log_interp_vocab([(4000, 1.6), (16000, 1.2)], 1.4)
+    assert how == "interpolated" and need == pytest.approx(8000)
+    need, how = log_interp_vocab([(4000, 1.6), (16000, 1.2)], 1.0)
+    assert how == "extrapolated" and need == pytest.approx(32000)
+
+
+def test_tokenizer_choice_mini_rehearsal(tmp_path, monkeypatch):
+    from finemed.models.tiny import save_tiny
+
+    cache = tmp_path / "cache"
+    save_tiny(cache / "models" / "smollm2")
+    write_fake_debian(cache)
+    monkeypatch.setenv("FINEMED_CACHE", str(cache))
+    monkeypatch.chdir(tmp_path)
+    outcomes = run_recipe(RECIPE, rehearse=True, runs_dir=tmp_path / "runs")
+    assert [o.status for o in outcomes] == ["complete"] * len(outcomes)
+    root = run_root(load_recipe(RECIPE), tmp_path / "runs", rehearse=True)
+    res = json.loads((root / "findings" / "metrics.json").read_text())
+    assert res["n_models"] == 8 and res["flops_equal_within"] < 0.01
+    assert set(res["measured_extra_cost"]) == {"EN-BPE-HF-4", "EN-BPE-SP-4", "EN-UNI-HF-4", "EN-UNI-SP-4"}
+    md = (root / "findings" / "findings.md").read_text()
+    assert "## Claims of the paper" in md and "Spearman" in md
+    assert not (tmp_path / "docs").exists()  # the rehearsal does not overwrite docs/results
