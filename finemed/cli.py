@@ -15,6 +15,7 @@ from typing import Optional
 import typer
 
 from finemed.config import FinemedError
+from finemed.data.debian_text import fetch
 from finemed.logs import setup_logging
 from finemed.models.loading import load_causal_lm, save_model
 from finemed.models.smollm2 import ensure_model
@@ -141,7 +142,6 @@ def data_fetch_debian(force: bool = typer.Option(False, "--force", help="Fetch a
     """Fetch Debian man pages + fortunes (en/de/fr/it/es) once, as text under $FINEMED_CACHE/debian-text."""
     import json
 
-    from finemed.data.debian_text import fetch
 
     manifest = fetch(force=force, use_groff=not no_groff)
     typer.echo(json.dumps({lang: s["bytes"] for lang, s in manifest["langs"].items()}))

@@ -28,7 +28,7 @@ from typing import Callable, Iterable, Iterator
 from pydantic import Field
 
 from finemed.config import FinemedError, StageConfig
-from finemed.data import loaders
+from finemed.data import debian_text, loaders
 
 SUFFIXES = {".jsonl.gz": "jsonl", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet", ".txt": "txt",
             ".md": "txt"}
@@ -108,8 +108,6 @@ def _split_spec(spec: str) -> tuple[str, str, str]:
 def _iter_builtin(spec: str) -> Iterable[str]:
     name, split, field = _split_spec(spec)
     if name.startswith(DEBIAN_PREFIX):  # Debian man pages + fortunes, fetched at setup (finemed.data.debian_text)
-        from finemed.data import debian_text
-
         return debian_text.read(name[len(DEBIAN_PREFIX):], split)
     if name.startswith(SIB_PREFIX):
         if split and split not in (*loaders.SIB_SPLITS, "all"):

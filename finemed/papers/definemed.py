@@ -28,6 +28,7 @@ from finemed.config import FinemedError, StageConfig
 from finemed.logs import get_logger
 from finemed.papers import measures as C
 from finemed.plan_estimates import earlier, probe_cost
+from finemed.plotting import pyplot, save_png
 from finemed.runtime import Device, DType
 from finemed.stages import StageResult, planner, stage
 
@@ -103,7 +104,6 @@ def rule_pick(rows: list[dict[str, Any]], instruct_probe: float, drop: float) ->
 
 def plot_bpb_vs_probe(points: list[dict[str, Any]], chosen: str, path: Path) -> Path:
     """Domain bpb (x) against the probe pass rate (y) for every uniform t and layer-wise schedule."""
-    from finemed.plotting import pyplot, save_png
 
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.4))

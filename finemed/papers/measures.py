@@ -17,7 +17,12 @@ import numpy as np
 
 from finemed.artifacts import atomic_write_json, read_json, read_manifest
 from finemed.config import FinemedError
+from finemed.evaluation.answers import load_answers
+from finemed.evaluation.failures import analyse_answer, reference_lengths
 from finemed.logs import get_logger
+from finemed.merging.probe import run_probe
+from finemed.models.loading import load_causal_lm
+from finemed.runtime import resolve
 
 log = get_logger(__name__)
 FAILURE_METRICS = ("off_lang_sentence_share", "length_ratio")
@@ -33,9 +38,6 @@ def probe_model(model_dir: Path, cache: Path, cfg: Any) -> dict[str, Any]:
     """The instruction probe (:mod:`finemed.merging.probe`) of ``model_dir``, written to ``cache`` once."""
     if cache.is_file():
         return read_json(cache)
-    from finemed.merging.probe import run_probe
-    from finemed.models.loading import load_causal_lm
-    from finemed.runtime import resolve
 
     rt = resolve(cfg.device, cfg.dtype)
     model, tok = load_causal_lm(model_dir, runtime=rt)
@@ -76,8 +78,6 @@ def failure_pairs(failures_dir: Path, models: dict[str, str], bootstrap: int, se
                   pairs: list[tuple[str, str]] | None = None) -> dict[str, Any]:
     """Per-model failure means (the ``eval.failures`` stage's table, by role) and, for each role pair (a, b),
     the paired per-prompt difference b - a of each metric in :data:`FAILURE_METRICS` with its bootstrap CI."""
-    from finemed.evaluation.answers import load_answers
-    from finemed.evaluation.failures import analyse_answer, reference_lengths
 
     manifest = read_manifest(failures_dir)
     table = read_json(require(failures_dir / "failures.json", "eval.failures result"))

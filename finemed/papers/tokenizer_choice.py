@@ -35,11 +35,15 @@ from pydantic import Field
 from finemed.artifacts import atomic_write_json, atomic_write_text
 from finemed.config import FinemedError, StageConfig
 from finemed.logs import get_logger
+from finemed.models.arch import parameter_counts
 from finemed.models.compute import ModelShape, flops_per_token
+from finemed.models.loading import load_tokenizer
 from finemed.plan_estimates import cpu
 from finemed.stages import StageResult, planner, stage
+from finemed.texts import iter_texts
 from finemed.tokenizer.cost import extra_cost
 from finemed.tokenizer.metrics import count_words
+from finemed.tokenizer.sources import take_budget
 
 log = get_logger(__name__)
 LANGS = ["eng_Latn", "deu_Latn", "fra_Latn", "ita_Latn", "spa_Latn"]
@@ -145,7 +149,6 @@ def log_interp_vocab(points: list[tuple[int, float]], target: float) -> tuple[Op
 
 def training_fertility(tok_dir: str, texts: dict[str, list[str]]) -> dict[str, float]:
     """Tokens per whitespace word of ``tok_dir`` on each language's training texts."""
-    from finemed.models.loading import load_tokenizer
 
     tok = load_tokenizer(Path(tok_dir))
     out = {}
@@ -347,9 +350,6 @@ def findings_markdown(cfg: TokenizerChoiceConfig, rows: list[dict], corrs: list[
 @stage("papers.tokenizer_choice")
 def run(cfg: TokenizerChoiceConfig, run_dir: Path) -> TokenizerChoiceResult:
     """Stage entry: the findings table; writes ``findings.md``, ``findings.json`` (and ``results_md``)."""
-    from finemed.models.arch import parameter_counts
-    from finemed.texts import iter_texts
-    from finemed.tokenizer.sources import take_budget
 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
