@@ -32,7 +32,6 @@ from finemed.launch import (
     launch_stage,
     needs_launch,
     rank,
-    return_freed_host_memory,
 )
 from finemed.logs import get_logger
 from finemed.models.arch import from_scratch
@@ -224,7 +223,6 @@ def run(config: CptConfig, run_dir: Path, callbacks: list | None = None) -> CptR
             T.drop_incomplete_checkpoints(ckpt_dir)
         return CptResult.model_validate(launch_stage("train.cpt", config, run_dir, config.launch, config.model))
     launched = in_launched_process()
-    return_freed_host_memory()  # as every launched worker does: peak RSS = the live peak (finemed.launch)
     if config.max_steps > 0 and not launched:
         check_memory("train.cpt", cpt_estimate(config, 1.0)["memory_gib_per_process"], rt.device, config.launch)
     log.info("train.cpt on %s", rt.describe())
