@@ -24,18 +24,17 @@ from typing import Any, ClassVar
 from pydantic import Field
 
 from finemed.artifacts import atomic_write_json, atomic_write_text, read_json, read_manifest
-from finemed.config import FinemedError, StageConfig
+from finemed.config import FinemedError
 from finemed.logs import get_logger
 from finemed.papers import measures as C
 from finemed.plan_estimates import earlier, probe_cost
 from finemed.plotting import pyplot, save_png
-from finemed.runtime import Device, DType
 from finemed.stages import StageResult, planner, stage
 
 log = get_logger(__name__)
 
 
-class DefinemedConfig(StageConfig):
+class DefinemedConfig(C.ProbeSettings):
     cpt_runs: list[str] = Field(description="run dirs of the train.cpt sweep stages (lr x steps)")
     chosen_cpt: str = Field(description="the train.cpt run dir whose model the merge sweep used")
     sweep: str = Field(description="the merge.sweep run dir")
@@ -43,14 +42,6 @@ class DefinemedConfig(StageConfig):
     judge: str | None = Field(None, description="the eval.pairwise run dir")
     models: dict[str, str] = Field(description="{instruct|cpt|merge: model path as named in the answers}")
     min_probe_drop: float = Field(0.1, ge=0.0, le=1.0, description="absolute drop that counts as 'hurts'")
-    min_probe_keep: float = Field(0.8, ge=0.0, le=1.0)
-    probe_max_new_tokens: int = Field(48, ge=1)
-    probe_batch_size: int = Field(25, ge=1)
-    probe_limit: int | None = Field(None, ge=1)
-    bootstrap: int = Field(1000, ge=0)
-    seed: int = 0
-    device: Device = "auto"
-    dtype: DType = "auto"
 
 
 class DefinemedResult(StageResult):

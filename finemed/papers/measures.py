@@ -14,18 +14,33 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import Field
 
 from finemed.artifacts import atomic_write_json, read_json, read_manifest
-from finemed.config import FinemedError
+from finemed.config import FinemedError, StageConfig
 from finemed.evaluation.answers import load_answers
 from finemed.evaluation.failures import analyse_answer, reference_lengths
 from finemed.logs import get_logger
 from finemed.merging.probe import run_probe
 from finemed.models.loading import load_causal_lm
-from finemed.runtime import resolve
+from finemed.runtime import Device, DType, resolve
 
 log = get_logger(__name__)
 FAILURE_METRICS = ("off_lang_sentence_share", "length_ratio")
+
+
+
+class ProbeSettings(StageConfig):
+    """The probe, bootstrap and device settings the papers' before/after findings stages share."""
+
+    min_probe_keep: float = Field(0.8, ge=0.0, le=1.0)
+    probe_max_new_tokens: int = Field(48, ge=1)
+    probe_batch_size: int = Field(25, ge=1)
+    probe_limit: int | None = Field(None, ge=1)
+    bootstrap: int = Field(1000, ge=0)
+    seed: int = 0
+    device: Device = "auto"
+    dtype: DType = "auto"
 
 
 def require(path: Path, what: str) -> Path:

@@ -23,29 +23,20 @@ from typing import ClassVar
 from pydantic import Field
 
 from finemed.artifacts import atomic_write_json, atomic_write_text, read_json
-from finemed.config import FinemedError, StageConfig
+from finemed.config import FinemedError
 from finemed.logs import get_logger
 from finemed.papers import measures as C
 from finemed.plan_estimates import probe_cost
-from finemed.runtime import Device, DType
 from finemed.stages import StageResult, planner, stage
 
 log = get_logger(__name__)
 ROLES = ("before", "after")
 
 
-class TargetedSftConfig(StageConfig):
+class TargetedSftConfig(C.ProbeSettings):
     models: dict[str, str] = Field(description="{before: merged model, after: SFT model}, as named in the answers")
     failures: str = Field(description="the eval.failures run dir of both models' answers to held-out prompts")
     sft: str | None = Field(None, description="the train.sft run dir (its metrics are quoted)")
-    min_probe_keep: float = Field(0.8, ge=0.0, le=1.0)
-    probe_max_new_tokens: int = Field(48, ge=1)
-    probe_batch_size: int = Field(25, ge=1)
-    probe_limit: int | None = Field(None, ge=1)
-    bootstrap: int = Field(1000, ge=0)
-    seed: int = 0
-    device: Device = "auto"
-    dtype: DType = "auto"
 
 
 class TargetedSftResult(StageResult):
