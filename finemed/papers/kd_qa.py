@@ -30,7 +30,7 @@ from finemed.config import FinemedError, StageConfig
 from finemed.data.loaders import load_squad
 from finemed.evaluation.qa_metrics import score_one
 from finemed.logs import get_logger
-from finemed.papers.measures import paired_bootstrap, require
+from finemed.papers.measures import fmt_ci, paired_bootstrap, require
 from finemed.plan_estimates import cpu
 from finemed.stages import StageResult, planner, stage
 
@@ -104,10 +104,6 @@ def _pct(value: float | None) -> str:
     return "n/a (teacher scores 0)" if value is None else f"{value:.0f}%"
 
 
-def _fmt_ci(ci: list[float]) -> str:
-    return f"{ci[0]:+.1f} [{ci[1]:+.1f}, {ci[2]:+.1f}]"
-
-
 def findings_md(res: dict[str, Any], per_lang: dict[str, dict[str, float]], shot_ci: dict[str, list[float]],
                 teacher_ci: list[float], cfg: KdQaConfig, langs: dict[str, int]) -> str:
     """The findings tables, as written to ``findings.md`` (and ``docs/results/kd-qa.md``)."""
@@ -138,12 +134,12 @@ def findings_md(res: dict[str, Any], per_lang: dict[str, dict[str, float]], shot
     for student, d in res["kd_minus_ce"].items():
         for shot in ("0shot", "1shot"):
             lines.append(f"| {student} | {shot} | "
-                         + " | ".join(_fmt_ci(d[f"{shot}.{m}"]) for m in METRICS) + " |")
+                         + " | ".join(fmt_ci(d[f"{shot}.{m}"], 1) for m in METRICS) + " |")
     lines += ["", "## One-shot − zero-shot F1", "", "| model | ΔF1 [95% CI] |", "|---|---|"]
-    lines += [f"| {m} | {_fmt_ci(ci)} |" for m, ci in shot_ci.items()]
+    lines += [f"| {m} | {fmt_ci(ci, 1)} |" for m, ci in shot_ci.items()]
     lines += ["", "## Claims", "", "| claim | verdict | evidence |", "|---|---|---|",
               f"| fine-tuning makes a teacher that can answer | {res['claims']['teacher_beats_untuned']} | "
-              f"1-shot EM teacher − untuned {_fmt_ci(teacher_ci)} |"]
+              f"1-shot EM teacher − untuned {fmt_ci(teacher_ci, 1)} |"]
     kd_students = [s for s in cfg.students]
     ret_txt = ", ".join(f"{s}_kd {_pct(res['retention'][f'{s}_kd']['1shot']['f1'])}" for s in kd_students)
     lines.append(f"| students retain a large share (1-shot F1 ≥ {100 * cfg.min_retention:.0f}% of the teacher's) | "
@@ -152,7 +148,7 @@ def findings_md(res: dict[str, Any], per_lang: dict[str, dict[str, float]], shot
                  f"one-shot table |")
     for s in kd_students:
         lines.append(f"| KD beats CE-only ({s}) | {res['claims'][f'kd_beats_ce.{s}']} | 1-shot ΔF1 "
-                     f"{_fmt_ci(res['kd_minus_ce'][s]['1shot.f1'])} |")
+                     f"{fmt_ci(res['kd_minus_ce'][s]['1shot.f1'], 1)} |")
     return "\n".join(lines) + "\n"
 
 
