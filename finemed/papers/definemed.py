@@ -8,9 +8,10 @@ new measurement is the instruction probe of the sweep CPT runs that the merge di
 Claims (each "holds", "does not hold" or "not shown" as measured):
 
 - *CPT hurts instruction following*: the CPT probe pass rate is at least ``min_probe_drop`` below the instruct
-  model's (the precondition: without it a merge has nothing to restore);
+  model's (the precondition: without it a merge has nothing to restore) and the exact McNemar test on the 50
+  paired items (scipy) gives p < 0.05; the right direction without significance is "not shown";
 - *merging restores instruction following*: the chosen merge keeps at least ``min_probe_keep`` of the instruct
-  pass rate and passes more probe items than CPT (exact McNemar test on the 50 paired items, scipy);
+  pass rate and passes more probe items than CPT, again with McNemar p < 0.05;
 - *merging brings language mixing* / *verbosity*: the merge's per-prompt off-language sentence share / length
   ratio to the human answers is higher than the instruct model's; a paired bootstrap over prompts gives the 95%
   CI of the difference ("holds" when the CI is above 0, "does not hold" when below, else "not shown").
@@ -85,12 +86,15 @@ def cpt_sweep_rows(cfg: DefinemedConfig, sweep_dir: Path, run_dir: Path) -> list
 
 
 def rule_pick(rows: list[dict[str, Any]], instruct_probe: float, drop: float) -> str | None:
-    """Lowest domain bpb among runs whose probe falls >= ``drop`` below the instruct model's; else the lowest
-    probe. The recipe names its CPT run; this says whether the sweep supports that choice."""
-    if not rows:
+    """Lowest domain bpb among runs that learned the domain (bpb below their own before-value) and whose probe
+    falls >= ``drop`` below the instruct model's; else the learning run with the lowest probe (a diverged run
+    hurts the probe but has nothing for a merge to keep). The recipe names its CPT run; this says whether the
+    sweep supports that choice."""
+    learned = [r for r in rows if r["domain_bpb"] < r.get("domain_bpb_before", float("inf"))] or rows
+    if not learned:
         return None
-    hurt = [r for r in rows if r["probe"] <= instruct_probe - drop + 1e-12]
-    return (min(hurt, key=lambda r: r["domain_bpb"]) if hurt else min(rows, key=lambda r: r["probe"]))["run"]
+    hurt = [r for r in learned if r["probe"] <= instruct_probe - drop + 1e-12]
+    return (min(hurt, key=lambda r: r["domain_bpb"]) if hurt else min(learned, key=lambda r: r["probe"]))["run"]
 
 
 def plot_bpb_vs_probe(points: list[dict[str, Any]], chosen: str, path: Path) -> Path:
@@ -127,8 +131,9 @@ def findings_markdown(rows, pick, sweep, rates, mc_cpt, mc_merge, fail, judge, c
         lines.append(f"| {r['run']} | {r['lr']:g} | {r['steps']} | {r['tokens']} | {f(r['domain_bpb_before'])} "
                      f"| {f(r['domain_bpb'])} | {f(r['probe'], 2)} | {'yes' if r['chosen'] else ''} |")
     chosen = next((r["run"] for r in rows if r["chosen"]), None)
-    lines += ["", f"Instruct probe {rates['instruct']:.2f}. Rule: lowest domain bpb among runs whose probe falls "
-              f">= {cfg.min_probe_drop:g} below the instruct model's, else the lowest probe: **{pick}**"
+    lines += ["", f"Instruct probe {rates['instruct']:.2f}. Rule: lowest domain bpb among runs that lowered it "
+              f"and whose probe falls >= {cfg.min_probe_drop:g} below the instruct model's, else the lowest "
+              f"probe: **{pick}**"
               + ("" if pick == chosen else f" (the recipe merged **{chosen}**; its choice is not the rule's)"), "",
               "## SLERP sweep (t = CPT share; layer-wise schedules by name)", "",
               "| point | t (mean) | " + " | ".join(f"bpb {k}" for k in sweep["points"][0]["bpb"]) + " | probe |",
@@ -169,6 +174,15 @@ def _claim(lo: float | None, hi: float | None) -> str:
     return "holds" if lo > 0 else "does not hold" if hi < 0 else "not shown (CI includes 0)"
 
 
+def _probe_claim(direction_holds: bool, mc: dict[str, Any], what: str, alpha: float = 0.05) -> str:
+    """'holds' only when the pass rates move as claimed AND the exact McNemar test on the paired items is
+    significant; a move in the right direction with p >= alpha is 'not shown'."""
+    detail = f"{what}; McNemar p = {mc['p']:.3f} ({mc['only_first']} vs {mc['only_second']} discordant items)"
+    if not direction_holds:
+        return f"does not hold: {detail}"
+    return f"{'holds' if mc['p'] < alpha else 'not shown (not significant)'}: {detail}"
+
+
 @stage("papers.definemed")
 def run(cfg: DefinemedConfig, run_dir: Path) -> DefinemedResult:
     """Stage entry: writes ``findings.md``, ``findings.json`` and ``bpb_vs_probe.png`` in its run dir."""
@@ -192,12 +206,15 @@ def run(cfg: DefinemedConfig, run_dir: Path) -> DefinemedResult:
     fail = C.failure_pairs(Path(cfg.failures), cfg.models, cfg.bootstrap, cfg.seed)
     judge = C.judge_winrates(Path(cfg.judge), cfg.models) if cfg.judge else {}
 
+    hurt = rates["cpt"] <= rates["instruct"] - cfg.min_probe_drop
+    restored = rates["merge"] >= cfg.min_probe_keep * rates["instruct"] and rates["merge"] > rates["cpt"]
     claims = {
-        "CPT hurts instruction following": "holds" if rates["cpt"] <= rates["instruct"] - cfg.min_probe_drop
-        else "does not hold",
-        "merging restores instruction following": "holds" if (
-            rates["merge"] >= cfg.min_probe_keep * rates["instruct"] and rates["merge"] > rates["cpt"])
-        else "does not hold",
+        "CPT hurts instruction following": _probe_claim(
+            hurt, mc_cpt, f"probe {rates['instruct']:.2f} -> {rates['cpt']:.2f} (a 'hurt' drops >= "
+            f"{cfg.min_probe_drop:g})"),
+        "merging restores instruction following": _probe_claim(
+            restored, mc_merge, f"probe CPT {rates['cpt']:.2f} -> merge {rates['merge']:.2f} (instruct "
+            f"{rates['instruct']:.2f}; restored keeps >= {cfg.min_probe_keep:g} of it and beats CPT)"),
         "merging brings language mixing": _claim(*fail["diff"]["merge-instruct"]["off_lang_sentence_share"][1:]),
         "merging brings verbosity": _claim(*fail["diff"]["merge-instruct"]["length_ratio"][1:]),
     }
@@ -206,7 +223,7 @@ def run(cfg: DefinemedConfig, run_dir: Path) -> DefinemedResult:
     atomic_write_json(run_dir / "findings.json", {"cpt_sweep": rows, "rule_pick": pick, "probe": rates,
                                                   "mcnemar": {"instruct_vs_cpt": mc_cpt, "cpt_vs_merge": mc_merge},
                                                   "failures": fail, "judge": judge, "claims": claims})
-    held = sum(v == "holds" for v in claims.values())
+    held = sum(v.startswith("holds") for v in claims.values())
     summary = (f"probe instruct {rates['instruct']:.2f} / CPT {rates['cpt']:.2f} / merge {rates['merge']:.2f}; "
                f"{held} of {len(claims)} claims hold")
     log.info("%s", summary)

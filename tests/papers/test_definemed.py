@@ -23,8 +23,12 @@ RECIPE = REPO / "recipes" / "papers" / "definemed-mini.yaml"
 def test_rule_pick_prefers_hurt_runs_with_low_bpb():
     rows = [{"run": "a", "probe": 0.30, "domain_bpb": 1.0}, {"run": "b", "probe": 0.10, "domain_bpb": 1.2},
             {"run": "c", "probe": 0.05, "domain_bpb": 1.1}]
+    for r in rows:
+        r["domain_bpb_before"] = 1.5
     assert rule_pick(rows, instruct_probe=0.3, drop=0.1) == "c"
     assert rule_pick(rows[:1], instruct_probe=0.3, drop=0.1) == "a"  # none hurt: the lowest probe
+    diverged = {"run": "d", "probe": 0.0, "domain_bpb": 3.4, "domain_bpb_before": 1.5}
+    assert rule_pick([rows[0], diverged], instruct_probe=0.3, drop=0.1) == "a"  # d hurt, but learned nothing
 
 
 def test_mcnemar_and_paired_bootstrap():
@@ -36,26 +40,15 @@ def test_mcnemar_and_paired_bootstrap():
     assert mean == pytest.approx(0.5) and 0 < lo <= mean <= hi < 1
 
 
-def rehearse_env(tmp_path: Path, monkeypatch) -> Path:
-    """A temporary cache with a tiny model as ``models/smollm2``; the working dir is ``tmp_path``."""
-    from finemed.models.tiny import save_tiny
-
-    cache = tmp_path / "cache"
-    save_tiny(cache / "models" / "smollm2")
-    monkeypatch.setenv("FINEMED_CACHE", str(cache))
-    monkeypatch.chdir(tmp_path)
-    return tmp_path / "runs"
-
-
-def test_definemed_mini_rehearsal(tmp_path, monkeypatch):
-    runs = rehearse_env(tmp_path, monkeypatch)
+def test_definemed_mini_rehearsal(rehearsal_runs):
+    runs = rehearsal_runs
     outcomes = run_recipe(RECIPE, rehearse=True, runs_dir=runs)
     assert {o.status for o in outcomes} == {"complete"} and len(outcomes) == len(load_recipe(RECIPE).stages)
     root = run_root(load_recipe(RECIPE), runs, rehearse=True)
     answers = [json.loads(x) for x in (root / "answers" / "answers.jsonl").read_text().splitlines()]
     assert len({a["model"] for a in answers}) == 3
     found = json.loads((root / "findings" / "metrics.json").read_text())
-    assert set(found["probe"]) == {"instruct", "cpt", "merge"} and len(found["cpt_sweep"]) == 3
+    assert set(found["probe"]) == {"instruct", "cpt", "merge"} and len(found["cpt_sweep"]) == 4
     assert found["length_ratio"]["merge"] is not None  # reference lengths from GerMedIQ's human answers
     md = (root / "findings" / "findings.md").read_text()
     assert "## CPT sweep" in md and "merging restores instruction following" in md

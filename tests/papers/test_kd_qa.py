@@ -29,14 +29,8 @@ def test_split_has_no_shared_article_and_mixes_languages(tmp_path):
     assert len({langs[e.id] for e in test[:6]}) == 2  # interleaved: a limit still mixes the languages
 
 
-def test_kd_qa_mini_rehearsal(tmp_path, monkeypatch):
-    from finemed.models.tiny import save_tiny
-
-    cache = tmp_path / "cache"
-    save_tiny(cache / "models" / "smollm2")
-    monkeypatch.setenv("FINEMED_CACHE", str(cache))
-    monkeypatch.chdir(tmp_path)
-    runs = tmp_path / "runs"
+def test_kd_qa_mini_rehearsal(rehearsal_runs, tmp_path):
+    runs = rehearsal_runs
     outcomes = run_recipe(RECIPE, rehearse=True, runs_dir=runs)
     assert {o.status for o in outcomes} == {"complete"} and len(outcomes) == len(load_recipe(RECIPE).stages)
     root = run_root(load_recipe(RECIPE), runs, rehearse=True)

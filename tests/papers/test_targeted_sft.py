@@ -12,22 +12,12 @@ from pathlib import Path
 
 from finemed.evaluation.answers import PromptRow
 from finemed.evaluation.generate import split_prompts
+from finemed.models.tiny import save_tiny
 from finemed.recipe import load_recipe, run_recipe, run_root
 from finemed.sft.data import SftData, build_rows
 
 REPO = Path(__file__).resolve().parents[2]
 RECIPE = REPO / "recipes" / "papers" / "targeted-sft-mini.yaml"
-
-
-def rehearse_env(tmp_path: Path, monkeypatch) -> Path:
-    """A temporary cache with a tiny model as ``models/smollm2``; the working dir is ``tmp_path``."""
-    from finemed.models.tiny import save_tiny
-
-    cache = tmp_path / "cache"
-    save_tiny(cache / "models" / "smollm2")
-    monkeypatch.setenv("FINEMED_CACHE", str(cache))
-    monkeypatch.chdir(tmp_path)
-    return tmp_path / "runs"
 
 
 def test_heldout_prompts_are_never_trained_on():
@@ -42,10 +32,8 @@ def test_heldout_prompts_are_never_trained_on():
     assert split_prompts([PromptRow(prompt_id="1", prompt="x")], "all", 0.3)[0].prompt == "x"
 
 
-def test_targeted_sft_mini_rehearsal(tmp_path, monkeypatch):
-    from finemed.models.tiny import save_tiny
-
-    runs = rehearse_env(tmp_path, monkeypatch)
+def test_targeted_sft_mini_rehearsal(rehearsal_runs):
+    runs = rehearsal_runs
     save_tiny(runs / "definemed-mini-rehearsal" / "merge" / "merged")  # what definemed-mini's rehearsal leaves
     outcomes = run_recipe(RECIPE, rehearse=True, runs_dir=runs)
     assert {o.status for o in outcomes} == {"complete"} and len(outcomes) == len(load_recipe(RECIPE).stages)

@@ -87,20 +87,15 @@ def test_spearman_ci_and_vocab_interpolation():
     assert how == "extrapolated" and need == pytest.approx(32000)
 
 
-def test_tokenizer_choice_mini_rehearsal(tmp_path, monkeypatch):
-    from finemed.models.tiny import save_tiny
-
-    cache = tmp_path / "cache"
-    save_tiny(cache / "models" / "smollm2")
-    write_fake_debian(cache)
-    monkeypatch.setenv("FINEMED_CACHE", str(cache))
-    monkeypatch.chdir(tmp_path)
-    outcomes = run_recipe(RECIPE, rehearse=True, runs_dir=tmp_path / "runs")
+def test_tokenizer_choice_mini_rehearsal(rehearsal_runs, tmp_path):
+    write_fake_debian(tmp_path / "cache")
+    outcomes = run_recipe(RECIPE, rehearse=True, runs_dir=rehearsal_runs)
     assert [o.status for o in outcomes] == ["complete"] * len(outcomes)
-    root = run_root(load_recipe(RECIPE), tmp_path / "runs", rehearse=True)
+    root = run_root(load_recipe(RECIPE), rehearsal_runs, rehearse=True)
     res = json.loads((root / "findings" / "metrics.json").read_text())
-    assert res["n_models"] == 8 and res["flops_equal_within"] < 0.01
-    assert set(res["measured_extra_cost"]) == {"EN-BPE-HF-4", "EN-BPE-SP-4", "EN-UNI-HF-4", "EN-UNI-SP-4"}
+    assert res["n_models"] == 16 and res["flops_equal_within"] < 0.02  # 6 steps at vocab 500, 5 at 700
+    assert set(res["measured_extra_cost"]) == {f"EN-{a}-{lib}-{v}" for a in ("BPE", "UNI") for lib in ("HF", "SP")
+                                               for v in (4, 12)}
     md = (root / "findings" / "findings.md").read_text()
     assert "## Claims of the paper" in md and "Spearman" in md
     assert not (tmp_path / "docs").exists()  # the rehearsal does not overwrite docs/results
