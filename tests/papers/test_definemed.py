@@ -48,7 +48,7 @@ def test_definemed_mini_rehearsal(rehearsal_runs):
     answers = [json.loads(x) for x in (root / "answers" / "answers.jsonl").read_text().splitlines()]
     assert len({a["model"] for a in answers}) == 3
     found = json.loads((root / "findings" / "metrics.json").read_text())
-    assert set(found["probe"]) == {"instruct", "cpt", "merge"} and len(found["cpt_sweep"]) == 4
+    assert set(found["probe"]) == {"instruct", "cpt", "merge"} and len(found["cpt_sweep"]) == 5
     assert found["length_ratio"]["merge"] is not None  # reference lengths from GerMedIQ's human answers
     md = (root / "findings" / "findings.md").read_text()
     assert "## CPT sweep" in md and "merging restores instruction following" in md
