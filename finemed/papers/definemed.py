@@ -187,10 +187,7 @@ def _probe_claim(direction_holds: bool, mc: dict[str, Any], what: str, alpha: fl
 def run(cfg: DefinemedConfig, run_dir: Path) -> DefinemedResult:
     """Stage entry: writes ``findings.md``, ``findings.json`` and ``bpb_vs_probe.png`` in its run dir."""
     run_dir = Path(run_dir)
-    missing = [r for r in ROLES if r not in cfg.models]
-    if missing:
-        raise FinemedError(f"papers.definemed: models is missing {', '.join(missing)}; give {{instruct: PATH, "
-                           f"cpt: PATH, merge: PATH}} as named in the answers")
+    C.require_models(cfg.models, ROLES, "papers.definemed")
     sweep_dir = Path(cfg.sweep)
     sweep = read_json(C.require(sweep_dir / "sweep.json", "merge.sweep result"))
     chosen_label = sweep["chosen"]

@@ -49,6 +49,15 @@ def require(path: Path, what: str) -> Path:
     return Path(path)
 
 
+def require_models(models: dict[str, str], roles: tuple[str, ...], kind: str) -> dict[str, str]:
+    """``{role: path}`` for every role, or one error naming the missing roles and the mapping to give."""
+    missing = [r for r in roles if r not in models]
+    if missing:
+        shape = ", ".join(f"{r}: PATH" for r in roles)
+        raise FinemedError(f"{kind}: models is missing {', '.join(missing)}; give {{{shape}}} as named in the answers")
+    return {r: models[r] for r in roles}
+
+
 def probe_model(model_dir: Path, cache: Path, cfg: Any) -> dict[str, Any]:
     """The instruction probe (:mod:`finemed.merging.probe`) of ``model_dir``, written to ``cache`` once."""
     if cache.is_file():

@@ -23,7 +23,6 @@ from typing import ClassVar
 from pydantic import Field
 
 from finemed.artifacts import atomic_write_json, atomic_write_text, read_json
-from finemed.config import FinemedError
 from finemed.logs import get_logger
 from finemed.papers import measures as C
 from finemed.plan_estimates import probe_cost
@@ -88,11 +87,7 @@ def findings_markdown(rates: dict, mc: dict, fail: dict, claims: dict, sft_dir: 
 def run(cfg: TargetedSftConfig, run_dir: Path) -> TargetedSftResult:
     """Stage entry: writes ``findings.md`` and ``findings.json`` in its run dir."""
     run_dir = Path(run_dir)
-    missing = [r for r in ROLES if r not in cfg.models]
-    if missing:
-        raise FinemedError(f"papers.targeted_sft: models is missing {', '.join(missing)}; give {{before: PATH, "
-                           f"after: PATH}} as named in the answers")
-    models = {r: cfg.models[r] for r in ROLES}
+    models = C.require_models(cfg.models, ROLES, "papers.targeted_sft")
     probes = {r: C.probe_model(Path(models[r]), run_dir / "probe" / f"{r}.json", cfg) for r in ROLES}
     rates = {r: probes[r]["pass_rate"] for r in ROLES}
     mc = C.mcnemar(probes["before"], probes["after"])

@@ -24,7 +24,6 @@ Hand-written because the statistics are a few lines over scipy; no library knows
 
 from __future__ import annotations
 
-import json
 import math
 import random
 from pathlib import Path
@@ -32,12 +31,13 @@ from typing import ClassVar, Optional
 
 from pydantic import Field
 
-from finemed.artifacts import atomic_write_json, atomic_write_text
+from finemed.artifacts import atomic_write_json, atomic_write_text, read_json
 from finemed.config import FinemedError, StageConfig
 from finemed.logs import get_logger
 from finemed.models.arch import parameter_counts
 from finemed.models.compute import ModelShape, flops_per_token
 from finemed.models.loading import load_tokenizer
+from finemed.papers.measures import require
 from finemed.plan_estimates import cpu
 from finemed.stages import StageResult, planner, stage
 from finemed.texts import iter_texts
@@ -91,9 +91,7 @@ class TokenizerChoiceResult(StageResult):
 
 
 def _json(path: Path) -> dict:
-    if not path.is_file():
-        raise FinemedError(f"papers.tokenizer_choice: {path} is missing; run the stage that writes it first")
-    return json.loads(path.read_text(encoding="utf-8"))
+    return read_json(require(path, "papers.tokenizer_choice"))
 
 
 def spearman_ci(x: list[float], y: list[float], *, n_boot: int, confidence: float, seed: int) -> dict:

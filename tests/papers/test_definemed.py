@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from finemed.config import FinemedError
 from finemed.papers.definemed import rule_pick
-from finemed.papers.measures import mcnemar, paired_bootstrap
+from finemed.papers.measures import mcnemar, paired_bootstrap, require_models
 from finemed.recipe import load_recipe, run_recipe, run_root
 
 REPO = Path(__file__).resolve().parents[2]
@@ -29,6 +30,14 @@ def test_rule_pick_prefers_hurt_runs_with_low_bpb():
     assert rule_pick(rows[:1], instruct_probe=0.3, drop=0.1) == "a"  # none hurt: the lowest probe
     diverged = {"run": "d", "probe": 0.0, "domain_bpb": 3.4, "domain_bpb_before": 1.5}
     assert rule_pick([rows[0], diverged], instruct_probe=0.3, drop=0.1) == "a"  # d hurt, but learned nothing
+
+
+def test_require_models_names_the_missing_roles():
+    models = {"instruct": "a", "merge": "c", "extra": "d"}
+    expected = r"papers.definemed: models is missing cpt; give \{instruct: PATH, cpt: PATH, merge: PATH\}"
+    with pytest.raises(FinemedError, match=expected):
+        require_models(models, ("instruct", "cpt", "merge"), "papers.definemed")
+    assert require_models(models, ("instruct", "merge"), "x") == {"instruct": "a", "merge": "c"}
 
 
 def test_mcnemar_and_paired_bootstrap():
