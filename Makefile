@@ -39,8 +39,9 @@ quickstart: setup
 	$(BIN)/finemed run recipes/quickstart.yaml
 	$(BIN)/finemed report runs/quickstart
 
-## test: ruff, then the fast tests plus the chosen SmolLM2 smoke tests (what CI runs)
-test: setup
+## test: ruff, then the fast tests plus the chosen SmolLM2 smoke tests (what CI runs); fetches the Debian text the
+##       tokenizer-choice recipe plans with (a no-op once cached)
+test: setup debian-text
 	$(BIN)/ruff check finemed tests benchmarks
 	$(BIN)/finemed models fetch smollm2
 	$(BIN)/python -m pytest -m "not slow or smoke" -q $(PYTEST_ARGS)
