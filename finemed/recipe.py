@@ -40,7 +40,7 @@ class StageEntry(StageConfig):
     @classmethod
     def _known_kind(cls, v: str) -> str:
         if v not in stages.discover():
-            raise ValueError(f"unknown stage kind; expected one of {', '.join(stages.known_kinds())}")
+            raise ValueError(stages.unknown_kind_message(v, quote_kind=False))
         return v
 
 

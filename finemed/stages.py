@@ -21,6 +21,7 @@ cache check, manifest, ``metrics.json`` from the Result, and one log line when i
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import re
 import time
@@ -128,13 +129,22 @@ def known_kinds() -> list[str]:
     return sorted(discover())
 
 
+def unknown_kind_message(kind: str, *, quote_kind: bool = True) -> str:
+    """One short line for an unknown ``kind``: the closest registered kind (difflib's ratio >= 0.6) and where
+    the full list is, instead of every kind on one line. ``quote_kind=False`` where the caller already shows it
+    (pydantic's ``(got ...)``)."""
+    close = difflib.get_close_matches(kind, known_kinds(), n=1)
+    hint = f"did you mean {close[0]!r}?" if close else "no registered kind is close;"
+    return f"unknown stage kind{f' {kind!r}' if quote_kind else ''}; {hint} `finemed stages` lists every kind"
+
+
 def get(kind: str) -> StageDef:
     """The registered stage ``kind``, importing its module on first use."""
     kind = _ALIASES.get(kind, kind)
     if kind not in _REGISTRY:
         module = discover().get(kind)
         if module is None:
-            raise FinemedError(f"unknown stage kind {kind!r}; expected one of {', '.join(known_kinds())}")
+            raise FinemedError(unknown_kind_message(kind))
         try:
             importlib.import_module(module)
         except ImportError as err:

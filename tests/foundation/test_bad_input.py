@@ -38,7 +38,8 @@ class Case:
     nothing listens on. ``files`` are written under ``{in}``; ``prepare(in_dir, model)`` makes the rest.
     ``match``: a regex the error line must contain. ``skips``: a counted-skip case (exit 0): the reasons and counts
     ``{out}/stats.json`` must report. ``max_s``: the case must end within this many seconds. ``heavy``: it imports
-    torch, mergekit or lm-eval (or runs datatrove), so it is started first."""
+    torch, mergekit or lm-eval (or runs datatrove), so it is started first. ``max_chars``: the error line must be
+    shorter (paths relative to the case dir, as a user types them)."""
 
     args: list[str]
     match: str = ""
@@ -47,6 +48,7 @@ class Case:
     skips: dict[str, int] | None = None
     max_s: float | None = None
     heavy: bool = False
+    max_chars: int | None = None
 
 
 # ----------------------------------------------------------------------------------------------- inputs
@@ -268,8 +270,14 @@ CASES: dict[str, Case] = {
                                        prepare=swapped_tokenizer, heavy=True),
     "distill-without-out": Case(["train", "distill", "--teacher", UNUSED], r"--out DIR is required"),
     # recipes, plan, report, card, models
-    "run-unknown-stage-kind": Case(["run", "{in}/r.yaml", "--runs-dir", "{out}"], r"unknown stage kind",
-                                   files={"r.yaml": "name: r\nstages:\n  - {name: a, kind: nosuch.kind}\n"}),
+    "run-unknown-stage-kind": Case(["run", "in/r.yaml", "--runs-dir", "{out}"],
+                                   r"unknown stage kind; no registered kind is close; `finemed stages` lists",
+                                   files={"r.yaml": "name: r\nstages:\n  - {name: a, kind: nosuch.kind}\n"},
+                                   max_chars=200),
+    "run-misspelt-stage-kind": Case(["run", "in/r.yaml", "--runs-dir", "{out}"],
+                                    r"unknown stage kind; did you mean 'eval\.bpb'\? `finemed stages` lists",
+                                    files={"r.yaml": "name: r\nstages:\n  - {name: a, kind: eval.bpbb}\n"},
+                                    max_chars=200),
     "run-stage-ref-to-no-stage": Case(["run", "{in}/r.yaml", "--runs-dir", "{out}"],
                                       r"\$\{stage:nothere\} names no earlier stage",
                                       files={"r.yaml": RECIPE_BPB.format(model="${stage:nothere}/model",
@@ -438,6 +446,9 @@ def test_bad_input(name, battery):
         assert_counted_skip(res, case.skips)
     else:
         assert_clear_failure(res, case.match)
+    if case.max_chars is not None:
+        line = [ln for ln in res.stderr.splitlines() if ln.startswith("error:")][0]
+        assert len(line) < case.max_chars, f"{len(line)} chars, limit {case.max_chars}: {line}"
     if case.max_s is not None:
         assert res.seconds < case.max_s, f"took {res.seconds:.1f} s"
 
