@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 from finemed.config import FinemedError
-from finemed.merging.probe import instructions
 from finemed.models import arch
 from finemed.models.compute import PEAK_TFLOPS
 from finemed.models.memory import GIB, inference_memory
@@ -195,16 +194,3 @@ def merge_cost(model: str | None, ctx, *, inputs: int, dtype: str) -> dict[str, 
     return {"model": size["model"], "parameters": params, "merged_model_gib": gib(out),
             "merge_memory_gib": gib(1.0e9 + layer + 1.5 * GIB),
             **cpu((inputs * 2 * params + out) / (DISK_MBPS * 1e6))}
-
-
-def probe_cost(models: list[str], ctx, *, limit: int | None, max_new_tokens: int, batch_size: int) -> dict[str, Any]:
-    """The instruction probe (:mod:`finemed.merging.probe`, greedy through the chat template) of each model."""
-    items = len(instructions()[:limit] if limit else instructions())
-    costs = [inference(m, ctx, tokens=items * (60 + max_new_tokens),
-                       decode_steps=decode_steps(items, batch_size, max_new_tokens)) for m in models]
-    return {"probed_models": len(models), "probe_prompts": items,
-            "gpu_hours": round(sum(c.get("gpu_hours", 0.0) for c in costs), 6),
-            "memory_gib_per_process": max((c.get("memory_gib_per_process", 0.0) for c in costs), default=0.0),
-            "disk_gib": 0.0,
-            "assumes": "probe prompts ~60 tokens, answers run to max_new_tokens, batched; the rest reads earlier "
-                       "stages' outputs (seconds of CPU)"}

@@ -20,10 +20,12 @@ import json
 import re
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 from pydantic import BaseModel
 
 from finemed.models.generate import generate
+from finemed.plan_estimates import decode_steps, inference
 from finemed.runtime import Runtime
 
 
@@ -219,3 +221,16 @@ def run_probe(model, tok, *, max_new_tokens: int = 64, batch_size: int = 16, lim
     gens = generate(model, tok, [i.prompt for i in items], max_new_tokens=max_new_tokens, batch_size=batch_size,
                     runtime=runtime, progress="instruction probe")
     return score(items, [(g.text, g.finish_reason == "stop") for g in gens])
+
+
+def probe_cost(models: list[str], ctx, *, limit: int | None, max_new_tokens: int, batch_size: int) -> dict[str, Any]:
+    """The instruction probe (:mod:`finemed.merging.probe`, greedy through the chat template) of each model."""
+    items = len(instructions()[:limit] if limit else instructions())
+    costs = [inference(m, ctx, tokens=items * (60 + max_new_tokens),
+                       decode_steps=decode_steps(items, batch_size, max_new_tokens)) for m in models]
+    return {"probed_models": len(models), "probe_prompts": items,
+            "gpu_hours": round(sum(c.get("gpu_hours", 0.0) for c in costs), 6),
+            "memory_gib_per_process": max((c.get("memory_gib_per_process", 0.0) for c in costs), default=0.0),
+            "disk_gib": 0.0,
+            "assumes": "probe prompts ~60 tokens, answers run to max_new_tokens, batched; the rest reads earlier "
+                       "stages' outputs (seconds of CPU)"}

@@ -27,8 +27,9 @@ from pydantic import Field
 from finemed.artifacts import atomic_write_json, atomic_write_text, read_json, read_manifest
 from finemed.config import FinemedError
 from finemed.logs import get_logger
+from finemed.merging.probe import probe_cost
 from finemed.papers import measures as C
-from finemed.plan_estimates import earlier, probe_cost
+from finemed.plan_estimates import earlier
 from finemed.plotting import pyplot, save_png
 from finemed.stages import StageResult, planner, stage
 

@@ -24,8 +24,8 @@ from pydantic import Field
 
 from finemed.artifacts import atomic_write_json, atomic_write_text, read_json
 from finemed.logs import get_logger
+from finemed.merging.probe import probe_cost
 from finemed.papers import measures as C
-from finemed.plan_estimates import probe_cost
 from finemed.stages import StageResult, planner, stage
 
 log = get_logger(__name__)

@@ -10,7 +10,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "finemed" / "evalua
 
 from finemed.config import FinemedError
 from finemed.data.loaders import load_squad
-from finemed.evaluation.mcq import load_germedbench_mcq, load_mcq_file, mcq_rows
+from finemed.data.mcq import load_germedbench_mcq, load_mcq_file, mcq_rows
 from finemed.evaluation.qa_prompts import one_shot_prompt, pick_exemplar, zero_shot_prompt
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from finemed.config import FinemedError
 from finemed.data.loaders import load_squad
-from finemed.evaluation.mcq import load_germedbench_mcq, load_mcq_file, mcq_rows
+from finemed.data.mcq import load_germedbench_mcq, load_mcq_file, mcq_rows
 from finemed.evaluation.qa_metrics import default_metric, score_one
 from finemed.evaluation.qa_prompts import build_prompt
 
