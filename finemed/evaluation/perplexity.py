@@ -58,6 +58,8 @@ class SetBpb(StageResult):
     tokens: int
     bytes: int
     docs: int = 0
+    doc_bits: list[float] = []  # per document, for paired comparisons (eval.scoreboard)
+    doc_bytes: list[int] = []
 
 
 class BpbSetsResult(StageResult):

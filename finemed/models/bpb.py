@@ -29,6 +29,8 @@ class BpbResult(BaseModel):
     tokens: int
     bytes: int
     docs: int = 0
+    doc_bits: list[float] = []  # per document: its NLL in bits (paired comparisons across models, eval.scoreboard)
+    doc_bytes: list[int] = []  # per document: its UTF-8 bytes
 
 
 def _windows(ids: list[int], max_length: int, stride: int) -> list[tuple[list[int], int]]:
@@ -63,21 +65,22 @@ def compute_bpb(model, tokenizer, texts: list[str], *, max_length: int | None = 
         raise FinemedError("bpb: the tokenizer has neither a BOS nor an EOS token to start documents with")
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else prefix
     encoded = tokenizer(texts, add_special_tokens=False)["input_ids"]
-    windows = [w for ids in encoded for w in _windows([prefix] + list(ids), max_length, stride)]
+    windows = [(*w, doc) for doc, ids in enumerate(encoded) for w in _windows([prefix] + list(ids), max_length, stride)]
     windows.sort(key=lambda w: len(w[0]), reverse=True)
+    doc_nll = [0.0] * len(texts)
     device = next(model.parameters()).device
     total_nll, total_tokens = 0.0, 0
     was_training = model.training
     model.eval()
     rt = runtime or for_model(model)
-    with Counter("bpb", sum(len(w) for w, _ in windows), enabled=progress) as bar:
+    with Counter("bpb", sum(len(w) for w, _, _ in windows), enabled=progress) as bar:
         for start in range(0, len(windows), batch_size):
             batch = windows[start:start + batch_size]
-            width = max(len(w) for w, _ in batch)
+            width = max(len(w) for w, _, _ in batch)
             input_ids = torch.full((len(batch), width), pad, dtype=torch.long)
             attention = torch.zeros((len(batch), width), dtype=torch.long)
             labels = torch.full((len(batch), width), -100, dtype=torch.long)
-            for row, (w, ctx) in enumerate(batch):
+            for row, (w, ctx, _) in enumerate(batch):
                 input_ids[row, :len(w)] = torch.tensor(w)
                 attention[row, :len(w)] = 1
                 labels[row, ctx:len(w)] = torch.tensor(w[ctx:])
@@ -87,14 +90,19 @@ def compute_bpb(model, tokenizer, texts: list[str], *, max_length: int | None = 
             shift_logits = logits[:, :-1].float()
             shift_labels = labels[:, 1:]
             nll = torch.nn.functional.cross_entropy(shift_logits.reshape(-1, shift_logits.size(-1)),
-                                                    shift_labels.reshape(-1), ignore_index=-100, reduction="sum")
-            total_nll += nll.item()
+                                                    shift_labels.reshape(-1), ignore_index=-100, reduction="none")
+            per_row = nll.view(len(batch), -1).sum(dim=1).tolist()
+            for (_, _, doc), row_nll in zip(batch, per_row):
+                doc_nll[doc] += row_nll
+            total_nll += sum(per_row)
             total_tokens += int((shift_labels != -100).sum().item())
-            bar.advance(sum(len(w) for w, _ in batch))
+            bar.advance(sum(len(w) for w, _, _ in batch))
     model.train(was_training)
     n_bytes = sum(len(t.encode("utf-8")) for t in texts)
     return BpbResult(bpb=total_nll / (LN2 * n_bytes), loss_per_token=total_nll / max(total_tokens, 1),
-                     tokens=total_tokens, bytes=n_bytes, docs=len(texts))
+                     tokens=total_tokens, bytes=n_bytes, docs=len(texts),
+                     doc_bits=[round(n / LN2, 3) for n in doc_nll],
+                     doc_bytes=[len(t.encode("utf-8")) for t in texts])
 
 
 def subsample(texts: list[str], max_docs: int | None, max_chars: int | None, seed: int = 0) -> list[str]:

@@ -43,6 +43,17 @@ def test_bpb_equals_direct_computation(tiny_model_dir):
     assert res.loss_per_token * res.tokens == pytest.approx(res.bpb * math.log(2) * res.bytes, rel=1e-9)
 
 
+def test_per_document_bits_match_each_document_alone(tiny_model_dir):
+    """Per-document bits (what eval.scoreboard pairs across models) equal each document scored on its own, in the
+    input order, even though windows are batched sorted by length."""
+    model, tok = load_causal_lm(tiny_model_dir, runtime=FP32)
+    res = compute_bpb(model, tok, TEXTS, batch_size=2, runtime=FP32, progress=False)
+    assert res.doc_bytes == [len(t.encode("utf-8")) for t in TEXTS]
+    for bits, nbytes, text in zip(res.doc_bits, res.doc_bytes, TEXTS):
+        assert bits / nbytes == pytest.approx(direct_bpb(model, tok, [text]), abs=1e-4)
+    assert sum(res.doc_bits) / res.bytes == pytest.approx(res.bpb, abs=1e-5)
+
+
 def test_windows_score_each_token_once():
     ids = list(range(23))
     wins = _windows(ids, 8, 3)
@@ -79,7 +90,7 @@ def test_cli_writes_bpb_json(tmp_path, tiny_model_dir):
                            "--set", "device=cpu"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     res = json.loads((out / "bpb.json").read_text())
-    assert set(res["sets"]["data"]) == {"bpb", "loss_per_token", "tokens", "bytes", "docs"}
+    assert set(res["sets"]["data"]) == {"bpb", "loss_per_token", "tokens", "bytes", "docs", "doc_bits", "doc_bytes"}
     assert res["runtime"]["compute_dtype"] == "float32" and res["sets"]["data"]["docs"] == 3
     model, tok = load_causal_lm(tiny_model_dir, runtime=FP32)
     assert res["sets"]["data"]["bpb"] == pytest.approx(direct_bpb(model, tok, TEXTS), abs=1e-6)
