@@ -1,0 +1,302 @@
+"""Stage ``eval.scoreboard``: every model of the chain against every measure, with paired deltas vs instruct.
+
+It answers the question a user of a DeFineMed-style chain comes with: did the domain model get better at the
+domain without getting worse at what it could do before? It reads what the eval stages wrote (``bpb.json`` with
+per-document bits, ``qa_results.json`` + ``items_<task>.json``, the sweep's ``probe/t*.json``,
+``failures_items.json``, ``winrates.json``), computes no score twice, and writes ``scoreboard.json``::
+
+    {"models": {MODEL: {MEASURE: value}}, "deltas": {MODEL: {MEASURE: {delta, lo, hi, n, verdict}}},
+     "measures": {MEASURE: {label, higher_is_better, chance, source}}, "judge": {...}, "missing": {...}}
+
+MODEL is ``instruct``, ``cpt``, ``merge`` or ``student``. Each delta against the instruct model has a paired
+bootstrap CI over the items both models answered (documents for bpb, questions for QA/MCQ, instructions for
+the probe, prompts for failure modes); ``better``/``worse``/``unchanged`` is read off the CI (it excludes 0 or
+not), never off the sign. scipy's ``bootstrap(paired=True)`` resamples one statistic of paired samples but not a
+ratio of sums (bpb) in one vectorised call over a shared resample, hence the few numpy lines here.
+
+The judge's win-rate enters only when the judge is not one of the chain's models or the embedded SmolLM2: a
+135M judge tests the plumbing, so the scoreboard then says "judge: plumbing only" and ranks nothing by it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+from pydantic import Field
+
+from finemed.artifacts import atomic_write_json, read_json, read_manifest
+from finemed.config import FinemedError, StageConfig
+from finemed.logs import get_logger
+from finemed.stages import StageResult, stage
+
+log = get_logger(__name__)
+Role = Literal["instruct", "cpt", "merge", "student"]
+ROLES: tuple[str, ...] = ("instruct", "cpt", "merge", "student")
+PLUMBING = "judge: plumbing only"
+# a measure's per-item data: {item id: value} (mean / median) or {item id: (bits, bytes)} (ratio of sums)
+Items = dict[str, Any]
+
+
+class ScoreboardConfig(StageConfig):
+    models: dict[Role, str] = Field(description="role -> the model path (or name) the eval stages recorded")
+    evals: list[str] = Field(description="the eval stage dirs to read (eval.bpb/qa/mcq/failures/pairwise, "
+                                         "merge.sweep for the probe)")
+    baseline: Role = "instruct"
+    embedded_judges: list[str] = Field(["smollm2"], description="judges that test plumbing only (besides the "
+                                                                "chain's own models)")
+    bootstrap: int = Field(2000, ge=100)
+    ci: float = Field(0.95, gt=0.5, lt=1.0)
+    seed: int = 0
+
+
+class ScoreboardResult(StageResult):
+    key_metric: ClassVar[str] = "summary"
+    scoreboard: str
+    models: list[str]
+    n_measures: int
+    verdicts: dict[str, dict[str, int]]  # model -> {better, worse, unchanged, no CI}
+    judge: str
+    summary: str
+
+
+class Measure:
+    """One row of the board: a label, its direction, the statistic over items, and each role's items."""
+
+    def __init__(self, key: str, label: str, higher_is_better: bool, stat: str, source: str,
+                 chance: float | None = None):
+        self.key, self.label, self.higher, self.stat, self.source, self.chance = key, label, higher_is_better, \
+            stat, source, chance
+        self.values: dict[str, float] = {}
+        self.items: dict[str, Items] = {}
+
+    def add(self, role: str, value: float | None, items: Items | None) -> None:
+        if value is not None:
+            self.values[role] = float(value)
+        if items:
+            self.items[role] = items
+
+
+# ------------------------------------------------------------------------------------------ statistics
+def _stat(x: np.ndarray, kind: str) -> np.ndarray:
+    """The statistic over the last item axis of resampled ``x``: mean, median or ratio of sums (x[..., 0/1])."""
+    if kind == "ratio":
+        return x[..., 0].sum(axis=-1) / x[..., 1].sum(axis=-1)
+    return np.median(x, axis=-1) if kind == "median" else x.mean(axis=-1)
+
+
+def paired_delta(a: Items, b: Items, *, stat: str, higher_is_better: bool, n_boot: int, ci: float,
+                 seed: int) -> dict[str, Any]:
+    """Delta ``stat(b) - stat(a)`` on the items both have, with a percentile CI from one shared resample of the
+    item ids (paired); the verdict is ``better``/``worse`` when the CI excludes 0, else ``unchanged``."""
+    ids = sorted(set(a) & set(b))
+    if not ids:
+        return {"delta": None, "lo": None, "hi": None, "n": 0, "verdict": "no CI"}
+    xa = np.asarray([a[i] for i in ids], dtype=float)
+    xb = np.asarray([b[i] for i in ids], dtype=float)
+    if stat == "ratio":
+        xa = xa.reshape(len(ids), 2)
+        xb = xb.reshape(len(ids), 2)
+    delta = float(_stat(xb[None], stat)[0] - _stat(xa[None], stat)[0])
+    idx = np.random.default_rng(seed).integers(0, len(ids), size=(n_boot, len(ids)))
+    boots = _stat(xb[idx], stat) - _stat(xa[idx], stat)
+    lo, hi = (float(v) for v in np.quantile(boots, [(1 - ci) / 2, 1 - (1 - ci) / 2]))
+    if lo > 0 or hi < 0:
+        verdict = "better" if (lo > 0) == higher_is_better else "worse"
+    else:
+        verdict = "unchanged"
+    return {"delta": round(delta, 4), "lo": round(lo, 4), "hi": round(hi, 4), "n": len(ids), "verdict": verdict}
+
+
+# ------------------------------------------------------------------------------------------ readers
+def _norm(spec: str) -> str:
+    spec = str(spec).removeprefix("local:")
+    path = Path(spec).expanduser()
+    return str(path.resolve()) if path.exists() else spec
+
+
+def _roles(config: ScoreboardConfig) -> dict[str, str]:
+    """normalised model path -> role (a path named by two roles keeps the first in chain order)."""
+    out: dict[str, str] = {}
+    for role in ROLES:
+        if role in config.models:
+            out.setdefault(_norm(config.models[role]), role)
+    return out
+
+
+def _file(stage_dir: Path, name: str) -> Any:
+    path = stage_dir / name
+    if not path.is_file():
+        raise FinemedError(f"scoreboard: {path} is missing; run that eval stage to the end first (it writes "
+                           f"{name})")
+    return read_json(path)
+
+
+def _read_bpb(stage_dir: Path, role: str, board: dict[str, Measure]) -> None:
+    data = _file(stage_dir, "bpb.json")
+    for name, s in data["sets"].items():
+        m = board.setdefault(f"bpb.{name}", Measure(f"bpb.{name}", f"bpb {name}", False, "ratio", stage_dir.name))
+        items = {str(i): (bits, n) for i, (bits, n) in enumerate(zip(s.get("doc_bits", []), s.get("doc_bytes", [])))}
+        m.add(role, s["bpb"], items)
+
+
+_METRICS = {"exact_match": ("EM", 1.0), "f1": ("F1", 1.0), "acc": ("acc", 100.0), "acc_norm": ("acc_norm", 100.0)}
+
+
+def _read_lmeval(stage_dir: Path, role: str, board: dict[str, Measure]) -> None:
+    data = _file(stage_dir, "qa_results.json")
+    for task, res in data["tasks"].items():
+        path = stage_dir / f"items_{task}.json"
+        items = read_json(path) if path.is_file() else {}
+        options = [len(r["option_ll"]) for r in items.values() if r.get("option_ll")]
+        chance = round(100 * float(np.mean([1 / k for k in options])), 2) if options else None
+        for metric, (label, scale) in _METRICS.items():
+            if metric not in res:
+                continue
+            key = f"{task}.{metric}"
+            m = board.setdefault(key, Measure(key, f"{task} {label}", True, "mean", stage_dir.name,
+                                              chance if metric.startswith("acc") else None))
+            per = {i: scale * r[metric] for i, r in items.items() if isinstance(r.get(metric), (int, float))}
+            m.add(role, None if res[metric] is None else scale * res[metric], per)
+
+
+def _read_probe(stage_dir: Path, roles: dict[str, str], board: dict[str, Measure]) -> None:
+    """The sweep's instruction probe: t=0 is the instruct model, t=1 the CPT model, the chosen point the merge."""
+    sweep = _file(stage_dir, "sweep.json")
+    m = board.setdefault("probe.pass_rate", Measure("probe.pass_rate", "instruction probe pass rate", True, "mean",
+                                                    stage_dir.name))
+    who = {"t=0": "instruct", "t=1": "cpt", sweep["chosen"]: "merge"}
+    wanted = set(roles.values())
+    for label, role in who.items():
+        path = stage_dir / "probe" / f"{label.replace('=', '')}.json"
+        if role not in wanted or not path.is_file():
+            continue
+        probe = read_json(path)
+        m.add(role, probe["pass_rate"], {it["id"]: float(it["passed"]) for it in probe.get("items", [])})
+
+
+def _read_failures(stage_dir: Path, roles: dict[str, str], board: dict[str, Measure]) -> None:
+    table = _file(stage_dir, "failures.json")
+    path = stage_dir / "failures_items.json"
+    rows = read_json(path) if path.is_file() else []
+    for key, field, label, stat in (("off_language", "off_lang_sentence_share", "off-language sentence share", "mean"),
+                                    ("length_ratio", "median_length_ratio", "length ratio (median, vs human)",
+                                     "median")):
+        item_field = "length_ratio" if key == "length_ratio" else field
+        m = board.setdefault(key, Measure(key, label, False, stat, stage_dir.name))
+        for model, vals in table.items():
+            role = roles.get(_norm(model))
+            if role is None:
+                continue
+            per = {r["prompt_id"]: r[item_field] for r in rows
+                   if _norm(r["model"]) == _norm(model) and r.get(item_field) is not None}
+            m.add(role, vals.get(field), per)
+
+
+def judge_is_plumbing(judge: str, config: ScoreboardConfig) -> bool:
+    """A local judge that is one of the chain's models or an embedded small model tests plumbing only."""
+    if not judge.startswith("local:"):
+        return False
+    name = _norm(judge)
+    own = {_norm(p) for p in config.models.values()}
+    embedded = set(config.embedded_judges) | {Path(e).name for e in config.embedded_judges}
+    return name in own or name in embedded or Path(name).name in embedded
+
+
+def _read_judge(stage_dir: Path, roles: dict[str, str], board: dict[str, Measure], config: ScoreboardConfig,
+                judge: dict[str, Any]) -> None:
+    manifest = read_manifest(stage_dir)
+    spec = str((manifest.config or {}).get("judge", "")) if manifest else ""
+    data = _file(stage_dir, "winrates.json")
+    judge.update(judge=spec, stage=stage_dir.name)
+    if judge_is_plumbing(spec, config):
+        judge.update(status=PLUMBING, note=f"{spec} judges models of its own size: its win-rates test the "
+                                           f"evaluation chain, they rank nothing")
+        return
+    judge.update(status="scored")
+    m = board.setdefault("judge.win_rate", Measure("judge.win_rate", "judge win-rate", True, "mean", stage_dir.name))
+    for model, rate in data.get("overall_winrate", {}).items():
+        role = roles.get(_norm(model))
+        if role is not None:
+            m.add(role, rate, None)
+
+
+# ------------------------------------------------------------------------------------------ the stage
+def build(config: ScoreboardConfig) -> dict[str, Any]:
+    """Read every eval stage in ``config.evals`` and return the scoreboard (see the module docstring)."""
+    if config.baseline not in config.models:
+        raise FinemedError(f"scoreboard: the baseline {config.baseline!r} is not among models "
+                           f"({', '.join(config.models)}); add models.{config.baseline}: PATH")
+    roles = _roles(config)
+    board: dict[str, Measure] = {}
+    judge: dict[str, Any] = {"status": "not run"}
+    for spec in config.evals:
+        stage_dir = Path(spec)
+        manifest = read_manifest(stage_dir)
+        if manifest is None:
+            raise FinemedError(f"scoreboard: {stage_dir} holds no manifest.json; name the dir of a finished eval "
+                               f"stage (e.g. ${{stage:qa_instruct}})")
+        kind = manifest.kind
+        model = (manifest.config or {}).get("model")
+        role = roles.get(_norm(model)) if model else None
+        if kind in ("eval.bpb", "eval.qa", "eval.mcq"):
+            if role is None:
+                log.warning("scoreboard: %s scored %s, which is none of the models; skipped", stage_dir.name, model)
+                continue
+            (_read_bpb if kind == "eval.bpb" else _read_lmeval)(stage_dir, role, board)
+        elif kind == "merge.sweep":
+            _read_probe(stage_dir, roles, board)
+        elif kind == "eval.failures":
+            _read_failures(stage_dir, roles, board)
+        elif kind in ("eval.pairwise", "eval.winrates"):
+            _read_judge(stage_dir, roles, board, config, judge)
+        else:
+            raise FinemedError(f"scoreboard: {stage_dir} is a {kind} stage; evals takes eval.bpb, eval.qa, "
+                               f"eval.mcq, eval.failures, eval.pairwise and merge.sweep dirs")
+    present = [r for r in ROLES if r in config.models]
+    base = config.baseline
+    models = {r: {k: round(m.values[r], 4) for k, m in board.items() if r in m.values} for r in present}
+    deltas: dict[str, dict[str, Any]] = {}
+    for r in present:
+        if r == base:
+            continue
+        deltas[r] = {}
+        for k, m in board.items():
+            if r not in m.values or base not in m.values:
+                continue
+            d = paired_delta(m.items.get(base, {}), m.items.get(r, {}), stat=m.stat, higher_is_better=m.higher,
+                             n_boot=config.bootstrap, ci=config.ci, seed=config.seed)
+            if d["delta"] is None:  # no per-item scores: the value delta, with no verdict
+                d["delta"] = round(m.values[r] - m.values[base], 4)
+            deltas[r][k] = d
+    measures = {k: {"label": m.label, "higher_is_better": m.higher, "chance": m.chance, "source": m.source,
+                    "statistic": m.stat} for k, m in board.items()}
+    missing = {r: [k for k in board if k not in models[r]] for r in present}
+    return {"models": models, "baseline": base, "deltas": deltas, "measures": measures, "judge": judge,
+            "missing": {r: v for r, v in missing.items() if v}, "ci": config.ci, "bootstrap": config.bootstrap,
+            "not_in_recipe": [r for r in ROLES if r not in config.models]}
+
+
+def verdict_counts(board: dict[str, Any]) -> dict[str, dict[str, int]]:
+    out: dict[str, dict[str, int]] = {}
+    for role, ds in board["deltas"].items():
+        counts = {"better": 0, "worse": 0, "unchanged": 0, "no CI": 0}
+        for d in ds.values():
+            counts[d["verdict"]] += 1
+        out[role] = counts
+    return out
+
+
+@stage("eval.scoreboard")
+def run(config: ScoreboardConfig, run_dir: Path) -> ScoreboardResult:
+    """Stage entry: writes ``scoreboard.json`` (models x measures, paired deltas vs the baseline)."""
+    board = build(config)
+    path = atomic_write_json(Path(run_dir) / "scoreboard.json", board)
+    counts = verdict_counts(board)
+    summary = "; ".join(f"{r} vs {board['baseline']}: {c['better']} better, {c['worse']} worse, "
+                        f"{c['unchanged']} unchanged" for r, c in counts.items())
+    judge = board["judge"].get("status", "not run")
+    log.info("scoreboard: %s (%s)", summary, judge)
+    return ScoreboardResult(scoreboard=str(path), models=list(board["models"]), n_measures=len(board["measures"]),
+                            verdicts=counts, judge=judge, summary=summary or "baseline only")

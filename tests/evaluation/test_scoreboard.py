@@ -1,0 +1,163 @@
+"""eval.scoreboard on crafted eval-stage dirs: paired bootstrap verdicts (better, worse, unchanged: by the CI, not the
+sign), a model with no scores, the sweep probe's roles, and the judge that is only plumbing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from finemed.artifacts import atomic_write_json, run_cached
+from finemed.config import FinemedError, StageConfig
+from finemed.evaluation.scoreboard import PLUMBING, ScoreboardConfig, build, paired_delta
+from finemed.stages import run_stage
+
+BOOT = {"n_boot": 2000, "ci": 0.95, "seed": 0}
+
+
+def test_paired_delta_better_worse_unchanged_by_ci():
+    a = {str(i): float(i % 2) for i in range(40)}                      # 50% right
+    better = {str(i): 1.0 for i in range(40)}                           # 100% right on the same items
+    assert paired_delta(a, better, stat="mean", higher_is_better=True, **BOOT)["verdict"] == "better"
+    assert paired_delta(better, a, stat="mean", higher_is_better=True, **BOOT)["verdict"] == "worse"
+    # a positive delta (+1 of 40 items) whose CI includes 0 is "unchanged", not "better"
+    plus_one = dict(a, **{"0": 1.0})
+    d = paired_delta(a, plus_one, stat="mean", higher_is_better=True, **BOOT)
+    assert d["delta"] == pytest.approx(0.025) and d["lo"] <= 0 <= d["hi"] and d["verdict"] == "unchanged"
+    # lower is better (bpb: ratio of summed bits over summed bytes): fewer bits on every document is "better"
+    bits_a = {str(i): (100.0 + i, 50) for i in range(12)}
+    bits_b = {str(i): (90.0 + i, 50) for i in range(12)}
+    d = paired_delta(bits_a, bits_b, stat="ratio", higher_is_better=False, **BOOT)
+    assert d["delta"] == pytest.approx((sum(90 + i for i in range(12)) - sum(100 + i for i in range(12))) / 600,
+                                       abs=1e-4)
+    assert d["verdict"] == "better" and d["n"] == 12
+    # no shared items: no CI, no verdict
+    assert paired_delta(a, {"x": 1.0}, stat="mean", higher_is_better=True, **BOOT)["verdict"] == "no CI"
+
+
+def test_paired_beats_unpaired_on_correlated_items():
+    """Pairing is what lets a small, consistent gain show: each item's score moves by +0.05 across a wide spread."""
+    a = {str(i): float(i) for i in range(30)}
+    b = {str(i): float(i) + 0.05 for i in range(30)}
+    assert paired_delta(a, b, stat="mean", higher_is_better=True, **BOOT)["verdict"] == "better"
+
+
+class _Cfg(StageConfig):
+    model: str = ""
+    judge: str = ""
+
+
+def _stage(root: Path, name: str, kind: str, files: dict[str, object], **cfg) -> str:
+    d = root / name
+    run_cached(name, _Cfg(**cfg), d, lambda: {"ok": 1}, kind=kind)
+    for fname, obj in files.items():
+        atomic_write_json(d / fname, obj)
+    return str(d)
+
+
+def _qa(root, name, model, em):
+    items = {f"q{i}": {"exact_match": 100.0 * v, "f1": 100.0 * v} for i, v in enumerate(em)}
+    mean = 100.0 * sum(em) / len(em)
+    return _stage(root, name, "eval.qa", {"qa_results.json": {"model": model, "tasks": {"xquad_en_0shot": {
+        "exact_match": mean, "f1": mean, "n": len(em)}}}, "items_xquad_en_0shot.json": items}, model=model)
+
+
+def _mcq(root, name, model, right):
+    items = {f"m{i}": {"acc": float(r), "acc_norm": float(r), "label": 0, "option_ll": [-1.0] * 5,
+                       "option_bytes": [5] * 5} for i, r in enumerate(right)}
+    acc = sum(right) / len(right)
+    return _stage(root, name, "eval.mcq", {"qa_results.json": {"model": model, "tasks": {"germedbench_medqa": {
+        "acc": acc, "acc_norm": acc}}}, "items_germedbench_medqa.json": items}, model=model)
+
+
+def _bpb(root, name, model, bits):
+    sets = {"medical": {"bpb": sum(bits) / (100 * len(bits)), "doc_bits": bits, "doc_bytes": [100] * len(bits)}}
+    return _stage(root, name, "eval.bpb", {"bpb.json": {"model": model, "sets": sets}}, model=model)
+
+
+@pytest.fixture
+def chain(tmp_path):
+    """instruct/cpt/merge model dirs and eval stages: CPT loses QA, gains bpb; the merge is unchanged on QA."""
+    models = {r: tmp_path / "models" / r for r in ("instruct", "cpt", "merge")}
+    for p in models.values():
+        p.mkdir(parents=True)
+    root = tmp_path / "run"
+    m = {r: str(p) for r, p in models.items()}
+    evals = [
+        _qa(root, "qa_instruct", m["instruct"], [1] * 20 + [0] * 20),
+        _qa(root, "qa_cpt", m["cpt"], [0] * 40),
+        _qa(root, "qa_merge", m["merge"], [1] * 19 + [0] * 21),
+        _mcq(root, "mcq_instruct", m["instruct"], [0, 1] * 15),
+        _mcq(root, "mcq_merge", m["merge"], [0, 1] * 15),
+        _bpb(root, "bpb_instruct", m["instruct"], [120.0 + i for i in range(10)]),
+        _bpb(root, "bpb_cpt", m["cpt"], [100.0 + i for i in range(10)]),
+    ]
+    probe = {lbl: {"pass_rate": rate, "items": [{"id": f"p{i}", "passed": i < k} for i in range(20)]}
+             for lbl, rate, k in (("t0", 0.5, 10), ("t1", 0.0, 0), ("t0.5", 0.45, 9))}
+    evals.append(_stage(root, "merge", "merge.sweep",
+                        {"sweep.json": {"chosen": "t=0.5"}, **{f"probe/{k}.json": v for k, v in probe.items()}}))
+    rows = [{"model": m[r], "prompt_id": f"g{i}", "off_lang_sentence_share": share, "length_ratio": 1.0}
+            for r, share in (("instruct", 0.0), ("merge", 0.5)) for i in range(12)]
+    table = {m[r]: {"off_lang_sentence_share": s, "median_length_ratio": 1.0} for r, s in (("instruct", 0.0),
+                                                                                          ("merge", 0.5))}
+    evals.append(_stage(root, "failures", "eval.failures", {"failures.json": table, "failures_items.json": rows}))
+    return m, evals, root
+
+
+def _board(m, evals, **kw) -> dict:
+    return build(ScoreboardConfig(models={**m, **kw.pop("extra", {})}, evals=evals, **kw))
+
+
+def test_board_marks_each_model_against_instruct(chain):
+    m, evals, _ = chain
+    board = _board(m, evals)
+    assert set(board["models"]) == {"instruct", "cpt", "merge"} and board["not_in_recipe"] == ["student"]
+    assert board["models"]["instruct"]["xquad_en_0shot.exact_match"] == 50.0
+    d = board["deltas"]
+    assert d["cpt"]["xquad_en_0shot.exact_match"]["verdict"] == "worse"
+    assert d["cpt"]["xquad_en_0shot.exact_match"]["delta"] == -50.0
+    assert d["merge"]["xquad_en_0shot.exact_match"]["verdict"] == "unchanged"  # -2.5 points, CI spans 0
+    assert d["cpt"]["bpb.medical"]["verdict"] == "better" and d["cpt"]["bpb.medical"]["delta"] < 0
+    assert d["cpt"]["probe.pass_rate"]["verdict"] == "worse"                    # t=1 is the CPT model
+    assert board["models"]["merge"]["probe.pass_rate"] == 0.45                 # the chosen t is the merge
+    assert d["merge"]["germedbench_medqa.acc"]["verdict"] == "unchanged"
+    assert d["merge"]["off_language"]["verdict"] == "worse" and d["merge"]["length_ratio"]["verdict"] == "unchanged"
+    assert board["measures"]["germedbench_medqa.acc"]["chance"] == 20.0        # five options
+    assert board["measures"]["bpb.medical"]["higher_is_better"] is False
+    # what a model was not scored on is listed, not invented
+    assert "germedbench_medqa.acc" in board["missing"]["cpt"] and "bpb.medical" in board["missing"]["merge"]
+    assert "germedbench_medqa.acc" not in board["models"]["cpt"]
+
+
+def test_a_student_with_no_eval_is_missing_everywhere(chain, tmp_path):
+    m, evals, _ = chain
+    (tmp_path / "student").mkdir()
+    board = _board(m, evals, extra={"student": str(tmp_path / "student")})
+    assert board["models"]["student"] == {} and len(board["missing"]["student"]) == len(board["measures"])
+    assert board["deltas"]["student"] == {}
+
+
+def test_embedded_judge_is_plumbing_only_and_ranks_nothing(chain):
+    m, evals, root = chain
+    wins = {"overall_winrate": {m["instruct"]: 0.5, m["merge"]: 0.5}}
+    own = _stage(root, "judge", "eval.pairwise", {"winrates.json": wins}, judge=f"local:{m['instruct']}")
+    board = _board(m, [*evals, own])
+    assert board["judge"]["status"] == PLUMBING and "judge.win_rate" not in board["measures"]
+    real = _stage(root, "judge_real", "eval.pairwise", {"winrates.json": wins},
+                  judge="http://gpu:8000/v1#Qwen/Qwen2.5-72B-Instruct")
+    board = _board(m, [*evals, real])
+    assert board["judge"]["status"] == "scored" and board["models"]["merge"]["judge.win_rate"] == 0.5
+
+
+def test_stage_writes_scoreboard_json_and_bad_inputs_are_one_line(chain, tmp_path):
+    m, evals, _ = chain
+    out = tmp_path / "sb"
+    outcome = run_stage("eval.scoreboard", ScoreboardConfig(models=m, evals=evals), out)
+    data = json.loads((out / "scoreboard.json").read_text())
+    assert data["models"]["cpt"]["bpb.medical"] == pytest.approx(1.045)
+    assert outcome.result["verdicts"]["cpt"]["worse"] >= 2
+    with pytest.raises(FinemedError, match="no manifest.json"):
+        _board(m, [str(tmp_path / "nowhere")])
+    with pytest.raises(FinemedError, match="baseline 'instruct' is not among models"):
+        build(ScoreboardConfig(models={"cpt": m["cpt"]}, evals=evals))
