@@ -10,7 +10,7 @@ export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 PYTEST_ARGS ?=
 
-.PHONY: setup debian-text quickstart test test-all bench bench-scaling clean-runs
+.PHONY: setup vllm debian-text quickstart test test-all bench bench-scaling clean-runs
 
 ## setup: make .venv (python3.11 + pip) and install the pins and finemed (editable); a no-op when
 ##        requirements.txt and pyproject.toml are unchanged since the last setup.
@@ -25,6 +25,26 @@ setup:
 		$(BIN)/python -m pip install -q --no-deps -e .; \
 		echo "$(REQ_HASH)" > $(STAMP); \
 		echo "setup: installed into $(VENV)"; \
+	fi
+
+## vllm: make .venv-vllm (the vLLM server finemed starts for engine: vllm/auto) from requirements-vllm.txt;
+##       a no-op when requirements-vllm.txt is unchanged; a failure exits non-zero (never silent)
+VLLM_VENV := .venv-vllm
+VLLM_STAMP := $(VLLM_VENV)/.finemed-vllm
+VLLM_HASH = $(shell cat requirements-vllm.txt | sha256sum | cut -c1-16)
+vllm:
+	@if [ -f $(VLLM_STAMP) ] && [ "$$(cat $(VLLM_STAMP))" = "$(VLLM_HASH)" ] && [ -x $(VLLM_VENV)/bin/python ]; then \
+		echo "vllm: up to date ($(VLLM_STAMP))"; \
+	else \
+		set -e; \
+		rm -f $(VLLM_STAMP); \
+		[ -x $(VLLM_VENV)/bin/python ] || $(PY) -m venv $(VLLM_VENV); \
+		$(VLLM_VENV)/bin/python -m pip install -q --upgrade pip; \
+		$(VLLM_VENV)/bin/python -m pip install -q -r requirements-vllm.txt; \
+		$(VLLM_VENV)/bin/python -m pip uninstall -q -y torchvision torchaudio torchcodec; \
+		$(VLLM_VENV)/bin/python -c "import vllm, torch; print('vllm', vllm.__version__, 'torch', torch.__version__)"; \
+		echo "$(VLLM_HASH)" > $(VLLM_STAMP); \
+		echo "vllm: installed into $(VLLM_VENV)"; \
 	fi
 
 ## debian-text: fetch Debian man pages + fortunes in en/de/fr/it/es once (apt-get download) and render them to

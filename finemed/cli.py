@@ -163,6 +163,34 @@ def models_student(teacher: str = typer.Argument(..., help="Teacher: HF dir or r
     typer.echo(json.dumps(info.model_dump()))
 
 
+@app.command("serve")
+def serve_cmd(model: str = typer.Argument(..., help="HF model dir or registered name, e.g. smollm2"),
+              port: Optional[int] = typer.Option(None, "--port", help="Port on 127.0.0.1 (default: a free one)"),
+              host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on"),
+              sets: Optional[list[str]] = typer.Option(None, "--set", help="vLLM setting, e.g. "
+                                                       "tensor_parallel_size=2 (see finemed.engine.VLLMSettings)"),
+              ready_only: bool = typer.Option(False, "--ready-only", help="Stop once it answers (a start check)")):
+    """Serve a model with vLLM (from .venv-vllm; `make vllm`) until Ctrl-C; prints its LLM spec URL#MODEL."""
+    import time
+
+    from finemed.config import apply_overrides, validate
+    from finemed.engine import VLLMServer, VLLMSettings
+    from finemed.models.registry import resolve_model_path
+
+    settings = validate(VLLMSettings, apply_overrides({}, sets), "--set")
+    with VLLMServer(resolve_model_path(model), settings, port=port, host=host) as server:
+        typer.echo(server.spec, err=False)
+        sys.stdout.flush()
+        try:
+            while not ready_only:
+                dead = server.died()
+                if dead:
+                    raise FinemedError(dead)
+                time.sleep(1.0)
+        except KeyboardInterrupt:
+            pass
+
+
 def main() -> None:
     setup_logging()
     try:

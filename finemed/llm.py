@@ -3,8 +3,11 @@
 ``LLMClient(spec)`` where ``spec`` is
 - ``http://HOST:PORT/v1#MODEL`` (or https): POST ``{base}/chat/completions``, OpenAI wire format, so vLLM,
   TGI, OpenAI and ``transformers serve`` all work;
-- ``local:PATH_OR_NAME``: an HF causal LM loaded with :func:`finemed.models.loading.load_causal_lm` on the
-  device/dtype of :func:`finemed.runtime.resolve`, answered by :func:`finemed.models.generate.generate`.
+- ``local:PATH_OR_NAME``: on ``engine`` vllm (see :func:`finemed.engine.choose_engine`; ``auto`` takes it where
+  ``make vllm`` was run) a managed vLLM server is started for it (:func:`finemed.engine.serve`) and answered over
+  HTTP like any endpoint (so ``logprobs`` work); on hf an HF causal LM loaded with
+  :func:`finemed.models.loading.load_causal_lm` on the device/dtype of :func:`finemed.runtime.resolve`, answered by
+  :func:`finemed.models.generate.generate`. ``client.engine`` says which ran (``http`` for a given URL).
 
 What it adds over a plain HTTP call (hand-written over httpx: the cache/retry layer is shared by both
 backends, and the ``openai`` package retries on its own, which would hide attempts from our counters):
@@ -38,6 +41,7 @@ from typing import Any, Callable
 from pydantic import BaseModel
 
 from finemed.config import FinemedError
+from finemed.engine import VLLMServer, VLLMSettings, choose_engine, serve
 from finemed.logs import get_logger
 from finemed.models.generate import generate
 from finemed.models.loading import load_causal_lm
@@ -147,9 +151,15 @@ class LLMClient:
     def __init__(self, spec: str, *, cache_path: Path | None = None, concurrency: int = 8, max_retries: int = 4,
                  timeout_s: float = 60.0, max_tokens: int = 256, temperature: float = 0.0, seed: int = 0,
                  backoff_s: float = 0.5, batch_size: int = 8, dtype: str = "auto", device: str = "auto",
-                 max_conn_failures: int = 3, preflight: bool = True):
+                 max_conn_failures: int = 3, preflight: bool = True, engine: str = "auto",
+                 vllm: VLLMSettings | None = None):
         self.spec = spec
         self.kind, self.target, self.model = parse_spec(spec)
+        self.engine = "http" if self.kind == "http" else choose_engine(engine, f"LLM {spec}")
+        self.server: VLLMServer | None = None
+        if self.engine == "vllm":  # a local model behind a managed server: from here on an HTTP endpoint
+            self.server = serve(self.target, vllm)
+            self.kind, self.target, self.model = "http", self.server.base_url, self.server.name
         if concurrency < 1:
             raise FinemedError(f"LLM concurrency {concurrency}: must be >= 1")
         self.concurrency, self.max_retries, self.timeout_s = concurrency, max_retries, timeout_s
@@ -179,7 +189,8 @@ class LLMClient:
 
     def cache_key(self, messages: list[dict], cache_tag: str = "", *, max_tokens: int | None = None,
                   logprobs: int | None = None) -> str:
-        payload = json.dumps({"model": self.model if self.kind == "http" else self.spec, "messages": messages,
+        model = self.spec + "@vllm" if self.engine == "vllm" else self.model if self.kind == "http" else self.spec
+        payload = json.dumps({"model": model, "messages": messages,
                               "params": self.params(max_tokens, logprobs), "tag": cache_tag},
                              sort_keys=True, ensure_ascii=False)
         return hashlib.sha256(payload.encode("utf-8")).hexdigest()
@@ -287,6 +298,9 @@ class LLMClient:
         else:
             with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
                 list(pool.map(one, range(len(batch))))
+        dead = self.server.died() if self.server is not None else None
+        if dead:  # a managed server that died mid-run: its line, not the connection errors it caused
+            raise FinemedError(f"{dead}; replies so far are cached")
         if self._broken:
             raise FinemedError(self._broken)
 

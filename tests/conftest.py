@@ -9,6 +9,8 @@ import pytest
 for _var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
     os.environ.setdefault(_var, "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# engine: auto means HF in tests; only the vLLM tests (tests/evaluation/test_vllm*.py) ask for a server
+os.environ.setdefault("FINEMED_ENGINE", "hf")
 
 
 @pytest.fixture(scope="session")

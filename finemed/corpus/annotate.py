@@ -32,6 +32,7 @@ from finemed.corpus.classifier_eval import prf_at, tune_threshold
 from finemed.corpus.corpus_plan import DOC_BYTES, docs_in
 from finemed.corpus.rows import read_rows
 from finemed.corpus.sample_input import default_dev_input
+from finemed.engine import Engine, VLLMSettings
 from finemed.llm import LLMClient
 from finemed.logs import get_logger
 from finemed.plan_estimates import CPU_S, cpu, decode_steps, gib, inference, is_remote
@@ -80,6 +81,8 @@ class AnnotateConfig(StageConfig):
     examples_per_error: int = Field(3, ge=0)
     device: Device = "auto"
     dtype: DType = "auto"
+    engine: Engine = "auto"  # a local: llm: auto (vLLM where `make vllm` ran: verdicts from top_logprobs) | hf | vllm
+    vllm: VLLMSettings = Field(default_factory=VLLMSettings)
 
 
 class AnnotateResult(StageResult):
@@ -103,6 +106,7 @@ class AnnotateResult(StageResult):
     labels: str
     docs_per_s: float
     llm_stats: dict[str, int]
+    engine: str = "hf"  # what answered: hf | vllm | http
 
 
 def reservoir(rows, n: int, seed: int = 0) -> list[dict]:
@@ -229,7 +233,8 @@ def run(cfg: AnnotateConfig, run_dir: Path) -> AnnotateResult:
 
     client = LLMClient(cfg.llm, cache_path=Path(cfg.cache) if cfg.cache else run_dir / "verdicts.sqlite",
                        concurrency=cfg.concurrency, max_tokens=cfg.max_tokens, temperature=0.0,
-                       timeout_s=cfg.timeout_s, batch_size=cfg.batch_size, device=cfg.device, dtype=cfg.dtype)
+                       timeout_s=cfg.timeout_s, batch_size=cfg.batch_size, device=cfg.device, dtype=cfg.dtype,
+                       engine=cfg.engine, vllm=cfg.vllm)
     try:
         if tune:
             template, thr, dev_report = _choose(client, cfg, tune, shots)
@@ -269,7 +274,7 @@ def run(cfg: AnnotateConfig, run_dir: Path) -> AnnotateResult:
                k_shot=len(shots), threshold=round(float(thr), 6), threshold_from=thr_from,
                dev={"size": len(dev), "shots": len(shots), "tuned_on": len(tune), "templates": dev_report},
                labels=str(run_dir / "labels.jsonl"), docs_per_s=round(len(docs) / max(seconds, 1e-9), 3),
-               llm_stats=dict(client.stats))
+               llm_stats=dict(client.stats), engine=client.engine)
     judged = [r for r in labelled if "gold" in r]
     if judged:
         y, p = np.array([r["gold"] for r in judged]), np.array([r["label"] for r in judged])

@@ -1,7 +1,9 @@
 """Stage ``eval.generate``: answers of N models on one prompt set, as answer-JSONL rows.
 
-A local model (an HF dir or registered name, optionally written ``local:NAME``) is loaded on the runtime's
-device and answers through :func:`finemed.models.generate.generate` (chat template, batching, EOS cut); an
+A local model (an HF dir or registered name, optionally written ``local:NAME``) answers on the ``engine`` that
+:func:`finemed.engine.choose_engine` picks: ``vllm`` serves it with a managed vLLM server and asks it like an
+endpoint; ``hf`` loads it on the runtime's device and answers through :func:`finemed.models.generate.generate`
+(chat template, batching, EOS cut). The engine of each model is in the result (``engines``). An
 OpenAI-compatible ``URL#MODEL`` answers through :class:`~finemed.llm.LLMClient` (concurrency, retries, the
 SQLite response cache). Rows: ``{model, prompt_id, prompt, answer, [reference], finish_reason}``; a failed
 call is written with an empty answer and an ``error`` and counted, never dropped silently.
@@ -15,6 +17,7 @@ from typing import ClassVar, Literal
 from pydantic import Field
 
 from finemed.config import FinemedError, StageConfig
+from finemed.engine import Engine, VLLMSettings, choose_engine
 from finemed.evaluation.answers import PromptRow, load_prompts, write_answers
 from finemed.llm import LLMClient
 from finemed.logs import get_logger
@@ -47,6 +50,8 @@ class GenerateConfig(StageConfig):
     cache: str | None = Field(None, description="SQLite response cache for server models")
     device: Device = "auto"
     dtype: DType = "auto"
+    engine: Engine = Field("auto", description="local models: auto (vLLM where `make vllm` ran) | hf | vllm")
+    vllm: VLLMSettings = Field(default_factory=VLLMSettings)
 
 
 class GenerateResult(StageResult):
@@ -55,6 +60,7 @@ class GenerateResult(StageResult):
     prompts: int
     models: dict[str, dict[str, int]]
     answers: str
+    engines: dict[str, str] = {}  # model -> hf | vllm | http
 
 
 def split_prompts(prompts: list[PromptRow], split: str, fraction: float, seed: int = 0) -> list[PromptRow]:
@@ -78,10 +84,12 @@ def _local_answers(model: str, rows: list[PromptRow], cfg: GenerateConfig, rt: R
     return answers, {"calls": len(rows), "failed": 0}
 
 
-def _remote_answers(model: str, rows: list[PromptRow], cfg: GenerateConfig):
-
-    client = LLMClient(model, cache_path=Path(cfg.cache) if cfg.cache else None, concurrency=cfg.concurrency,
-                       max_tokens=cfg.max_tokens, temperature=cfg.temperature, seed=cfg.seed)
+def _remote_answers(model: str, rows: list[PromptRow], cfg: GenerateConfig, run_dir: Path):
+    """An endpoint, or a local model on a managed vLLM server (its replies cached in the run dir)."""
+    cache = Path(cfg.cache) if cfg.cache else None if is_remote(model) else Path(run_dir) / "responses.sqlite"
+    client = LLMClient(model if is_remote(model) else f"local:{model.removeprefix('local:')}", cache_path=cache,
+                       concurrency=cfg.concurrency, max_tokens=cfg.max_tokens, temperature=cfg.temperature,
+                       seed=cfg.seed, engine="vllm", vllm=cfg.vllm)
     system = [{"role": "system", "content": cfg.system}] if cfg.system else []
     convs = [system + [{"role": "user", "content": p.prompt}] for p in rows]
     try:
@@ -103,18 +111,19 @@ def run(config: GenerateConfig, run_dir: Path) -> GenerateResult:
     if not prompts:
         raise FinemedError(f"eval generate: no {config.split} prompts in {config.prompts!r} at heldout_fraction="
                            f"{config.heldout_fraction}; raise heldout_fraction or use split: all")
-    rt = resolve(config.device, config.dtype) if not all(is_remote(m) for m in config.models) else None
+    engines = {m: "http" if is_remote(m) else choose_engine(config.engine, "eval generate") for m in config.models}
+    rt = resolve(config.device, config.dtype) if "hf" in engines.values() else None
     rows: list[dict] = []
     stats: dict[str, dict[str, int]] = {}
     for m in config.models:
-        answers, stats[m] = _remote_answers(m, prompts, config) if is_remote(m) else \
-            _local_answers(m, prompts, config, rt)
+        answers, stats[m] = _local_answers(m, prompts, config, rt) if engines[m] == "hf" else \
+            _remote_answers(m, prompts, config, run_dir)
         for p, a in zip(prompts, answers):
             rows.append({"model": m, "prompt_id": p.prompt_id, "prompt": p.prompt, **a,
                          **({"reference": p.reference} if p.reference is not None else {})})
-        log.info("generate %s: %d answers, %d failed", m, len(answers), stats[m]["failed"])
+        log.info("generate %s (%s): %d answers, %d failed", m, engines[m], len(answers), stats[m]["failed"])
     out = write_answers(Path(run_dir) / "answers.jsonl", rows)
-    return GenerateResult(rows=len(rows), prompts=len(prompts), models=stats, answers=str(out))
+    return GenerateResult(rows=len(rows), prompts=len(prompts), models=stats, answers=str(out), engines=engines)
 
 
 # ------------------------------------------------------------------------------------------------ plan

@@ -27,6 +27,7 @@ from typing import Literal
 from pydantic import BaseModel
 
 from finemed.config import FinemedError
+from finemed.engine import VLLMSettings
 from finemed.evaluation.answers import AnswerRow
 from finemed.llm import LLMClient
 from finemed.logs import Counter
@@ -170,7 +171,8 @@ def judge_llm(triples, client, lang: str = "de") -> tuple[list[PairJudgment], di
             verdicts[i] = parse_verdict(r.text)
     still = [i for i, v in enumerate(verdicts) if v is None]
     counts["prob_verdicts"] = 0
-    if still and getattr(client, "kind", "") == "local":  # endpoints: only where they return logprobs (not yet)
+    # a local judge (HF: next-token probabilities; vLLM: its top_logprobs); given endpoints stay text-only
+    if still and (getattr(client, "kind", "") == "local" or getattr(client, "engine", "") == "vllm"):
         ask = PROMPTS[lang]["letter"]
         letter = [convs[i][:-1] + [{"role": "user", "content": f"{convs[i][-1]['content']}\n{ask}"}] for i in still]
         for i, v in zip(still, prob_verdicts(client, letter, cache_tag="pairwise-v1-letter", yes=("A",), no=("B",))):
@@ -189,7 +191,8 @@ def judge_llm(triples, client, lang: str = "de") -> tuple[list[PairJudgment], di
 def run_pairwise(rows: list[AnswerRow], judge: str, *, lang: str = "de", pairs: str = "all",
                  cache_path: Path | None = None, concurrency: int = 8, max_tokens: int = 256,
                  timeout_s: float = 60.0, max_retries: int = 4, backoff_s: float = 0.5,
-                 max_prompts: int | None = None) -> tuple[list[PairJudgment], dict]:
+                 max_prompts: int | None = None, engine: str = "auto",
+                 vllm: VLLMSettings | None = None) -> tuple[list[PairJudgment], dict]:
     """Judge all pairs; returns (judgments, info with counters and the client's call stats)."""
     if max_prompts:
         keep = sorted({r.prompt_id for r in rows})[:max_prompts]
@@ -203,9 +206,10 @@ def run_pairwise(rows: list[AnswerRow], judge: str, *, lang: str = "de", pairs: 
             raise FinemedError("judge 'scores:' needs a field, e.g. scores:overall")
         return judge_scores(triples, field), {"mode": "scores", "field": field, "pairs": len(triples)}
     client = LLMClient(judge, cache_path=cache_path, concurrency=concurrency, max_tokens=max_tokens,
-                       timeout_s=timeout_s, max_retries=max_retries, backoff_s=backoff_s)
+                       timeout_s=timeout_s, max_retries=max_retries, backoff_s=backoff_s, engine=engine, vllm=vllm)
     try:
         judgments, counts = judge_llm(triples, client, lang)
     finally:
         client.close()
-    return judgments, {"mode": "llm", "judge": judge, "pairs": len(triples), **counts, "client": dict(client.stats)}
+    return judgments, {"mode": "llm", "judge": judge, "engine": client.engine, "pairs": len(triples), **counts,
+                       "client": dict(client.stats)}

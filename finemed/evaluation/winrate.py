@@ -24,6 +24,7 @@ from pydantic import BaseModel, Field
 
 from finemed.artifacts import atomic_path, atomic_write_json
 from finemed.config import FinemedError, StageConfig
+from finemed.engine import Engine, VLLMSettings
 from finemed.evaluation.answers import load_answers, write_answers
 from finemed.evaluation.judge import PairJudgment, make_pairs, run_pairwise
 from finemed.plan_estimates import JUDGMENT_BYTES, cpu, decode_steps, earlier, gib, inference, readable_now
@@ -221,6 +222,8 @@ class WinrateStageConfig(StageConfig):
     bootstrap: int = Field(200, ge=0)
     seed: int = 0
     cache: str | None = Field(None, description="SQLite judge cache (default: RUN_DIR/judge_cache.sqlite)")
+    engine: Engine = Field("auto", description="a local: judge: auto (vLLM where `make vllm` ran) | hf | vllm")
+    vllm: VLLMSettings = Field(default_factory=VLLMSettings)
 
 
 class WinrateResult(StageResult):
@@ -247,7 +250,8 @@ def run(config: WinrateStageConfig, run_dir: Path) -> WinrateResult:
     cache = Path(config.cache) if config.cache else run_dir / "judge_cache.sqlite"
     judgments, info = run_pairwise(rows, config.judge, lang=config.lang, pairs=config.pairs, cache_path=cache,
                                    concurrency=config.concurrency, max_tokens=config.max_tokens,
-                                   timeout_s=config.timeout_s, max_prompts=config.max_prompts)
+                                   timeout_s=config.timeout_s, max_prompts=config.max_prompts,
+                                   engine=config.engine, vllm=config.vllm)
     write_answers(run_dir / "judgments.jsonl", [j.model_dump() for j in judgments])
     res = compute_winrates(judgments, reference=config.reference, fold=config.fold, bootstrap=config.bootstrap,
                            seed=config.seed)
