@@ -29,6 +29,7 @@ from finemed.corpus.sample_input import default_dev_input
 from finemed.corpus.scorers import classifier_meta, classifier_threshold
 from finemed.corpus.stats import (
     block_stats,
+    decont_counts,
     dropped_samples,
     funnel,
     merge_task_stats,
@@ -159,8 +160,11 @@ def collect_stats(run_dir: Path, info: dict) -> dict:
     stats = {"input": info["input"], "classifier": info["classifier"], "domain_threshold": info["domain_threshold"],
              "input_docs": reader["in"] + sum(skipped.values()), "input_skipped": skipped,
              "blocks": blocks, "totals": totals,
-             "funnel": [{"block": n, "kept": k} for n, k in funnel(blocks)]
-             + [{"block": "written", "kept": totals["docs"]}]}
+             "funnel": funnel(blocks) + [{"block": "written", "stage": "final", "in": totals["docs"], "dropped": 0,
+                                          "out": totals["docs"], "kept": totals["docs"], "reasons": {}}]}
+    decont = decont_counts(blocks)
+    if decont is not None:
+        stats["decontamination"] = decont
     if kept_by_source:
         for columns in (["source", "medical", "contaminated"], ["source", "medical"]):
             try:
@@ -177,10 +181,12 @@ def collect_stats(run_dir: Path, info: dict) -> dict:
 def format_funnel(stats: dict) -> str:
     lines = [f"input docs: {stats['input_docs']}  (skipped: {stats['input_skipped'] or 'none'})"]
     for b in stats["blocks"]:
-        if b.get("reasons") or b["dropped"]:
+        if b.get("reasons") or b["dropped"] or b.get("changed"):
             reasons = ", ".join(f"{k}={v}" for k, v in sorted(b.get("reasons", {}).items(), key=lambda x: -x[1]))
             lines.append(f"  {b['stage']:>6} | {b['block']:<28} in={b['in']:<6} kept={b['kept']:<6} "
                          f"dropped={b['dropped']:<6} {reasons}")
+            if b.get("changed"):
+                lines.append(f"  {'':>6} | {'':<28} kept but changed by cuts: {b['changed']} ({b['cut_chars']} chars)")
             if b.get("rescued"):
                 lines.append(f"  {'':>6} | {'':<28} rescued by domain-aware settings: {b['rescued']}")
     t = stats["totals"]

@@ -1,21 +1,22 @@
-"""Benchmark decontamination (step ``decont``): which evaluation texts, and their n-gram hash index.
+"""Benchmark decontamination (step ``decont``): which evaluation texts, and their n-gram index.
 
-A training doc that shares one ``n_grams``-word n-gram (13 by default, as in GPT-3 and datatrove's
-decontamination) with any evaluation item is dropped, reason ``decontaminated`` in ``stats.json``.
+The rule (:mod:`finemed.corpus.decont_rule`): a doc is dropped only when it holds most of one benchmark item
+(PaLM: ``leak_share`` of the item's ``n_grams``-word n-grams) or needs more than ``max_cuts`` cuts (lm-eval's
+janitor); any other shared n-gram is cut out with ``window_chars`` either side, and boilerplate n-grams (in
+``max_item_df`` or more benchmark items) and mostly-numeric ones (lab panels, dates) are ignored. Drop reason
+``decontaminated``; ``stats.json`` counts dropped and changed docs.
 
-datatrove's :class:`~datatrove.pipeline.decont.NGramsDecontFilter` does the filtering unchanged (its
-``simplify_text`` normalisation, word tokenizer, ``ngrams`` and xxhash64). Its index builder,
-``NGramsDecontIndexer``, is not used: it declares ``lighteval`` as a required dependency (not installed;
-the step cannot even be constructed without it, and its ``run`` loads lighteval tasks from the Hub), and it
-must run as a separate single-task pipeline stage. The index is built here in-process instead, the way the
-indexer's ``compute_hashes`` does it (datatrove's ``simplify_text`` → word tokenizer → ``ngrams`` → hash)
-on every n-gram of each eval text, written in datatrove's ``<task>.index.hashes`` format and cached by the
-fingerprint of the sets.
+The index is built in-process, one item per benchmark row (an MCQ item is its question, options and
+explanation as a prompt shows them; a case is its text and answer fields), because the item frequency of each
+n-gram is what tells boilerplate from a leak. datatrove's ``NGramsDecontIndexer`` keeps only a flat hash set
+(no item frequency), declares ``lighteval`` as a required dependency and loads its tasks from the Hub. The
+index is cached by the fingerprint of the sets and the normalisation.
 
 ``sets``: ``builtin:`` names and jsonl/parquet/txt paths (:mod:`finemed.texts`; ``PATH#field``), plus
 ``benchmark:germedbench`` (every GerMedBench task: questions, options, explanations, case texts and the
-other string fields) and ``benchmark:germediq`` (GerMedIQ questions). MMLU-de/MedQA-de: add their files
-as paths. Items shorter than ``n_grams`` words have no n-gram and cannot be matched.
+other string fields; ``benchmark:germedbench/TASK`` for one task) and ``benchmark:germediq`` (GerMedIQ
+questions). MMLU-de/MedQA-de: add their files as paths. Items shorter than ``n_grams``
+words have no n-gram and cannot be matched.
 """
 
 from __future__ import annotations
@@ -25,11 +26,12 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 from pydantic import Field
 
 from finemed.config import ConfigError, StageConfig
+from finemed.corpus.decont_rule import DecontIndex, hash_func, item_hashes
 from finemed.data import loaders
 from finemed.data.registry import cache_dir
 from finemed.logs import get_logger, progress
@@ -38,7 +40,8 @@ from finemed.texts import iter_texts
 log = get_logger(__name__)
 BENCHMARKS = ("benchmark:germedbench", "benchmark:germediq")
 GERMEDBENCH_TASKS = ("med_qa", "patient_text", "med_extraction", "icd10_coding")
-INDEX_VERSION = 1
+INDEX_VERSION = 2  # 2: one item per row, item frequency per n-gram, janitor normalisation
+INDEX_FILE = "index.npz"
 
 
 def default_sets() -> list[str]:
@@ -51,8 +54,12 @@ def default_sets() -> list[str]:
 class DecontConfig(StageConfig):
     enabled: bool = True
     sets: list[str] = Field(default_factory=default_sets)
-    n_grams: int = Field(13, ge=3)
-    language: str = "deu"  # datatrove word tokenizer used on both the eval texts and the docs
+    n_grams: int = Field(13, ge=3)  # words per n-gram (GPT-3, lm-eval's janitor)
+    window_chars: int = Field(200, ge=0)  # chars cut either side of a matched n-gram (janitor)
+    max_cuts: int = Field(10, ge=0)  # a doc needing more separate cuts is dropped (janitor's too_dirty_cutoff)
+    leak_share: float = Field(0.7, gt=0.0, le=1.0)  # drop when one item has this share of its n-grams in a doc (PaLM)
+    max_item_df: int = Field(3, ge=1)  # n-grams in this many benchmark items or more are boilerplate: ignored
+    max_numeric_share: float = Field(0.5, gt=0.0, le=1.0)  # ignore n-grams with this share of numbers/units or more
 
 
 def _strings(value) -> Iterator[str]:
@@ -66,20 +73,32 @@ def _strings(value) -> Iterator[str]:
             yield from _strings(v)
 
 
-def _germedbench() -> Iterator[str]:
-    for task in GERMEDBENCH_TASKS:
+def row_items(row: dict) -> list[str]:
+    """A GerMedBench row's items: an MCQ as a prompt shows it (question, options, explanation) is one item; a
+    case gives one item per string field (the case text, each answer), so a doc holding the case text alone
+    covers all of its item (PaLM's share)."""
+    if "question" in row:
+        opts = "\n".join(f"{k}) {v}" for k, v in (row.get("options") or {}).items())
+        return [f"{row['question']}\n{opts}\n{row.get('explanation', '')}"]
+    return list(_strings({k: v for k, v in row.items() if k not in ("id", "fachbereich", "schwierigkeitsgrad")}))
+
+
+def _germedbench(tasks: tuple[str, ...] = GERMEDBENCH_TASKS) -> Iterator[str]:
+    for task in tasks:
         for row in loaders.load_germedbench(task):
-            fields = {k: v for k, v in row.items() if k not in ("id", "fachbereich", "schwierigkeitsgrad")}
-            yield from _strings(fields)
-            if "question" in row:  # the MCQ item as a prompt shows it: n-grams across question/options/explanation
-                opts = "\n".join(f"{k}) {v}" for k, v in (row.get("options") or {}).items())
-                yield f"{row['question']}\n{opts}\n{row.get('explanation', '')}"
+            yield from row_items(row)
 
 
 def eval_texts(spec: str) -> Iterator[str]:
-    """The texts of one evaluation set ``spec``."""
+    """The items of one evaluation set ``spec``, one text per item."""
     if spec == "benchmark:germedbench":
         yield from _germedbench()
+    elif spec.startswith("benchmark:germedbench/"):  # one task, e.g. benchmark:germedbench/med_qa
+        task = spec.split("/", 1)[1]
+        if task not in GERMEDBENCH_TASKS:
+            raise ConfigError(f"pipeline.decont.sets: unknown GerMedBench task in {spec!r}; tasks: "
+                              f"{', '.join(GERMEDBENCH_TASKS)}")
+        yield from _germedbench((task,))
     elif spec == "benchmark:germediq":
         yield from dict.fromkeys(r["question"] for r in loaders.load_germediq("llm") if r.get("question"))
     elif spec.startswith("benchmark:"):
@@ -93,47 +112,46 @@ def _fingerprint(cfg: DecontConfig) -> str:
     for spec in cfg.sets:
         p = Path(spec.partition("#")[0])
         stamp.append([spec, p.stat().st_mtime_ns if p.exists() else None])
-    raw = json.dumps([INDEX_VERSION, cfg.n_grams, cfg.language, stamp], sort_keys=True)
+    raw = json.dumps([INDEX_VERSION, cfg.n_grams, stamp], sort_keys=True)
     return hashlib.sha256(raw.encode()).hexdigest()[:16]
 
 
-def task_name(spec: str) -> str:
-    return "".join(c if c.isalnum() or c in "._-" else "_" for c in spec).strip("_")[:80]
+def named_items(cfg: DecontConfig) -> Iterator[tuple[str, str]]:
+    """(``set#row``, text) of every benchmark item in ``cfg.sets``."""
+    for spec in progress(cfg.sets, "decont index (eval sets)"):
+        for row, text in enumerate(eval_texts(spec)):
+            yield f"{spec}#{row}", text
+
+
+def index_from_items(items: Iterable[tuple[str, str]], n_grams: int) -> DecontIndex:
+    """The index of named items; a text seen before and items shorter than ``n_grams`` words are skipped."""
+    hasher = hash_func()
+    seen: set[str] = set()
+    hashes, names = [], []
+    for name, text in items:
+        if text in seen:
+            continue
+        seen.add(text)
+        hs = item_hashes(text, n_grams, hasher)
+        if hs:
+            hashes.append(hs)
+            names.append(name)
+    log.info("decont: %d benchmark items with a %d-gram", len(names), n_grams)
+    return DecontIndex.from_items(hashes, names)
 
 
 def build_index(cfg: DecontConfig, root: Path | None = None) -> Path:
-    """Write ``<task>.index.hashes`` per set (datatrove's format) into a cached folder; return it."""
-    import numpy as np
-    from datatrove.utils.hashing import create_hash_func
-    from datatrove.utils.text import ngrams, simplify_text
-    from datatrove.utils.word_tokenizers import load_word_tokenizer
-
+    """Write the benchmark index (``index.npz``, :class:`DecontIndex`) into a cached folder; return the file."""
     out = Path(root or cache_dir() / "corpus" / "decont") / _fingerprint(cfg)
     if (out / "done").is_file():
-        return out
+        return out / INDEX_FILE
     tmp = out.with_name(f"{out.name}.tmp-{os.getpid()}")
     tmp.mkdir(parents=True, exist_ok=True)
-    dt = ngrams_config(cfg)
-    dtype = np.dtype(dt.hash_config.np_descr)
-    tokenizer, hash_func = load_word_tokenizer(cfg.language), create_hash_func(dt.hash_config)
-    for spec in progress(cfg.sets, "decont index (eval sets)"):
-        hashes: set[int] = set()
-        for text in eval_texts(spec):
-            tokens = tokenizer.word_tokenize(simplify_text(text, dt.norm_config))
-            hashes.update(hash_func(" ".join(g)) for g in ngrams(tokens, cfg.n_grams))
-        log.info("decont: %d %d-gram hashes from %s", len(hashes), cfg.n_grams, spec)
-        np.array(sorted(hashes), dtype=dtype).tofile(tmp / f"{task_name(spec)}.index.hashes")
+    index_from_items(named_items(cfg), cfg.n_grams).save(tmp / INDEX_FILE)
     (tmp / "done").write_text("\n".join(cfg.sets) + "\n", encoding="utf-8")
     if (out / "done").is_file():  # another process finished first
         shutil.rmtree(tmp)
     else:
         shutil.rmtree(out, ignore_errors=True)
         tmp.rename(out)
-    return out
-
-
-def ngrams_config(cfg: DecontConfig):
-    """datatrove's n-gram config (normalisation, hash) with our ``n_grams``; every n-gram of an eval text counts."""
-    from datatrove.pipeline.decont.n_grams import NGramsDecontConfig
-
-    return NGramsDecontConfig(n_grams=cfg.n_grams, find_query_ngrams=False, find_overlap_ngrams=False)
+    return out / INDEX_FILE

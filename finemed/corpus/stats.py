@@ -1,4 +1,4 @@
-"""Stats of a corpus build: the funnel per block with drop reasons, totals, dropped samples, a PNG.
+"""Stats of a corpus build: the funnel (one row per dropping block) with reasons, totals, dropped samples, a PNG.
 
 Per-block counts come from datatrove's own merged ``logs/<stage>/stats.json``; totals (docs, words,
 tokens with a named tokenizer) are measured on the written output. When the input carries the dev
@@ -49,6 +49,8 @@ def block_stats(run_dir: Path, stage: str) -> list[dict]:
         rescued = {k[len("rescued_"):]: int(v) for k, v in st.items() if k.startswith("rescued_")}
         item = {"stage": stage, "block": entry.get("name", "?"), "in": int(st.get("total", 0)),
                 "kept": int(st.get("forwarded", st.get("total", 0))), "dropped": int(st.get("dropped", 0))}
+        if "changed" in st:  # docs kept but edited (decont's cuts)
+            item.update(changed=int(st["changed"]), cut_chars=int(st.get("cut_chars", 0)))
         if "documents" in st:  # readers count docs read
             item.update({"in": int(st["documents"]), "kept": int(st["documents"]), "dropped": 0})
         for extra, val in (("reasons", reasons), ("skipped", skipped), ("rescued", rescued)):
@@ -135,16 +137,46 @@ def dropped_samples(run_dir: Path, per_reason: int = 5) -> dict[str, list[dict]]
     return dict(out)
 
 
-def funnel(blocks: list[dict]) -> list[tuple[str, int]]:
-    """(block, docs kept after it) for the reader and every dropping block, in pipeline order."""
-    steps = []
+DROPPING_TYPES = ("FILTER", "DECONT")  # datatrove step types that drop docs; MinHash's "stage 4" filter too
+
+
+def _funnel_name(block: str) -> str:
+    if "MinHash stage 4" in block:
+        return "minhash dedup"
+    return block.split(": ", 1)[-1]
+
+
+def funnel(blocks: list[dict]) -> list[dict]:
+    """One row per block that drops docs, under its own name and in pipeline order, after a ``read`` row.
+
+    A row: ``block`` (short name), ``stage``, ``in``, ``dropped``, ``out`` (= ``kept``, kept for older readers),
+    ``reasons`` (drop reason -> docs; may be empty) and, for blocks that edit docs, ``changed``.
+    """
+    rows = []
     for b in blocks:
-        short = b["block"].split(": ", 1)[-1]
-        if b["stage"] == "filter" and "READER" in b["block"]:
-            steps.append(("read", b["kept"]))
-        elif b["stage"] in ("filter", "final") and ("FILTER" in b["block"] or "stage 4" in b["block"]):
-            steps.append(("minhash dedup" if "stage 4" in b["block"] else short, b["kept"]))
-    return steps
+        kind = b["block"].split(": ", 1)[0]
+        if b["stage"] == "filter" and "READER" in kind:
+            name = "read"
+        elif b["stage"] in ("filter", "final") and (any(t in kind for t in DROPPING_TYPES)
+                                                    or "MinHash stage 4" in b["block"] or b.get("dropped")):
+            name = _funnel_name(b["block"])
+        else:
+            continue
+        row = {"block": name, "stage": b["stage"], "in": b["in"], "dropped": b["dropped"], "out": b["kept"],
+               "kept": b["kept"], "reasons": dict(b.get("reasons") or {})}
+        if "changed" in b:
+            row["changed"] = b["changed"]
+        rows.append(row)
+    return rows
+
+
+def decont_counts(blocks: list[dict]) -> dict | None:
+    """Decontamination's two counts for ``stats.json``: docs dropped, and docs kept but changed by cuts."""
+    rows = [b for b in blocks if "DECONT" in b["block"].split(": ", 1)[0]]
+    if not rows:
+        return None
+    return {"in": sum(b["in"] for b in rows), "dropped": sum(b["dropped"] for b in rows),
+            "changed": sum(b.get("changed", 0) for b in rows), "cut_chars": sum(b.get("cut_chars", 0) for b in rows)}
 
 
 def plot_funnel(steps: list[tuple[str, int]], out: Path) -> Path:
