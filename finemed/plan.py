@@ -21,7 +21,7 @@ from finemed.artifacts import atomic_write_json, config_hash, input_fingerprints
 from finemed.config import FinemedError
 from finemed.models import arch
 from finemed.models.registry import is_registered
-from finemed.recipe import load_recipe, path_inputs, resolve_stages, run_root
+from finemed.recipe import config_strings, load_recipe, path_inputs, resolve_stages, run_root
 from finemed.texts import heldout_texts
 
 URL = re.compile(r"^[a-z][a-z0-9+.-]*://")
@@ -83,16 +83,6 @@ def _classify(value: str, root: Path, produced: dict[str, str]) -> str | None:
     return None
 
 
-def _strings(value: Any, prefix: str = "") -> list[tuple[str, str]]:
-    if isinstance(value, str):
-        return [(prefix, value)]
-    if isinstance(value, dict):
-        return [x for k, v in value.items() for x in _strings(v, f"{prefix}.{k}" if prefix else str(k))]
-    if isinstance(value, list):
-        return [x for i, v in enumerate(value) for x in _strings(v, f"{prefix}[{i}]")]
-    return []
-
-
 def _heldout(cfg: dict, inputs: dict[str, str]) -> dict[str, int | str]:
     """Held-out sizes of the config's text sets, where the source can be read now (1 text suffices)."""
     fraction = cfg.get("heldout_fraction")
@@ -123,10 +113,13 @@ def make_plan(path: Path | str, overrides: list[str] | None = None, *, mfu: floa
     ctx = PlanContext(mfu=mfu, gpu=gpu, root=root, hints=recipe.plan)
     produced: dict[str, str] = {}
     plans: list[StagePlan] = []
+    from finemed.simulate.recipe import read_simulation
+
+    simulated = read_simulation(root)  # figures of an earlier `finemed plan --simulate`, where one ran
     for entry, cfg in resolved:
         out = root / entry.name
         data = to_jsonable(cfg)
-        inputs = {v: state for _, v in _strings(data) if (state := _classify(v, root, produced))}
+        inputs = {v: state for _, v in config_strings(data) if (state := _classify(v, root, produced))}
         problems = [f"{entry.name}: input {v} does not exist" for v, s in inputs.items() if s == "MISSING"]
         old = read_manifest(out)
         cached = bool(old and old.status in ("complete", "cached") and old.config_hash == config_hash(cfg)
@@ -140,6 +133,8 @@ def make_plan(path: Path | str, overrides: list[str] | None = None, *, mfu: floa
         except FinemedError as err:  # an input the estimate reads is bad: a problem of the plan, not a crash
             estimate = {"error": str(err)}
             problems.append(f"{entry.name}: no estimate: {err}")
+        if entry.name in simulated:
+            estimate = {**estimate, "simulated_peak_gib_per_rank": simulated[entry.name]}
         ctx.earlier[str(out)] = estimate
         plans.append(StagePlan(name=entry.name, kind=entry.kind, output=str(out), cached=cached, inputs=inputs,
                                heldout=heldout, estimate=estimate, problems=problems))

@@ -4,6 +4,9 @@ A recipe names its stages; each has a ``kind`` (a registered stage entry point) 
 validated by that stage's pydantic model. String values may reference other places:
 
 - ``${stage:NAME}``: the artifact dir of an earlier stage, e.g. ``${stage:fetch}/model``;
+- ``${run:RECIPE/STAGE}``: a stage of another recipe's run, in the same runs dir (``--runs-dir``) and of the same
+  kind (``--rehearse`` reads ``RECIPE-rehearsal``); a run that has not finished that stage is one error line naming
+  the recipe to run first;
 - ``${data}``: the bundled data dir (FINEMED_DATA_DIR or ../shared/data);
 - ``${cache}``: FINEMED_CACHE (default ~/.cache/finemed).
 
@@ -20,7 +23,7 @@ from typing import Any
 from pydantic import Field, field_validator
 
 from finemed import stages
-from finemed.artifacts import StageOutcome, atomic_write_json, to_jsonable
+from finemed.artifacts import StageOutcome, atomic_write_json, read_manifest, to_jsonable
 from finemed.config import ConfigError, StageConfig, apply_overrides, read_yaml, validate
 from finemed.data.registry import cache_dir, data_dir_or_none
 from finemed.logs import get_logger
@@ -64,13 +67,25 @@ class Recipe(StageConfig):
         return v
 
 
-_REF = re.compile(r"\$\{(stage:[A-Za-z0-9_.-]+|data|cache)\}")
+_REF = re.compile(r"\$\{(stage:[A-Za-z0-9_.-]+|run:[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+|data|cache)\}")
+RUNS_KEY = "run:"  # refs[RUNS_KEY]: this run's runs dir; refs["run-suffix"]: "-rehearsal" in a rehearsal
+
+
+def _run_dir(key: str, refs: dict[str, str], where: str) -> str:
+    """``run:RECIPE/STAGE`` -> RUNS/RECIPE[-rehearsal]/STAGE (the runs dir and kind of the run that reads it)."""
+    if RUNS_KEY not in refs:
+        raise ConfigError(f"{where}: ${{{key}}} names another recipe's run, which only a recipe can read; "
+                          f"run this config inside a recipe (`finemed run`)")
+    recipe, stage_name = key[len(RUNS_KEY):].split("/", 1)
+    return str(Path(refs[RUNS_KEY]) / f"{recipe}{refs.get('run-suffix', '')}" / stage_name)
 
 
 def _resolve(value: Any, refs: dict[str, str], where: str) -> Any:
     if isinstance(value, str):
         def sub(m: re.Match) -> str:
             key = m.group(1)
+            if key.startswith(RUNS_KEY):
+                return _run_dir(key, refs, where)
             if key not in refs:
                 raise ConfigError(f"{where}: reference ${{{key}}} names no earlier stage; "
                                   f"list that stage before this one")
@@ -139,7 +154,7 @@ def resolve_stages(recipe: Recipe, root: Path, source: str, *, rehearse: bool = 
     ``rehearse``: swap hub models, endpoints and remote data for local stand-ins and apply each stage's
     ``rehearse:`` overrides; the replacements are appended to ``swaps`` as (stage, key, old, new).
     """
-    refs = {"cache": str(cache_dir())}
+    refs = {"cache": str(cache_dir()), RUNS_KEY: str(root.parent), "run-suffix": "-rehearsal" if rehearse else ""}
     data_dir = data_dir_or_none()
     if data_dir is not None:
         refs["data"] = str(data_dir)
@@ -154,6 +169,43 @@ def resolve_stages(recipe: Recipe, root: Path, source: str, *, rehearse: bool = 
                 swaps += [(entry.name, *c) for c in changed]
         resolved.append((entry, validate(stages.get(entry.kind).config, raw, where)))
     return resolved
+
+
+def other_runs(recipe: Recipe) -> list[tuple[str, str, str]]:
+    """Every ``${run:RECIPE/STAGE}`` a recipe reads: (reading stage, recipe, stage), in order, without repeats."""
+    found: list[tuple[str, str, str]] = []
+    for entry in recipe.stages:
+        for _, value in config_strings(entry.config):
+            for key in _REF.findall(value):
+                item = (entry.name, *key[len(RUNS_KEY):].split("/", 1)) if key.startswith(RUNS_KEY) else None
+                if item and item not in found:
+                    found.append(item)
+    return found
+
+
+def require_other_runs(recipe: Recipe, root: Path, source: str, *, rehearse: bool = False,
+                       only: list[str] | None = None) -> None:
+    """One error line when a stage reads another recipe's stage that has not finished in this runs dir."""
+    for reader, other, stage_name in other_runs(recipe):
+        if only and reader not in only:
+            continue
+        other_dir = root.parent / (f"{other}-rehearsal" if rehearse else other) / stage_name
+        manifest = read_manifest(other_dir)
+        if manifest is None or manifest.status not in ("complete", "cached"):
+            flags = (" --rehearse" if rehearse else "") + f" --runs-dir {root.parent}"
+            raise ConfigError(f"{source}: stage {reader} reads ${{run:{other}/{stage_name}}}, but {other_dir} holds no "
+                              f"finished run; run recipe {other} first (finemed run ...{other}.yaml{flags})")
+
+
+def config_strings(value: Any, prefix: str = "") -> list[tuple[str, str]]:
+    """Every string in a config with its dotted key: [("data.path", "..."), ...]."""
+    if isinstance(value, str):
+        return [(prefix, value)]
+    if isinstance(value, dict):
+        return [x for k, v in value.items() for x in config_strings(v, f"{prefix}.{k}" if prefix else str(k))]
+    if isinstance(value, list):
+        return [x for i, v in enumerate(value) for x in config_strings(v, f"{prefix}[{i}]")]
+    return []
 
 
 def run_root(recipe: Recipe, runs_dir: Path | None = None, rehearse: bool = False) -> Path:
@@ -172,6 +224,7 @@ def run_recipe(path: Path | str, overrides: list[str] | None = None, *, force: b
     # Validate every stage's config before running anything: a typo in stage 5 fails in a second.
     swaps: list[tuple[str, str, str, str]] = []
     plans = resolve_stages(recipe, root, str(path), rehearse=rehearse, swaps=swaps)
+    require_other_runs(recipe, root, str(path), rehearse=rehearse, only=only)
     if rehearse:
         log.info("rehearsal of %s: %d replacements", recipe.name, len(swaps))
         for stage, key, old, new in swaps:

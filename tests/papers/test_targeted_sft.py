@@ -1,8 +1,9 @@
 """``papers.targeted_sft``: a tiny ``--rehearse`` of recipes/papers/targeted-sft-mini.yaml.
 
-The recipe starts from definemed-mini's merged model (``runs/definemed-mini-rehearsal/merge/merged`` when
-rehearsed); the test puts a tiny chat model there instead of rehearsing definemed-mini again (its rehearsal is
-tests/papers/test_definemed.py), in a temporary working dir and cache.
+The recipe starts from definemed-mini's merged model (``${run:definemed-mini/merge}/merged``: the same runs dir,
+``definemed-mini-rehearsal`` when rehearsed); the test puts a tiny chat model and a finished manifest there instead of
+rehearsing definemed-mini again (its rehearsal is tests/papers/test_definemed.py), in a runs dir that is not the
+working dir's ``runs/``, so the reference must follow ``--runs-dir``.
 """
 
 from __future__ import annotations
@@ -10,6 +11,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+from pydantic import BaseModel
+
+from finemed.artifacts import run_cached
+from finemed.config import ConfigError
 from finemed.evaluation.answers import PromptRow
 from finemed.evaluation.generate import split_prompts
 from finemed.models.tiny import save_tiny
@@ -32,9 +38,42 @@ def test_heldout_prompts_are_never_trained_on():
     assert split_prompts([PromptRow(prompt_id="1", prompt="x")], "all", 0.3)[0].prompt == "x"
 
 
+class _Sweep(BaseModel):
+    t: float = 0.5
+
+
+def _finished_merge(runs: Path) -> Path:
+    """What definemed-mini's rehearsal leaves: merge/merged and a complete manifest."""
+    merge = runs / "definemed-mini-rehearsal" / "merge"
+    run_cached("merge", _Sweep(), merge, lambda: save_tiny(merge / "merged") and {"chosen_t": 0.5}, kind="merge.sweep")
+    return merge
+
+
+def test_a_missing_run_is_one_line_naming_the_recipe(rehearsal_runs):
+    runs = rehearsal_runs.parent / "elsewhere"
+    with pytest.raises(ConfigError) as err:
+        run_recipe(RECIPE, rehearse=True, runs_dir=runs)
+    msg = str(err.value)
+    assert "\n" not in msg and "run recipe definemed-mini first" in msg and "--rehearse" in msg
+    assert str(runs / "definemed-mini-rehearsal" / "merge") in msg
+    assert not (runs / "targeted-sft-mini-rehearsal").exists()  # nothing ran
+
+
+def test_run_references_follow_runs_dir_and_rehearse(tmp_path):
+    from finemed.recipe import resolve_stages
+
+    recipe = load_recipe(RECIPE)
+    real = {e.name: c for e, c in resolve_stages(recipe, tmp_path / "r1" / "targeted-sft-mini", "t")}
+    rehearsed = {e.name: c for e, c in resolve_stages(recipe, tmp_path / "r2" / "targeted-sft-mini-rehearsal", "t",
+                                                       rehearse=True)}
+    pick, picked = real["sft"].model, rehearsed["sft"].model
+    assert pick == str(tmp_path / "r1" / "definemed-mini" / "merge" / "merged")
+    assert picked == str(tmp_path / "r2" / "definemed-mini-rehearsal" / "merge" / "merged")
+
+
 def test_targeted_sft_mini_rehearsal(rehearsal_runs):
-    runs = rehearsal_runs
-    save_tiny(runs / "definemed-mini-rehearsal" / "merge" / "merged")  # what definemed-mini's rehearsal leaves
+    runs = rehearsal_runs.parent / "elsewhere"  # not ./runs: the reference follows --runs-dir
+    _finished_merge(runs)
     outcomes = run_recipe(RECIPE, rehearse=True, runs_dir=runs)
     assert {o.status for o in outcomes} == {"complete"} and len(outcomes) == len(load_recipe(RECIPE).stages)
     root = run_root(load_recipe(RECIPE), runs, rehearse=True)
