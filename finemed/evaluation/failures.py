@@ -207,6 +207,9 @@ def run(cfg: FailuresConfig, run_dir: Path) -> FailuresResult:
         summary = "no answers"
     failures = atomic_write_json(run_dir / "failures.json", {m: v.model_dump() for m, v in table.items()})
     worst_path = atomic_write_json(run_dir / "failures_worst.json", worst)
+    atomic_write_json(run_dir / "failures_items.json",  # per answer, for paired comparisons (eval.scoreboard)
+                      [{k: a[k] for k in ("model", "prompt_id", "off_lang_sentence_share", "length_ratio")}
+                       for a in per_answer])
     log.info("%s", summary)
     return FailuresResult(summary=summary, n_answers=len(per_answer), models=table, failures=str(failures),
                           worst=str(worst_path))

@@ -5,7 +5,8 @@ lm-eval generates (greedy, stop at newline) and scores log-likelihoods; finemed'
 :mod:`qa_prompts` and the metrics of :mod:`qa_metrics`; a name that is no finemed task is one of lm-eval's
 stock tasks (``global_mmlu_full_de_medical_genetics``). Each task runs on its own so its examples/s is
 measured; a finemed QA task's predictions are written as ``predictions_<task>.json`` (``{id: answer}``),
-which ``finemed eval qa-score`` rescores exactly like the official scripts.
+which ``finemed eval qa-score`` rescores exactly like the official scripts, and every task's per-item scores as
+``items_<task>.json`` (``{id: {metric: value}}``), which ``eval.scoreboard`` pairs across models.
 """
 
 from __future__ import annotations
@@ -59,6 +60,23 @@ def _predictions(samples: list[dict]) -> dict[str, str]:
             for s in samples}
 
 
+def item_scores(samples: list[dict]) -> dict[str, dict[str, Any]]:
+    """Per-item scores ``{id: {metric: value}}`` from lm-eval's logged samples, for paired comparisons
+    (``eval.scoreboard``). A multiple-choice item also keeps its gold index, each option's log-likelihood and its
+    UTF-8 length in bytes (what ``acc`` and the length-normalised ``acc_norm`` chose between)."""
+    out: dict[str, dict[str, Any]] = {}
+    for s in samples:
+        row: dict[str, Any] = {m: s[m] for m in s.get("metrics", []) if isinstance(s.get(m), (int, float))}
+        choices = s["doc"].get("choices")
+        if isinstance(choices, list) and len(s.get("filtered_resps", [])) == len(choices):
+            row.update(label=s["doc"].get("label"),
+                       option_ll=[round(float(r[0] if isinstance(r, (list, tuple)) else r), 4)
+                                  for r in s["filtered_resps"]],
+                       option_bytes=[len(str(c).encode("utf-8")) for c in choices])
+        out[str(s["doc"].get("id", s.get("doc_id")))] = row
+    return out
+
+
 def _summary(tasks: dict[str, Metrics]) -> str:
     parts = []
     for name, r in tasks.items():
@@ -93,6 +111,8 @@ def evaluate_model(model, tokenizer, config: QaEvalConfig, out_dir: Path | None 
         tasks[name] = res
         if out_dir is not None and plan.tags.get(name) == "finemed_qa":
             atomic_write_json(Path(out_dir) / f"predictions_{name}.json", _predictions(samples))
+        if out_dir is not None and samples:
+            atomic_write_json(Path(out_dir) / f"items_{name}.json", item_scores(samples))
     return {"tasks": tasks, "summary": _summary(tasks)}
 
 

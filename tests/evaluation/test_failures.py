@@ -67,6 +67,12 @@ def test_germediq_subset_table(tmp_path):
     assert table["qwen2.5-7B-standard"]["mean_words"] > 2 * table["human"]["mean_words"]
     worst = json.loads((tmp_path / "out" / "failures_worst.json").read_text())
     assert worst["off_language"][0]["off_lang_char_share"] >= worst["off_language"][-1]["off_lang_char_share"]
+    # per-answer rows for paired comparisons (eval.scoreboard): one per answer, their mean is the table's share
+    items = json.loads((tmp_path / "out" / "failures_items.json").read_text())
+    assert len(items) == res.n_answers
+    mistral = [r["off_lang_sentence_share"] for r in items if r["model"] == "mistral-7B-medical"
+               and r["off_lang_sentence_share"] is not None]
+    assert sum(mistral) / len(mistral) == pytest.approx(table["mistral-7B-medical"]["off_lang_sentence_share"])
 
 
 def test_failures_stage_through_run_stage(tmp_path):
