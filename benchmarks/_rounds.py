@@ -1,10 +1,12 @@
 """Rounds for benchmarks that compare the same work: alternate the order, summarise the per-round ratios.
 
-Every ``benchmarks/bench_*.py`` times each side once per round (``--rounds``, at least 3), in the order
-:func:`order` gives (reversed on odd rounds, so no side always runs first, cold or warm), pairs the sides
-round by round, and prints ``min/median/max`` of the per-round ratio with :func:`report`; the last line it
-prints is ``ratio=<median>`` (:func:`print_ratio`). :func:`fresh_process` runs one side in its own process
-and returns its wall time, CPU time, peak RSS and output, for sides that must not share a warm interpreter.
+Every ``benchmarks/bench_*.py`` calls each side once, untimed (``run_rounds(..., warmup=True)``), then times
+each side once per round (``--rounds``, at least 3), in the order :func:`order` gives (reversed on odd rounds,
+so no side always runs first, cold or warm), pairs the sides round by round, and prints ``min/median/max`` of
+the per-round ratio with :func:`report`. Its last two lines (:func:`print_ratio`) are ``ratio means: <RATIO>``,
+the script's declared ``RATIO`` (peer over ours, always ending in :data:`FASTER`), and ``ratio=<median>``.
+:func:`fresh_process` runs one side in its own process and returns its wall time, CPU time, peak RSS and
+output, for sides that must not share a warm interpreter.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
 MIN_ROUNDS = 3
+FASTER = "(> 1: ours faster)"  # the one direction of every benchmark's ``ratio=``: peer cost over ours
 
 
 def check_rounds(rounds: int) -> int:
@@ -105,9 +108,13 @@ def report(name: str, ratios: Sequence[float], note: str = "") -> Summary:
     return s
 
 
-def print_ratio(ratios: Sequence[float]) -> float:
-    """The benchmark's last line: ``ratio=<median of the per-round ratios>``."""
+def print_ratio(ratios: Sequence[float], means: str) -> float:
+    """The benchmark's last two lines: ``ratio means: <means>`` and ``ratio=<median of the per-round ratios>``.
+    ``means`` (the script's ``RATIO``) says what is divided by what, and must end in :data:`FASTER`."""
+    if not means.endswith(FASTER):
+        raise ValueError(f"ratio meaning {means!r} must be peer over ours and end in {FASTER!r}")
     med = summarize(ratios).median
+    print(f"ratio means: {means}", flush=True)
     print(f"ratio={med:.3f}", flush=True)
     return med
 

@@ -67,11 +67,14 @@ def test_summary_math_and_the_last_line(capsys):
     assert (s.n, s.min, s.median, s.max) == (4, 1.0, 2.5, 10.0)
     assert str(R.summarize([0.9, 1.2, 1.0])) == "min=0.900 median=1.000 max=1.200 over 3 rounds"
     R.report("step", [0.9, 1.2, 1.0], "(goal >= 0.9)")
-    assert R.print_ratio([0.9, 1.2, 1.0]) == 1.0
+    assert R.print_ratio([0.9, 1.2, 1.0], "peer s / ours s (> 1: ours faster)") == 1.0
     out = capsys.readouterr().out.splitlines()
-    assert out == ["step: min=0.900 median=1.000 max=1.200 over 3 rounds (goal >= 0.9)", "ratio=1.000"]
+    assert out == ["step: min=0.900 median=1.000 max=1.200 over 3 rounds (goal >= 0.9)",
+                   "ratio means: peer s / ours s (> 1: ours faster)", "ratio=1.000"]
     with pytest.raises(ValueError):
         R.summarize([])
+    with pytest.raises(ValueError, match="must be peer over ours"):
+        R.print_ratio([1.0, 1.0, 1.0], "ours s / peer s")
 
 
 def test_fresh_process_reports_its_own_time_rss_and_json():
