@@ -49,7 +49,10 @@ class LaunchConfig(StageConfig):
     machines: int = Field(default=1, ge=1)
     strategy: Literal["ddp", "fsdp"] = "ddp"
     mixed_precision: Literal["auto", "bf16", "no"] = "auto"  # auto: the stage's dtype decides
-    layer_cls: str | None = None  # FSDP wrap unit; default: the model's decoder layer class
+    layer_cls: str | None = None  # FSDP wrap unit; default: the model class's own ``_no_split_modules``
+    # seconds any collective may wait (init_process_group and the Trainer's ddp_timeout): rank 0 alone builds the
+    # KD logit cache or tokenises while the others wait at a barrier; NCCL's default watchdog kills them at 10 min
+    timeout_s: int = Field(default=7200, ge=60)
 
     @property
     def world_size(self) -> int:
@@ -87,15 +90,38 @@ def free_port() -> int:
 
 
 def decoder_layer_class(model: str) -> str:
-    """The decoder-layer class name of ``model`` (``Qwen2DecoderLayer``, ...), from its config."""
+    """The FSDP wrap unit of ``model``: the class names transformers itself keeps whole (``_no_split_modules`` of
+    the model class its config names: ``Qwen2DecoderLayer``, ``GPTNeoXLayer``, ...), comma-separated.
 
-    arch = (config_dict(model).get("architectures") or ["LlamaForCausalLM"])[0]
-    return arch.replace("ForCausalLM", "DecoderLayer")
+    Never derived from the architecture name: transformers 5.24 builds ``GPTNeoXLayer`` for Pythia, and accelerate
+    raises at prepare on a class name the model does not contain."""
+    import transformers
+
+    cfg = config_dict(model)
+    classes = []
+    for arch in cfg.get("architectures") or []:
+        cls = getattr(transformers, arch, None)
+        if cls is not None:
+            classes.append(cls)
+    if not classes:
+        from transformers import AutoConfig
+        from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
+
+        hf = AutoConfig.for_model(cfg.get("model_type", "llama"))
+        classes = [MODEL_FOR_CAUSAL_LM_MAPPING[type(hf)]]
+    names = list(dict.fromkeys(n for cls in classes for n in (getattr(cls, "_no_split_modules", None) or [])))
+    if not names:
+        raise FinemedError(f"model {model!r}: its class {classes[0].__name__} names no _no_split_modules; set "
+                           f"launch.layer_cls to its decoder layer class for FSDP")
+    return ",".join(names)
 
 
 def accelerate_config(launch: LaunchConfig, model: str | None = None, *, port: int | None = None,
-                      ram_efficient_loading: bool = True) -> dict[str, Any]:
-    """The accelerate config of a launch: DDP (``MULTI_GPU``; gloo on CPU) or FSDP2 with sharded checkpoints."""
+                      ram_efficient_loading: bool = True, activation_checkpointing: bool = False) -> dict[str, Any]:
+    """The accelerate config of a launch: DDP (``MULTI_GPU``; gloo on CPU) or FSDP2 with sharded checkpoints.
+
+    Under FSDP, ``activation_checkpointing`` is FSDP's own (per wrapped layer, inside its all-gather); the stage
+    then leaves the Trainer's flag off (:func:`fsdp_owns_checkpointing`): both at once re-gather every layer."""
     multi = launch.machines > 1
     if multi and not os.environ.get("MASTER_ADDR"):
         raise FinemedError(f"launch: machines={launch.machines} needs MASTER_ADDR (rank 0's host) and "
@@ -115,8 +141,14 @@ def accelerate_config(launch: LaunchConfig, model: str | None = None, *, port: i
             "fsdp_version": 2, "fsdp_auto_wrap_policy": "TRANSFORMER_BASED_WRAP",
             "fsdp_transformer_layer_cls_to_wrap": layer_cls, "fsdp_reshard_after_forward": True,
             "fsdp_state_dict_type": "SHARDED_STATE_DICT", "fsdp_cpu_ram_efficient_loading": ram_efficient_loading,
-            "fsdp_sync_module_states": True, "fsdp_offload_params": False, "fsdp_activation_checkpointing": False}
+            "fsdp_sync_module_states": True, "fsdp_offload_params": False,
+            "fsdp_activation_checkpointing": activation_checkpointing}
     return acc
+
+
+def fsdp_owns_checkpointing(launch: LaunchConfig | None) -> bool:
+    """True where FSDP does activation checkpointing (a multi-process FSDP launch), so the Trainer must not."""
+    return launch is not None and launch.strategy == "fsdp" and launch.world_size > 1
 
 
 def write_accelerate_config(path: Path | str, launch: LaunchConfig, model: str | None = None, **kw) -> Path:
@@ -157,14 +189,17 @@ def return_freed_host_memory() -> None:
     libc.mallopt(m_arena_max, 2)
 
 
-def init_distributed() -> None:
+def init_distributed(timeout_s: int | None = None) -> None:
     """Join the process group before the model loads, so that FSDP's RAM-efficient loading applies
-    (ranks other than 0 build the model on the meta device; rank 0's weights are broadcast when sharding)."""
+    (ranks other than 0 build the model on the meta device; rank 0's weights are broadcast when sharding).
+    ``timeout_s`` (``launch.timeout_s``) goes to ``init_process_group``: else NCCL's 10-minute default applies."""
     if world_size() > 1:
+        from datetime import timedelta
+
         from accelerate import PartialState
 
-
-        PartialState(cpu=not cuda_available())
+        kw = {"timeout": timedelta(seconds=timeout_s)} if timeout_s else {}
+        PartialState(cpu=not cuda_available(), **kw)
 
 
 @contextlib.contextmanager
@@ -256,9 +291,10 @@ def worker(kind: str, config_path: str, run_dir: str) -> int:
 
     _die_with_parent()
     return_freed_host_memory()
-    init_distributed()
     sdef = stages.get(kind)
     cfg = sdef.config.model_validate(json.loads(Path(config_path).read_text(encoding="utf-8")))
+    launch = getattr(cfg, "launch", None)
+    init_distributed(launch.timeout_s if isinstance(launch, LaunchConfig) else None)
     ldir = Path(run_dir) / "launch"
     try:
         result = sdef.fn(cfg, Path(run_dir))

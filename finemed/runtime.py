@@ -8,6 +8,10 @@
 - Weights: for inference (``train=False``) a GPU holds them in the compute dtype; a CPU keeps fp32 weights
   and runs bf16 autocast (CPU kernels are fast for autocast, and fp32 master weights lose nothing).
   For training, weights stay fp32 and the compute dtype is mixed precision (autocast / Trainer ``bf16``).
+  Under FSDP (``sharded=True``) a training model loads in the compute dtype, on the host (local rank 0) or the
+  meta device (the other ranks), never whole on a GPU: accelerate shards it onto the GPUs and then upcasts each
+  rank's shard to fp32 master weights where mixed precision is on (``fsdp2_prepare_model``), so no GPU ever holds
+  the whole model, and no host holds it in fp32.
 
 Stage configs declare ``device: Device = "auto"`` and ``dtype: DType = "auto"`` and call :func:`resolve`.
 torch is imported lazily so that configs validate without it.
@@ -71,6 +75,12 @@ class Runtime:
     device: str  # "cpu" or "cuda:N"
     compute: Precision
     train: bool = False
+    sharded: bool = False  # FSDP training: the model loads on the host/meta and FSDP places its shards
+
+    @property
+    def load_device(self) -> str:
+        """Where a loaded model goes before training: the host under FSDP (FSDP moves the shards), else ``device``."""
+        return "cpu" if self.sharded else self.device
 
     @property
     def is_cuda(self) -> bool:
@@ -80,6 +90,8 @@ class Runtime:
     def weight_dtype(self) -> Any:
         import torch
 
+        if self.train and self.sharded:
+            return getattr(torch, self.compute)  # FSDP upcasts each shard to fp32 where mixed precision is on
         if self.train or not self.is_cuda:
             return torch.float32
         return getattr(torch, self.compute)
@@ -103,13 +115,24 @@ class Runtime:
             return contextlib.nullcontext()
         return torch.autocast("cuda" if self.is_cuda else "cpu", dtype=dtype)
 
+    def save_dtype(self, choice: str = "auto") -> Any:
+        """The dtype a trained model is saved in: ``choice`` (float32/bfloat16), or for ``auto`` bf16 where it
+        trained in bf16 on a GPU (the real-scale path: half the bytes), else fp32 (CPU runs train fp32 weights
+        under autocast and keep them: small models, and the miniature results were measured on them)."""
+        import torch
+
+        if choice != "auto":
+            return getattr(torch, DTYPE_NAMES[choice])
+        return torch.bfloat16 if self.is_cuda and self.compute == "bfloat16" else torch.float32
+
     def trainer_kwargs(self) -> dict[str, Any]:
         """``TrainingArguments`` keys for this policy: CPU or GPU, and bf16/fp16 mixed precision."""
         return {"use_cpu": not self.is_cuda, "bf16": self.compute == "bfloat16", "fp16": self.compute == "float16"}
 
     def describe(self) -> dict[str, str]:
-        return {"device": self.device, "compute_dtype": self.compute,
-                "weight_dtype": str(self.weight_dtype).replace("torch.", "")}
+        out = {"device": self.device, "compute_dtype": self.compute,
+               "weight_dtype": str(self.weight_dtype).replace("torch.", "")}
+        return out | ({"sharded": "fsdp"} if self.sharded else {})
 
 
 def resolve_device(device: str = "auto") -> str:
@@ -134,10 +157,10 @@ def resolve_compute(dtype: str, device: str) -> Precision:
     return "bfloat16" if cpu_bf16_supported() else "float32"
 
 
-def resolve(device: str = "auto", dtype: str = "auto", *, train: bool = False) -> Runtime:
-    """The policy for a stage: ``resolve(cfg.device, cfg.dtype)``."""
+def resolve(device: str = "auto", dtype: str = "auto", *, train: bool = False, sharded: bool = False) -> Runtime:
+    """The policy for a stage: ``resolve(cfg.device, cfg.dtype)``; ``sharded``: training under FSDP."""
     dev = resolve_device(device)
-    return Runtime(device=dev, compute=resolve_compute(dtype, dev), train=train)
+    return Runtime(device=dev, compute=resolve_compute(dtype, dev), train=train, sharded=sharded)
 
 
 def for_model(model) -> Runtime:

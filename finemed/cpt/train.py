@@ -32,11 +32,12 @@ from finemed.launch import (
     launch_stage,
     needs_launch,
     rank,
+    world_size,
 )
 from finemed.logs import get_logger
 from finemed.models.arch import from_scratch
 from finemed.models.bpb import compute_bpb
-from finemed.models.loading import load_causal_lm, load_tokenizer
+from finemed.models.loading import attention_implementation, load_causal_lm, load_tokenizer
 from finemed.models.registry import resolve_model_path
 from finemed.plan_estimates import sized
 from finemed.runtime import Device, DType, Runtime, resolve
@@ -78,7 +79,10 @@ class CptConfig(StageConfig):
     dtype: DType = "auto"  # compute precision: mixed bf16/fp16 over fp32 weights, or float32
     gradient_checkpointing: bool = False
     torch_compile: bool = False
+    # passed to from_pretrained; flash_attention_2 needs the `gpu` extra and CUDA, else SDPA with one warning
     attn_implementation: str | None = None
+    revision: str | None = None  # hub revision of a hub-id `model` (a commit hash pins it; default main)
+    save_dtype: Literal["auto", "float32", "bfloat16"] = "auto"  # auto: bf16 where it trains bf16 on a GPU
     eval_steps: int = Field(default=0, ge=0)
     eval_max_length: int = Field(default=512, ge=2)
     eval_batch_size: int = Field(default=4, ge=1)
@@ -216,22 +220,25 @@ def run(config: CptConfig, run_dir: Path, callbacks: list | None = None) -> CptR
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     ckpt_dir = run_dir / "checkpoints"
-    rt = resolve(config.device, _compute_dtype(config), train=True)
+    launched = in_launched_process()
+    sharded = launched and world_size() > 1 and config.launch.strategy == "fsdp"
+    rt = resolve(config.device, _compute_dtype(config), train=True, sharded=sharded)
     if needs_launch(config.launch):
         build_datasets(config, load_tokenizer(_tokenizer_dir(config)), run_dir / "data")
         if config.resume and ckpt_dir.is_dir():
             T.drop_incomplete_checkpoints(ckpt_dir)
-        return CptResult.model_validate(launch_stage("train.cpt", config, run_dir, config.launch, config.model))
-    launched = in_launched_process()
+        return CptResult.model_validate(launch_stage("train.cpt", config, run_dir, config.launch, config.model,
+                                                     activation_checkpointing=config.gradient_checkpointing))
     if config.max_steps > 0 and not launched:
         check_memory("train.cpt", cpt_estimate(config, 1.0)["memory_gib_per_process"], rt.device, config.launch)
     log.info("train.cpt on %s", rt.describe())
     if config.init == "from_config":
         model, tok = from_scratch(config.model, config.tokenizer, config.architecture, config.seed, rt)
+        if config.attn_implementation:
+            model.set_attn_implementation(attention_implementation(config.attn_implementation, rt.device))
     else:
-        model, tok = load_causal_lm(config.model, runtime=rt)
-    if config.attn_implementation:
-        model.config._attn_implementation = config.attn_implementation
+        model, tok = load_causal_lm(config.model, runtime=rt, attn_implementation=config.attn_implementation,
+                                    revision=config.revision)
     _check_model(model, tok, config)
     sets = eval_texts(config)
     train_ds, dom_tokens = build_datasets(config, tok, run_dir / "data")
@@ -242,22 +249,27 @@ def run(config: CptConfig, run_dir: Path, callbacks: list | None = None) -> CptR
             T.drop_incomplete_checkpoints(ckpt_dir)
         resume_from = T.last_good_checkpoint(ckpt_dir)
     before_path = run_dir / "bpb_before.json"
+    before: dict[str, float] = {}
     if resume_from is not None and before_path.is_file():
         before = read_json(before_path)
-    elif rank() == 0:  # other ranks may hold meta weights until FSDP broadcasts rank 0's
+    elif resume_from is None and not sharded:
         before = bpb_sets(model, tok, sets, config, rt)
-        atomic_write_json(before_path, before)
-    else:
-        before = {}
+        if rank() == 0:
+            atomic_write_json(before_path, before)
+    # under FSDP nobody holds the whole model on a GPU: every rank scores "before" through the sharded model, at
+    # the start of training (BpbEval)
+    score_before = before_path if sharded and resume_from is None else None
 
     CptTrainer, MarkComplete, BpbEval = T.trainer_classes()
     model.train()
     trainer = CptTrainer(model=model, args=T.training_args(config, ckpt_dir, rt), train_dataset=train_ds,
-                         data_collator=PackCollator(tok.eos_token_id, config.doc_mask),
+                         data_collator=PackCollator(tok.eos_token_id, config.doc_mask,
+                                                    attn=model.config._attn_implementation),
                          callbacks=[MarkComplete(), *T.tensorboard_callbacks(config.report_to, run_dir),
                                     *(callbacks or []), *fault_callbacks()])
-    trainer.add_callback(BpbEval(trainer, lambda m: bpb_sets(m, tok, sets, config, rt, progress=False),
-                                 config.eval_steps))
+    bpb_eval = BpbEval(trainer, lambda m: bpb_sets(m, tok, sets, config, rt, progress=False), config.eval_steps,
+                       before_path=score_before)
+    trainer.add_callback(bpb_eval)
     t0 = time.perf_counter()
     try:
         trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
@@ -267,12 +279,13 @@ def run(config: CptConfig, run_dir: Path, callbacks: list | None = None) -> CptR
         raise FinemedError(f"CPT stopped: non-finite loss ({err.value}) at step {err.step}; {where}. "
                            f"Lower lr, raise warmup_steps or use dtype: float32, then rerun to resume") from None
     seconds = time.perf_counter() - t0
+    before = bpb_eval.before or before
     T.release_training_state(trainer)
     steps = trainer.state.global_step
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     model.eval()
     after = bpb_sets(model, tok, sets, config, rt)
-    model_dir = T.save_final(trainer, tok, run_dir / "model")
+    model_dir = T.save_final(trainer, tok, run_dir / "model", rt.save_dtype(config.save_dtype))
     if trainer.is_world_process_zero():
         atomic_write_json(run_dir / "log_history.json", trainer.state.log_history)
     start_step = int(resume_from.name.split("-")[1]) if resume_from else 0

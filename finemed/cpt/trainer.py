@@ -21,7 +21,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable
 
-from finemed.launch import enable_cpu_fsdp
+from finemed.artifacts import atomic_write_json
+from finemed.launch import enable_cpu_fsdp, fsdp_owns_checkpointing
 from finemed.runtime import Runtime
 
 COMPLETE_MARK = "finemed_complete"
@@ -80,10 +81,20 @@ def trainer_classes() -> tuple[type, type, type]:
                 (ckpt / COMPLETE_MARK).write_text(str(state.global_step))
 
     class BpbEval(TrainerCallback):
-        """Every ``every`` steps (not at the last), log ``bpb_<set>`` from ``score(model)``."""
+        """Every ``every`` steps (not at the last), log ``bpb_<set>`` from ``score(model)``; with ``before_path``,
+        score once at the start of training too (every rank, through the prepared, e.g. FSDP-sharded, model) into
+        ``self.before``, written by rank 0 to ``before_path``."""
 
-        def __init__(self, trainer: Any, score: Callable[[object], dict[str, float]], every: int):
-            self.trainer, self.score, self.every = trainer, score, every
+        def __init__(self, trainer: Any, score: Callable[[object], dict[str, float]], every: int,
+                     before_path: Path | None = None):
+            self.trainer, self.score, self.every, self.before_path = trainer, score, every, before_path
+            self.before: dict[str, float] = {}
+
+        def on_train_begin(self, args, state, control, **kw):
+            if self.before_path is not None and state.global_step == 0:
+                self.before = self.score(self.trainer.model)  # FSDP2 shards the model in place
+                if self.trainer.is_world_process_zero():
+                    atomic_write_json(self.before_path, self.before)
 
         def on_step_end(self, args, state, control, **kw):
             if self.every and state.global_step % self.every == 0 and state.global_step < state.max_steps:
@@ -94,8 +105,20 @@ def trainer_classes() -> tuple[type, type, type]:
 
 
 def training_args(config, output_dir: Path, rt: Runtime):
-    """The ``TrainingArguments`` of a CPT run (shared with ``benchmarks/bench_cpt.py`` and ``gpu_cpt_mfu.py``)."""
+    """The ``TrainingArguments`` of a CPT run (shared with ``benchmarks/bench_cpt.py`` and ``gpu_cpt_mfu.py``).
+
+    - Activation checkpointing: the Trainer's flag only without FSDP; under FSDP the accelerate config turns on
+      FSDP's own (:func:`finemed.launch.accelerate_config`), never both.
+    - Checkpoints (every ``save_steps``, at most ``save_total_limit`` kept): with ``resume: true`` the weights
+      plus optimizer, scheduler and RNG state (AdamW: ~12 bytes/param in fp32, sharded under FSDP); with
+      ``resume: false`` the weights only (``save_only_model``; not under FSDP, whose sharded checkpoints
+      transformers refuses to save without their optimizer state).
+    - ``ddp_timeout``: the launch's ``timeout_s``, the same one ``init_process_group`` got.
+    """
     from transformers import TrainingArguments
+
+    launch = getattr(config, "launch", None)
+    fsdp = fsdp_owns_checkpointing(launch)
 
     return TrainingArguments(
         **rt.trainer_kwargs(),
@@ -103,8 +126,10 @@ def training_args(config, output_dir: Path, rt: Runtime):
         lr_scheduler_type=config.lr_scheduler, num_train_epochs=config.epochs, max_steps=config.max_steps,
         per_device_train_batch_size=config.batch_size, gradient_accumulation_steps=config.grad_accum,
         weight_decay=config.weight_decay, adam_beta2=config.adam_beta2, max_grad_norm=config.max_grad_norm,
-        activation_checkpointing=config.gradient_checkpointing, torch_compile=config.torch_compile,
-        save_strategy="steps", save_steps=config.save_steps, save_total_limit=config.save_total_limit,
+        activation_checkpointing=config.gradient_checkpointing and not fsdp,
+        torch_compile=config.torch_compile, save_strategy="steps", save_steps=config.save_steps,
+        save_total_limit=config.save_total_limit, save_only_model=not getattr(config, "resume", True) and not fsdp,
+        ddp_timeout=launch.timeout_s if launch is not None else 1800,
         logging_steps=config.logging_steps, report_to=[r for r in config.report_to if r != "tensorboard"],
         seed=config.seed, data_seed=config.seed, dataloader_num_workers=config.dataloader_workers,
         dataloader_pin_memory=rt.is_cuda, remove_unused_columns=False, ddp_find_unused_parameters=False)
@@ -149,6 +174,12 @@ def plain_model(sharded_model: Any, state: dict) -> Any:
     return plain.eval()
 
 
+def for_eval(model: Any, rt: Runtime) -> Any:
+    """``model`` placed for evaluation by ``rt`` (an inference runtime): on a GPU there in its compute dtype (bf16),
+    never fp32 on the host; on a CPU unchanged (fp32 weights under bf16 autocast)."""
+    return model.to(device=rt.device, dtype=rt.weight_dtype).eval()
+
+
 def gather_full_state(trainer: Any) -> dict:
     """Under FSDP: every rank joins the gather (a collective) of one full state dict, offloaded to host memory;
     rank 0 gets it, the others an empty dict."""
@@ -167,22 +198,30 @@ def consolidated_model(trainer: Any) -> Any | None:
         else None
 
 
-def save_consolidated(sharded_model: Any, state: dict, out: Path) -> None:
+def save_consolidated(sharded_model: Any, state: dict, out: Path, dtype: Any = None) -> None:
     """Save a gathered full ``state`` as a plain HF safetensors dir (the FSDP model's own ``save_pretrained``
-    would touch its sharded parameters, a collective, from rank 0 alone)."""
-    plain_model(sharded_model, state).save_pretrained(str(out), safe_serialization=True)
+    would touch its sharded parameters, a collective, from rank 0 alone), in ``dtype`` (None: as trained)."""
+    plain = plain_model(sharded_model, state)
+    if dtype is not None:
+        plain.to(dtype)
+    plain.save_pretrained(str(out), safe_serialization=True)
 
 
-def save_final(trainer: Any, tok, out: Path) -> Path:
-    """Save the trained model + tokenizer to ``out`` atomically; under FSDP every rank joins the gather."""
+def save_final(trainer: Any, tok, out: Path, dtype: Any = None) -> Path:
+    """Save the trained model + tokenizer to ``out`` atomically as safetensors, in ``dtype`` (bf16 where the
+    run trained in bf16: half of fp32's bytes; None keeps the weights' own dtype); under FSDP every rank joins
+    the gather. The trained model itself is cast in place: call this last."""
     partial = out.with_name(f".{out.name}.partial")
     if getattr(trainer, "is_fsdp_enabled", False):
         # sharded checkpoints: gather one full state dict (collective), written once, consolidated, by rank 0
         state = gather_full_state(trainer)
         if trainer.is_world_process_zero():
-            save_consolidated(trainer.accelerator.unwrap_model(trainer.model), state, partial)
-    else:
-        trainer.save_model(str(partial))
+            save_consolidated(trainer.accelerator.unwrap_model(trainer.model), state, partial, dtype)
+    elif trainer.is_world_process_zero():
+        model = trainer.accelerator.unwrap_model(trainer.model)
+        if dtype is not None:
+            model.to(dtype)  # in place: tied weights stay tied
+        model.save_pretrained(str(partial), safe_serialization=True)
     if trainer.is_world_process_zero():
         tok.save_pretrained(str(partial))
         (partial / "training_args.bin").unlink(missing_ok=True)  # a pickle; not part of the model

@@ -6,10 +6,17 @@ The pipeline is ``finemed.texts.train_texts`` → :func:`write_token_file` → :
 - **Streaming.** Texts are tokenised in batches straight into a flat ``uint16``/``uint32`` token file on
   disk, read back as a ``numpy.memmap``. A corpus larger than RAM therefore never has to fit in memory.
 - **Packing.** Documents are concatenated with one EOS token after each, then cut into blocks of
-  ``seq_len`` tokens (the remainder is dropped). Document boundaries are recovered from the EOS tokens, so
-  the collator can emit reset ``position_ids`` and an optional block-diagonal causal attention mask
-  (``doc_mask=True``: no token attends across a document boundary; transformers accepts the 4-D bool mask
-  for SDPA/eager, flash-attention uses the position ids).
+  ``seq_len`` tokens (the remainder is dropped). Document boundaries are recovered from the EOS tokens.
+  ``doc_mask=True``: the collator emits ``position_ids`` that restart at 0 in each document and a block-diagonal
+  causal 4-D mask in the form the model's attention takes (bool for SDPA/flex; additive 0/-inf for eager, which
+  adds a 4-D mask to its scores as is, so a bool mask would mask nothing); for flash-attention the position ids
+  alone, from which
+  transformers runs varlen attention over the same boundaries (``modeling_flash_attention_utils.
+  _is_packed_sequence``; flash-attention takes no 4-D mask). Either way no token attends across a document.
+  (SDPA's own detection from position ids, ``masking_utils.find_packed_sequence_indices``, is skipped whenever a
+  KV cache exists, which it does in training with ``use_cache`` on: hence the explicit mask there.)
+  ``doc_mask=False`` (the default, classic packing): neither is emitted, positions run 0..seq_len-1 over the
+  block and a token attends to the documents before it in the block, identically under every implementation.
 - **Mixing.** ``MixedBlocks`` adds replay (general-domain) blocks to the domain blocks so that they make up
   ``replay_ratio`` of all training blocks, and fixes one seeded permutation: the order is deterministic.
 
@@ -226,10 +233,12 @@ def doc_attention_mask(seg: torch.Tensor) -> torch.Tensor:
 
 
 class PackCollator:
-    """Stack blocks into ``input_ids``/``labels``; with ``doc_mask`` add the document mask and position ids."""
+    """Stack blocks into ``input_ids``/``labels``; with ``doc_mask`` add per-document ``position_ids`` and the
+    block-diagonal causal mask in the form ``attn`` (the model's ``attn_implementation``) takes: none for
+    flash-attention (it masks by the position ids), additive for eager, bool otherwise."""
 
-    def __init__(self, eos_id: int, doc_mask: bool = False):
-        self.eos_id, self.doc_mask = eos_id, doc_mask
+    def __init__(self, eos_id: int, doc_mask: bool = False, attn: str | None = "sdpa"):
+        self.eos_id, self.doc_mask, self.attn = eos_id, doc_mask, attn or "sdpa"
 
     def __call__(self, blocks: list[np.ndarray]) -> dict[str, torch.Tensor]:
         import torch
@@ -238,7 +247,11 @@ class PackCollator:
         batch = {"input_ids": input_ids, "labels": input_ids.clone()}
         if self.doc_mask:
             seg = segment_ids(input_ids, self.eos_id)
-            batch["attention_mask"] = doc_attention_mask(seg)
+            if not self.attn.startswith("flash"):
+                mask = doc_attention_mask(seg)
+                if self.attn == "eager":
+                    mask = torch.zeros(mask.shape).masked_fill(~mask, torch.finfo(torch.float32).min)
+                batch["attention_mask"] = mask
             batch["position_ids"] = doc_position_ids(seg)
         return batch
 

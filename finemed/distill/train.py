@@ -17,13 +17,21 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
-from finemed.cpt.trainer import consolidated_model, release_training_state
+from finemed.cpt.trainer import consolidated_model, for_eval, release_training_state
 from finemed.distill.cache_logits import CacheLogitsConfig, CacheLogitsResult, cache_logits
 from finemed.distill.data import SequenceDataset, build_data
 from finemed.distill.logit_cache import LogitCache
 from finemed.distill.report import qa_scores, retention, write_report
 from finemed.distill.trainer import check_teacher, check_vocab, kd_trainer_class, run_on_policy
-from finemed.launch import LaunchConfig, in_launched_process, launch_stage, main_process_first, needs_launch, rank
+from finemed.launch import (
+    LaunchConfig,
+    in_launched_process,
+    launch_stage,
+    main_process_first,
+    needs_launch,
+    rank,
+    world_size,
+)
 from finemed.logs import get_logger
 from finemed.models.bpb import compute_bpb
 from finemed.models.loading import count_parameters, load_causal_lm, resolve_dtype, save_model
@@ -48,7 +56,9 @@ class DistillConfig(CacheLogitsConfig):
     beta: float = Field(0.5, ge=0.0, le=1.0)
     alpha: float = Field(0.0, ge=0.0, le=1.0)  # weight of CE in the KD loss
     cache_dir: str | None = None  # reuse (or build) the top-k cache here; default RUN_DIR/logits
-    teacher_dtype: Literal["float32", "bfloat16"] = "float32"  # online teacher weights
+    # teacher weights (eval only: cache, online targets, bpb, QA); auto: the inference policy's, bf16 on a GPU
+    teacher_dtype: Literal["auto", "float32", "bfloat16"] = "auto"
+    save_dtype: Literal["auto", "float32", "bfloat16"] = "auto"  # the student's saved weights; auto: as evaluated
     lr: float = Field(2e-4, gt=0.0)
     warmup_steps: int = 4
     compare_ce: bool = True
@@ -133,9 +143,11 @@ def build_student(cfg: DistillConfig, teacher, teacher_tok, rt: Runtime):
 
 
 def _train(cfg: DistillConfig, rt: Runtime, student, dataset, run_dir: Path, mode: str, teacher=None,
-           cache_temperature: float = 1.0, vocab: int | None = None) -> tuple[TrainSummary, Any]:
-    """Train ``student``; return the summary and the trained model to evaluate and save: the student itself, or
-    under FSDP a consolidated plain copy on rank 0 (every rank joins the gather) and None on the other ranks."""
+           cache_temperature: float = 1.0, vocab: int | None = None,
+           eval_rt: Runtime | None = None) -> tuple[TrainSummary, Any]:
+    """Train ``student``; return the summary and the trained model to evaluate and save, placed by ``eval_rt``
+    (on a GPU: there, in bf16): the student itself, or under FSDP a consolidated plain copy on rank 0 (every rank
+    joins the gather) and None on the other ranks."""
     from transformers import TrainingArguments
 
     args = TrainingArguments(**rt.trainer_kwargs(), output_dir=str(run_dir / f".trainer-{mode}"),
@@ -143,7 +155,8 @@ def _train(cfg: DistillConfig, rt: Runtime, student, dataset, run_dir: Path, mod
                              warmup_steps=cfg.warmup_steps, lr_scheduler_type="linear", weight_decay=0.0,
                              logging_steps=cfg.logging_steps or max(1, cfg.steps // 5), save_strategy="no",
                              report_to=[], seed=cfg.seed, data_seed=cfg.seed, remove_unused_columns=False,
-                             dataloader_num_workers=0, ddp_find_unused_parameters=False)
+                             dataloader_num_workers=0, ddp_find_unused_parameters=False,
+                             ddp_timeout=cfg.launch.timeout_s)
     student.train()
     trainer = kd_trainer_class()(model=student, args=args, train_dataset=dataset, kd_mode=mode, teacher=teacher,
                         divergence=cfg.divergence, beta=cfg.beta, temperature=cfg.temperature, alpha=cfg.alpha,
@@ -155,9 +168,41 @@ def _train(cfg: DistillConfig, rt: Runtime, student, dataset, run_dir: Path, mod
     seconds = time.perf_counter() - t0
     tokens = trainer.state.global_step * cfg.batch_size * cfg.seq_len * trainer.args.world_size
     trained = consolidated_model(trainer) if getattr(trainer, "is_fsdp_enabled", False) else student
+    if trained is not None and eval_rt is not None:
+        trained = for_eval(trained, eval_rt)
     return TrainSummary(seconds=round(seconds, 2), tokens_per_second=round(tokens / max(seconds, 1e-9), 1),
                         train_loss=round(out.training_loss, 5),
                         log=[h for h in trainer.state.log_history if "loss" in h]), trained
+
+
+def teacher_dtype(cfg: DistillConfig, ert: Runtime):
+    """The teacher's weight dtype: ``teacher_dtype``, or for ``auto`` the inference policy's (bf16 on a GPU)."""
+    return ert.weight_dtype if cfg.teacher_dtype == "auto" else resolve_dtype(cfg.teacher_dtype)
+
+
+def teacher_needed_here(cfg: DistillConfig) -> bool:
+    """Whether this process keeps the teacher after building the student: online KD needs it on every rank;
+    offline and on-policy only on rank 0 (the cache, the teacher's bpb and QA scores)."""
+    return cfg.mode == "online" or rank() == 0
+
+
+def _models(cfg: DistillConfig, rt: Runtime, ert: Runtime):
+    """``(teacher, tok, student, info, vocab, ce_student)``. The teacher loads once per process on the host, in
+    :func:`teacher_dtype`, for eval only; the student is built from it and cast to the training weight dtype;
+    then the teacher moves to the device where this rank needs it (:func:`teacher_needed_here`), else is freed
+    (None). The CE baseline's copy stays on the host until its training starts."""
+    host = Runtime(device="cpu", compute=ert.compute)
+    teacher, tok = load_causal_lm(cfg.teacher, runtime=host, dtype=teacher_dtype(cfg, ert))
+    student, _, info, vocab = build_student(cfg, teacher, tok, host)
+    student.to(dtype=rt.weight_dtype)
+    ce_student = copy.deepcopy(student) if cfg.compare_ce else None
+    student.to(rt.load_device)
+    if teacher_needed_here(cfg):
+        teacher.to(ert.device)
+    else:
+        log.info("rank %d: teacher released (rank 0 alone builds the cache and scores it)", rank())
+        teacher = None
+    return teacher, tok, student, info, vocab, ce_student
 
 
 def distill_tokens(cfg: DistillConfig) -> float:
@@ -184,9 +229,11 @@ def run(cfg: DistillConfig, run_dir: Path) -> DistillResult:
     """Run KD (and the CE baseline), write ``report.md`` (and ``student/``), return the result.
 
     With ``launch.processes * launch.machines > 1`` the stage runs in that many processes (DDP or FSDP over the
-    student; the teacher is replicated); rank 0 builds the cache first and writes the report and the student.
-    Under FSDP every rank joins the gather of the trained student; rank 0 alone then evaluates (bpb, QA) and saves
-    that consolidated copy (the other ranks report NaN bpb; only rank 0's result is kept).
+    student). The teacher is eval-only, in ``teacher_dtype``: online KD keeps it on every GPU, offline KD on rank 0
+    alone, which builds the cache while the others wait (``launch.timeout_s``) and writes the report and the student.
+    Under FSDP every rank joins the gather of the trained student; rank 0 alone then evaluates (bpb, QA) that
+    consolidated copy on its GPU in bf16 (:func:`finemed.cpt.trainer.for_eval`) and saves it; the other ranks
+    report NaN (only rank 0's result is kept). The CE baseline's copy waits on the host until its turn.
     """
     import torch
 
@@ -198,59 +245,64 @@ def run(cfg: DistillConfig, run_dir: Path) -> DistillResult:
         return DistillResult.model_validate(res)
     torch.manual_seed(cfg.seed)
     t_start = time.perf_counter()
-    rt = resolve(cfg.device, cfg.dtype, train=True)
+    launched = in_launched_process() and world_size() > 1
+    rt = resolve(cfg.device, cfg.dtype, train=True, sharded=launched and cfg.launch.strategy == "fsdp")
+    ert = resolve(cfg.device, cfg.dtype)  # evaluation and the teacher: inference weights (bf16 on a GPU)
     if cfg.student and not in_launched_process():
         est = estimate(cfg.student, 1.0, seq_len=cfg.seq_len, micro_batch=cfg.batch_size, launch=cfg.launch,
                        mixed_precision=rt.compute != "float32")
         check_memory("train.distill", est["memory_gib_per_process"], rt.device, cfg.launch)
     log.info("train.distill (%s) on %s", cfg.mode, rt.describe())
-    teacher, tok = load_causal_lm(cfg.teacher, runtime=rt)
-    student, _, info, vocab = build_student(cfg, teacher, tok, rt)
-    ce_student = copy.deepcopy(student) if cfg.compare_ce else None
+    main = rank() == 0
+    teacher, tok, student, info, vocab, ce_student = _models(cfg, rt, ert)
     with main_process_first():
         data = build_data(cfg, tok, run_dir / ".data")
     (ids, att, labels), held_texts = data.train, data.held_texts
-    main = rank() == 0
 
     def bpb(model) -> float:
-        return compute_bpb(model, tok, held_texts, max_length=cfg.seq_len * 2, progress=False, runtime=rt).bpb
+        if model is None or not main:  # rank 0 evaluates; only its result is kept
+            return float("nan")
+        return compute_bpb(model, tok, held_texts, max_length=cfg.seq_len * 2, progress=False, runtime=ert).bpb
 
-    bpb_teacher, bpb_init = bpb(teacher), bpb(student)
+    bpb_teacher = bpb(teacher)
+    bpb_init = bpb(for_eval(copy.deepcopy(student), ert) if main and str(student.device) != ert.device else student)
     cache = None
     if cfg.mode == "offline":
         cache_path = Path(cfg.cache_dir).expanduser() if cfg.cache_dir else run_dir / "logits"
-        with main_process_first():  # rank 0 computes the cache; the others then find every shard done
-            cache = cache_logits(cfg, cache_path, rt=rt, teacher=teacher, tok=tok, data=(ids, att, labels),
-                                 vocab=vocab)
+        with main_process_first():  # rank 0 computes the cache while the others wait (launch.timeout_s)
+            if main:
+                cache = cache_logits(cfg, cache_path, rt=ert, teacher=teacher, tok=tok, data=(ids, att, labels),
+                                     vocab=vocab)
         kd_train, student = _train(cfg, rt, student, LogitCache(cache_path), run_dir, "offline",
-                                   cache_temperature=cfg.temperature, vocab=vocab)
+                                   cache_temperature=cfg.temperature, vocab=vocab, eval_rt=ert)
     elif cfg.mode == "online":
-        teacher.to(resolve_dtype(cfg.teacher_dtype))
-        check_teacher(teacher, student, resolve_dtype(cfg.teacher_dtype))
+        if not rt.sharded:
+            check_teacher(teacher, student, teacher_dtype(cfg, ert))
         kd_train, student = _train(cfg, rt, student, SequenceDataset(ids, att, labels), run_dir, "online", teacher,
-                                   vocab=vocab)
-        teacher.float()
+                                   vocab=vocab, eval_rt=ert)
     else:
         t0 = time.perf_counter()
         student, _ = run_on_policy(student, teacher, tok, data.prompts[: cfg.steps * cfg.batch_size],
                                    run_dir / ".trainer-on_policy", steps=cfg.steps, batch_size=cfg.batch_size,
                                    lr=cfg.lr, max_new_tokens=cfg.max_new_tokens, divergence=cfg.divergence,
                                    beta=cfg.beta, temperature=cfg.temperature, rt=rt, seed=cfg.seed)
-        student.eval()
+        student = for_eval(student.eval(), ert)
         kd_train = TrainSummary(seconds=round(time.perf_counter() - t0, 2))
-    bpb_student = bpb(student) if student is not None else float("nan")  # None: an FSDP rank > 0
+    bpb_student = bpb(student)  # None: an FSDP rank > 0
     ce_train = bpb_ce = None
     if ce_student is not None:
-        ce_train, ce_student = _train(cfg, rt, ce_student, SequenceDataset(ids, att, labels), run_dir, "ce")
-        bpb_ce = bpb(ce_student) if ce_student is not None else float("nan")
+        ce_student.to(rt.load_device)  # held on the host until its turn
+        ce_train, ce_student = _train(cfg, rt, ce_student, SequenceDataset(ids, att, labels), run_dir, "ce",
+                                      eval_rt=ert)
+        bpb_ce = bpb(ce_student)
     qa, n_questions = None, 0
     if cfg.eval_qa and data.held_qa and main:
         models = {"teacher": teacher, "kd": student} | ({"ce": ce_student} if ce_student is not None else {})
         qa, n_questions = qa_scores(models, tok, data.held_qa, cfg.eval_qa, run_dir, pool=data.qa_pool,
-                                    lang=qa_lang(cfg), batch_size=cfg.batch_size * 2, runtime=rt)
+                                    lang=qa_lang(cfg), batch_size=cfg.batch_size * 2, runtime=ert)
     reduction_pct = round(100 * info.reduction, 2)
     if cfg.save_student and main:
-        save_model(student, tok, run_dir / "student")
+        save_model(student.to(ert.save_dtype(cfg.save_dtype)), tok, run_dir / "student")
     result = DistillResult(
         mode=cfg.mode, steps=cfg.steps, train_sequences=int(ids.size(0)),
         train_tokens_per_step=cfg.batch_size * cfg.seq_len * cfg.launch.world_size,

@@ -154,4 +154,4 @@ def from_scratch(spec: str, tokenizer: str | None, overrides: dict[str, Any], se
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(cfg, dtype=runtime.weight_dtype)
     model.config.name_or_path = f"from-scratch-{cfg.model_type}"
-    return model.to(runtime.device).eval(), tok
+    return model.to(runtime.load_device).eval(), tok

@@ -6,19 +6,30 @@
 - Tokenizers load with ``PreTrainedTokenizerFast`` where a ``tokenizer.json`` exists (DESIGN.md trap: AutoTokenizer
   on a Qwen2-config dir swaps in Qwen2Tokenizer and changes a custom tokenizer's ids).
 - A registered name (``smollm2``) resolves to its safetensors cache, fetched once (``models/registry.py``).
-- Device and weight dtype come from the one policy in ``finemed/runtime.py``.
+- Device and weight dtype come from the one policy in ``finemed/runtime.py``. Under FSDP (``runtime.sharded``) the
+  model stays where transformers built it, on the host (local rank 0) or the meta device (the other ranks, with
+  accelerate's ``fsdp_cpu_ram_efficient_loading``): FSDP moves the shards to the GPUs.
+- ``attn_implementation`` goes to ``from_pretrained`` (transformers checks it there; setting it afterwards skips the
+  check and fails at the first forward). ``flash_attention_2`` needs the optional ``gpu`` extra (``flash-attn``):
+  without it, or without CUDA, the load falls back to SDPA with one warning.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from finemed.artifacts import atomic_path
 from finemed.config import FinemedError
+from finemed.logs import get_logger
 from finemed.models.registry import resolve_model_path
-from finemed.runtime import Runtime, resolve
+from finemed.runtime import Runtime, cuda_available, resolve
+
+log = get_logger(__name__)
+FLASH_ATTENTION = ("flash_attention_2", "flash_attention_3")
 
 JSON_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json")
 PICKLE_PATTERNS = ("pytorch_model*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl")
@@ -44,9 +55,9 @@ def check_weights(path: Path, allow_pickle: bool = False) -> None:
         check_safetensors(file)
 
 
-def check_model(spec: str | Path, allow_pickle: bool = False) -> Path:
+def check_model(spec: str | Path, allow_pickle: bool = False, revision: str | None = None) -> Path:
     """The model dir of ``spec`` with its weights checked, without importing torch: call it before a slow load."""
-    path = resolve_model_path(spec)
+    path = resolve_model_path(spec, revision=revision)
     check_weights(path, allow_pickle)
     for name in JSON_FILES:
         check_json(path / name)
@@ -101,22 +112,51 @@ def load_tokenizer(path: str | Path, *, trust_remote_code: bool = False):
     return AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust_remote_code)
 
 
+@lru_cache(maxsize=None)
+def _warn_sdpa_fallback(asked: str, why: str) -> None:
+    log.warning("attn_implementation %s: %s; using sdpa instead (install the gpu extra: pip install "
+                "'finemed[gpu]')", asked, why)
+
+
+def attention_implementation(asked: str | None, device: str) -> str | None:
+    """``asked``, or ``sdpa`` (one warning per process) where flash-attention cannot run: the ``flash_attn``
+    package is not importable, or the model is not placed on CUDA."""
+    if asked not in FLASH_ATTENTION:
+        return asked
+    package = "flash_attn_interface" if asked == "flash_attention_3" else "flash_attn"
+    if importlib.util.find_spec(package) is None:
+        _warn_sdpa_fallback(asked, f"the {package} package is not installed")
+        return "sdpa"
+    if not device.startswith("cuda") or not cuda_available():
+        _warn_sdpa_fallback(asked, f"flash-attention runs on CUDA only, this model runs on {device}")
+        return "sdpa"
+    return asked
+
+
 def load_causal_lm(spec: str | Path, *, runtime: Runtime | None = None, device: str = "auto",
                    dtype: Any = None, train: bool = False, allow_pickle: bool = False,
-                   trust_remote_code: bool = False, with_tokenizer: bool = True):
-    """Load ``(model, tokenizer)`` from a registered name or an HF dir, safely, in eval mode.
+                   trust_remote_code: bool = False, with_tokenizer: bool = True,
+                   attn_implementation: str | None = None, revision: str | None = None):
+    """Load ``(model, tokenizer)`` from a registered name, an HF dir or a hub id (at ``revision``), safely, in eval
+    mode.
 
     Where and in which dtype come from ``runtime`` (or ``finemed.runtime.resolve(device)``); an explicit
-    ``dtype`` overrides the weight dtype only.
+    ``dtype`` overrides the weight dtype only. Under FSDP (``runtime.sharded``) the model is left on the host or
+    the meta device for FSDP to shard. ``attn_implementation`` (``sdpa``, ``flash_attention_2``, ...) is passed
+    to ``from_pretrained``, with the SDPA fall-back of :func:`attention_implementation`.
     """
-    path = check_model(spec, allow_pickle)  # a bad model dir fails before torch is imported
+    path = check_model(spec, allow_pickle, revision)  # a bad model dir fails before torch is imported
     from transformers import AutoModelForCausalLM
 
     rt = runtime or resolve(device, train=train)
+    extra = {}
+    attn = attention_implementation(attn_implementation, rt.device)
+    if attn:
+        extra["attn_implementation"] = attn
     model = AutoModelForCausalLM.from_pretrained(
         str(path), dtype=resolve_dtype(dtype) if dtype is not None else rt.weight_dtype,
-        trust_remote_code=trust_remote_code, use_safetensors=None if allow_pickle else True)
-    if not any(p.is_meta for p in model.parameters()):  # FSDP RAM-efficient loading: ranks > 0 stay on meta
+        trust_remote_code=trust_remote_code, use_safetensors=None if allow_pickle else True, **extra)
+    if not rt.sharded and not any(p.is_meta for p in model.parameters()):
         model.to(rt.device)
     model.eval()
     tok = load_tokenizer(path, trust_remote_code=trust_remote_code) if with_tokenizer else None

@@ -11,7 +11,10 @@ import re
 from pathlib import Path
 
 from finemed.config import FinemedError
+from finemed.logs import get_logger
 from finemed.models import smollm2
+
+log = get_logger(__name__)
 
 REGISTERED = {name: smollm2.ensure_model for name in smollm2.REGISTERED}
 
@@ -22,25 +25,49 @@ def is_registered(spec: str | Path) -> bool:
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 HUB_FILES = ["*.json", "*.safetensors", "tokenizer*", "*.model", "*.tiktoken", "merges.txt", "vocab.txt"]
+# Mistral repos ship the same weights twice: HF shards and mistral-inference's consolidated.safetensors (14-48 GB)
+HUB_IGNORE = ["consolidated*.safetensors", "consolidated*.pth", "original/*", "*.pth", "*.bin"]
+DEFAULT_REVISION = "main"
+
+
+def split_revision(spec: str, revision: str | None = None) -> tuple[str, str]:
+    """``org/name@REV`` or (``org/name``, ``revision``) → (hub id, revision); the default revision is ``main``."""
+    if "@" in spec and HUB_ID.match(spec.split("@", 1)[0]):
+        spec, rev = spec.split("@", 1)
+        if revision and revision != rev:
+            raise FinemedError(f"model {spec!r}: revision given twice ({rev!r} in the id, {revision!r} as "
+                               f"revision); give one")
+        return spec, rev
+    return spec, revision or DEFAULT_REVISION
+
+
+def hub_download(spec: str, revision: str | None = None) -> Path:
+    """Download hub model ``spec`` at ``revision`` (a commit hash pins it; ``main`` is logged with the commit it
+    resolved to): safetensors and tokenizer files only, never Mistral's duplicate ``consolidated`` weights."""
+    from huggingface_hub import snapshot_download
+
+    repo, rev = split_revision(spec, revision)
+    path = Path(snapshot_download(repo, revision=rev, allow_patterns=HUB_FILES, ignore_patterns=HUB_IGNORE))
+    log.info("model %s@%s: commit %s in %s", repo, rev, path.name, path)  # snapshots/<commit>
+    return path
 
 
 def hub_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
 
 
-def resolve_model_path(spec: str | Path) -> Path:
-    """``smollm2`` → the cached safetensors dir (fetching it once); a local HF dir; or a hub id (``org/name``),
-    downloaded once (safetensors and tokenizer files only) where hub access is on."""
+def resolve_model_path(spec: str | Path, revision: str | None = None) -> Path:
+    """``smollm2`` → the cached safetensors dir (fetching it once); a local HF dir; or a hub id (``org/name`` or
+    ``org/name@REV``), downloaded once at ``revision`` (safetensors and tokenizer files only) where hub access
+    is on."""
     if is_registered(spec):
         return REGISTERED[str(spec)](str(spec))
     path = Path(spec).expanduser()
-    if not path.exists() and HUB_ID.match(str(spec)):
+    if not path.exists() and HUB_ID.match(str(spec).split("@", 1)[0]):
         if hub_offline():
             raise FinemedError(f"model {spec!r} is a hub id but hub access is off (HF_HUB_OFFLINE=1); download it "
                                f"once (`hf download {spec} --local-dir DIR`) and pass DIR, or unset HF_HUB_OFFLINE")
-        from huggingface_hub import snapshot_download
-
-        path = Path(snapshot_download(str(spec), allow_patterns=HUB_FILES))
+        path = hub_download(str(spec), revision)
     if not path.is_dir():
         raise FinemedError(f"model {spec!r}: not a registered name ({', '.join(REGISTERED)}) and no such "
                            f"directory; pass an HF model dir or run `finemed models fetch smollm2`")

@@ -134,3 +134,19 @@ def test_from_config_trains_a_fresh_model_of_the_given_size(tiny_dir, med_jsonl,
     assert a.final_loss == pytest.approx(b.final_loss, abs=1e-6)
     with pytest.raises(FinemedError, match="needs a tokenizer dir"):
         run(_cfg(tiny_dir, med_jsonl, init="from_config", tokenizer=str(tmp_path / "missing")), tmp_path / "c")
+
+
+def test_flash_attention_recipe_trains_on_sdpa_and_saves_in_the_training_dtype(tiny_dir, med_jsonl, tmp_path):
+    """Defects 3 and 7: a recipe's ``attn_implementation: flash_attention_2`` without flash-attn (here: no CUDA
+    either) used to be set after loading and fail at the first forward; it now trains on SDPA. ``save_dtype``
+    bfloat16 writes bf16 safetensors (half of fp32's bytes), the default on a bf16 GPU run."""
+    from safetensors import safe_open
+
+    res = run(_cfg(tiny_dir, med_jsonl, max_steps=2, save_steps=100, attn_implementation="flash_attention_2",
+                   save_dtype="bfloat16"), tmp_path / "run")
+    assert res.steps == 2 and res.final_loss is not None
+    with safe_open(str(tmp_path / "run" / "model" / "model.safetensors"), framework="pt") as fh:
+        dtypes = {fh.get_slice(k).get_dtype() for k in fh.keys()}
+    assert dtypes == {"BF16"}
+    config = json.loads((tmp_path / "run" / "model" / "config.json").read_text())
+    assert config.get("dtype", config.get("torch_dtype")) == "bfloat16"

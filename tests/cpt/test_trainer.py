@@ -75,3 +75,20 @@ def test_incomplete_checkpoint_is_ignored_on_resume(tmp_path):
     assert last_good_checkpoint(tmp_path).name == "checkpoint-4"
     assert drop_incomplete_checkpoints(tmp_path) == ["checkpoint-6"]
     assert not (tmp_path / "checkpoint-6").exists()
+
+
+def test_training_args_checkpointing_and_checkpoint_contents():
+    """Defects 6 and 7: under an FSDP launch the Trainer's activation checkpointing stays off (FSDP's own does it:
+    tests/foundation/test_launch.py); a run that will not resume saves weights-only checkpoints; the launch's
+    timeout reaches ddp_timeout."""
+    from finemed.cpt.train import CptConfig
+    from finemed.cpt.trainer import training_args
+    from finemed.runtime import Runtime
+
+    rt = Runtime(device="cpu", compute="float32", train=True)
+    fsdp = CptConfig(gradient_checkpointing=True, launch={"processes": 2, "strategy": "fsdp", "timeout_s": 3600})
+    args = training_args(fsdp, "/tmp/x", rt)
+    assert not args.activation_checkpointing and args.ddp_timeout == 3600 and not args.save_only_model
+    single = CptConfig(gradient_checkpointing=True, resume=False)
+    args = training_args(single, "/tmp/x", rt)
+    assert args.activation_checkpointing and args.save_only_model and args.save_total_limit == 2

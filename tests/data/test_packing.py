@@ -57,20 +57,30 @@ def test_doc_mask_and_positions_follow_eos():
     assert mask[2].tolist() == [True, True, True] + [False] * 5
 
 
-def test_doc_mask_makes_each_doc_independent(tiny_model_dir):
-    """With the mask, a document's logits in a packed block equal those of the document alone."""
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+def test_doc_mask_makes_each_doc_independent(tiny_model_dir, attn):
+    """With doc_mask, a document's logits in a packed block equal those of the document alone, under SDPA (bool
+    4-D mask) and eager (additive mask: it used to get the bool mask, which eager adds to its scores, so it masked
+    nothing) with position ids; without it the block attends across documents. For flash-attention the collator
+    emits the position ids alone (flash takes no 4-D mask and runs varlen over them); doc_mask false emits neither
+    (classic packing, the same under every implementation)."""
     from finemed.models.loading import load_causal_lm
 
-    model, tok = load_causal_lm(tiny_model_dir, device="cpu")
+    model, tok = load_causal_lm(tiny_model_dir, device="cpu", attn_implementation=attn)
+    model.train()  # as in training: a KV cache exists, so transformers does not infer packing by itself
     a = tok("Der Befund ist unauffällig.", add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
     b = tok("Keine Allergien bekannt.", add_special_tokens=False)["input_ids"]
     packed = np.array(a + b)
-    batch = PackCollator(tok.eos_token_id, doc_mask=True)([packed])
+    batch = PackCollator(tok.eos_token_id, doc_mask=True, attn=model.config._attn_implementation)([packed])
+    flash = PackCollator(tok.eos_token_id, doc_mask=True, attn="flash_attention_2")([packed])
+    plain = PackCollator(tok.eos_token_id, doc_mask=False)([packed])
+    assert set(flash) == {"input_ids", "labels", "position_ids"} and set(plain) == {"input_ids", "labels"}
+    assert torch.equal(flash["position_ids"], batch["position_ids"])
     with torch.no_grad():
         together = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                          position_ids=batch["position_ids"]).logits[0, len(a):]
         alone = model(input_ids=torch.tensor([b])).logits[0]
-        unmasked = model(input_ids=batch["input_ids"]).logits[0, len(a):]
+        unmasked = model(input_ids=plain["input_ids"]).logits[0, len(a):]
     assert torch.allclose(together, alone, atol=1e-5)
     assert not torch.allclose(unmasked, alone, atol=1e-3)
 

@@ -23,9 +23,10 @@ def test_offline_kd_two_processes_match_one(kd_cfg, tmp_path):
     assert len((tmp_path / "two" / ".data" / TOKENIZE_LOG).read_text().splitlines()) == 1
 
 
-def test_offline_kd_fsdp_two_processes_gathers_then_rank0_evaluates_and_saves(kd_cfg, tmp_path):
+def test_offline_kd_fsdp_two_processes_gathers_then_rank0_evaluates_and_saves(kd_cfg, tmp_path, capfd):
     """FSDP shards the student in place: every rank joins the gather of the trained student, then rank 0 alone
-    scores QA and saves it (it used to run generation and save_pretrained on the sharded student: a deadlock)."""
+    scores QA and saves it (it used to run generation and save_pretrained on the sharded student: a deadlock).
+    The teacher stays on rank 0 alone (offline KD: rank 1 releases it after building its student)."""
     from safetensors.torch import load_file
 
     common = dict(steps=4, max_train_sequences=16, logging_steps=1, compare_ce=False, save_student=True, alpha=0.5)
@@ -40,3 +41,6 @@ def test_offline_kd_fsdp_two_processes_gathers_then_rank0_evaluates_and_saves(kd
     w2 = load_file(str(tmp_path / "two" / "student" / "model.safetensors"))
     assert set(w1) == set(w2) and max(float((w1[k] - w2[k]).abs().max()) for k in w1) < 1e-4
     assert "FSDP" in (tmp_path / "two" / "launch" / "accelerate.yaml").read_text()
+    logs = capfd.readouterr()
+    assert "rank 1: teacher released" in logs.out + logs.err
+    assert "rank 0: teacher released" not in logs.out + logs.err

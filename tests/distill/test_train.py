@@ -107,3 +107,21 @@ def test_cli_train_distill_runs_and_prints_the_summary(kd_cfg, env, tmp_path):
     assert out["mode"] == "online" and out["bpb_ce"] is None and out["bpb_student"] > 0
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert manifest["kind"] == "train.distill" and manifest["status"] == "complete"
+
+
+def test_teacher_is_eval_only_in_bf16_on_a_gpu_and_only_where_needed(kd_cfg, monkeypatch):
+    """Defect 5: the teacher was loaded as a training model (fp32) on every GPU. It now takes the inference
+    policy's dtype (bf16 on a GPU, fp32 weights under autocast on a CPU) unless teacher_dtype says otherwise, and
+    offline KD keeps it on rank 0 only (the cache, its bpb and QA scores)."""
+    import torch
+
+    from finemed.distill.train import teacher_dtype, teacher_needed_here
+    from finemed.runtime import Runtime
+
+    gpu, cpu = Runtime("cuda:0", "bfloat16"), Runtime("cpu", "bfloat16")
+    assert teacher_dtype(kd_cfg(), gpu) == torch.bfloat16 and teacher_dtype(kd_cfg(), cpu) == torch.float32
+    assert teacher_dtype(kd_cfg(teacher_dtype="float32"), gpu) == torch.float32
+    monkeypatch.setenv("RANK", "1")
+    assert not teacher_needed_here(kd_cfg(mode="offline")) and teacher_needed_here(kd_cfg(mode="online"))
+    monkeypatch.setenv("RANK", "0")
+    assert teacher_needed_here(kd_cfg(mode="offline"))

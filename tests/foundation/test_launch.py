@@ -110,3 +110,56 @@ def test_stage_config_files_resolve_cache_and_data(tmp_path, monkeypatch):
     (tmp_path / "bad.yaml").write_text("model: ${stage:fetch}/model\n")
     with pytest.raises(FinemedError, match="names no earlier stage"):
         build_config("train.cpt", tmp_path / "bad.yaml", None)
+
+
+@pytest.mark.parametrize("model, layer", [("EleutherAI/pythia-1.4b", "GPTNeoXLayer"),
+                                          ("Qwen/Qwen2.5-7B-Instruct", "Qwen2DecoderLayer"),
+                                          ("mistralai/Mistral-Small-24B-Instruct-2501", "MistralDecoderLayer")])
+def test_fsdp_wrap_unit_is_the_model_classs_own_no_split_module(model, layer):
+    """Defect 2: the wrap class came from the architecture name (GPTNeoXDecoderLayer for Pythia, a class that
+    transformers 5.24 does not build, so accelerate raised at prepare); it is now the class's _no_split_modules,
+    and a model built from that config contains a module of that class."""
+    import torch
+    from accelerate.utils.dataclasses import get_module_class_from_name
+
+    from finemed.launch import decoder_layer_class
+    from finemed.models.arch import hf_config
+
+    assert decoder_layer_class(model) == layer
+    from transformers import AutoModelForCausalLM
+
+    with torch.device("meta"):
+        built = AutoModelForCausalLM.from_config(hf_config(model, num_hidden_layers=1))
+    assert get_module_class_from_name(built, layer) is not None
+
+
+def test_fsdp_does_the_activation_checkpointing_when_asked():
+    """Defect 6: under FSDP the accelerate config turns on FSDP's own activation checkpointing (the Trainer flag
+    is then off, tests/cpt/test_trainer.py); it stays off unless asked."""
+    launch = LaunchConfig(processes=2, strategy="fsdp")
+    assert accelerate_config(launch, layer_cls_model(), activation_checkpointing=True)[
+        "fsdp_config"]["fsdp_activation_checkpointing"] is True
+    assert accelerate_config(launch, layer_cls_model())["fsdp_config"]["fsdp_activation_checkpointing"] is False
+
+
+def test_init_process_group_gets_the_launch_timeout(monkeypatch):
+    """Defect 5: rank 0 builds the KD cache while the others wait; init_process_group got no timeout, so NCCL's
+    10-minute default, not the Trainer's ddp_timeout, decided whether the job survived."""
+    from datetime import timedelta
+
+    import accelerate
+
+    from finemed import launch as L
+
+    seen = {}
+
+    class FakeState:
+        def __init__(self, cpu=False, **kw):
+            seen.update(kw, cpu=cpu)
+
+    monkeypatch.setattr(accelerate, "PartialState", FakeState)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    L.init_distributed(LaunchConfig(processes=2).timeout_s)
+    assert seen["timeout"] == timedelta(seconds=7200)
+    L.init_distributed(900)
+    assert seen["timeout"] == timedelta(seconds=900)

@@ -68,3 +68,40 @@ def test_smollm2_student_half_layers(smollm2_dir):
     _, info = init_student(teacher, keep_every=2)
     assert info.teacher_parameters == 134_515_008 and info.teacher_layers == 30
     assert len(info.kept_layers) == 15 and 0.3 < info.reduction < 0.5
+
+
+def test_flash_attention_without_the_package_falls_back_to_sdpa_with_one_warning(tiny_model_dir, caplog):
+    """Defect 3: attn_implementation goes to from_pretrained (CPT used to set it after loading, past transformers'
+    check, so the first forward failed); without flash_attn (or CUDA) the load uses SDPA and warns once."""
+    import logging
+
+    import torch
+
+    from finemed.models import loading
+
+    loading._warn_sdpa_fallback.cache_clear()
+    with caplog.at_level(logging.WARNING, logger="finemed.models.loading"):
+        for _ in range(2):
+            model, _tok = loading.load_causal_lm(tiny_model_dir, device="cpu",
+                                                 attn_implementation="flash_attention_2")
+    assert model.config._attn_implementation == "sdpa"
+    assert sum("using sdpa instead" in r.getMessage() for r in caplog.records) == 1
+    out = model(input_ids=torch.tensor([[1, 2, 3]])).logits
+    assert torch.isfinite(out).all()
+
+
+def test_fsdp_training_load_stays_on_the_host_in_the_training_dtype(tiny_model_dir):
+    """Defect 1: under FSDP rank 0 moved the whole fp32 model onto its GPU before sharding. A sharded training
+    runtime on a GPU now loads bf16 weights and leaves them on the host (FSDP shards them onto the GPUs and upcasts
+    each shard to fp32 master weights); no GPU is needed to check that nothing asks for one."""
+    import torch
+
+    from finemed.models.loading import load_causal_lm
+    from finemed.runtime import Runtime
+
+    rt = Runtime(device="cuda:0", compute="bfloat16", train=True, sharded=True)
+    model, _ = load_causal_lm(tiny_model_dir, runtime=rt)
+    assert {p.device.type for p in model.parameters()} == {"cpu"}
+    assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
+    assert Runtime(device="cuda:0", compute="bfloat16", train=True).weight_dtype == torch.float32  # DDP: autocast
+    assert rt.save_dtype() == torch.bfloat16 and Runtime("cpu", "bfloat16", train=True).save_dtype() == torch.float32
