@@ -9,6 +9,7 @@ values.
 
 from __future__ import annotations
 
+import math
 from itertools import combinations
 from pathlib import Path
 from typing import Any
@@ -86,6 +87,30 @@ def mcnemar(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     return {"items": len(ids), "only_first": only_a, "only_second": only_b, "p": round(p, 4)}
 
 
+def paired_diff(x: list[float], y: list[float], n: int, seed: int = 0, alpha: float = 0.05) -> dict[str, Any]:
+    """Mean of ``y - x`` over pairs, its (1 - alpha) percentile-bootstrap CI and the two-sided bootstrap p-value
+    (twice the share of resampled means on the far side of 0, at least 1/n); the evidence a claim is judged on."""
+    d = np.asarray(y, dtype=float) - np.asarray(x, dtype=float)
+    if len(d) == 0:
+        return {"estimate": None, "lo": None, "hi": None, "p": None, "n": 0}
+    if n <= 0 or len(d) == 1 or not d.any():
+        return {"estimate": float(d.mean()), "lo": float(d.mean()), "hi": float(d.mean()),
+                "p": None if d.any() else 1.0, "n": len(d)}
+    rng = np.random.default_rng(seed)
+    means = d[rng.integers(0, len(d), size=(n, len(d)))].mean(axis=1)
+    p = min(1.0, max(1.0 / n, 2 * min(float((means <= 0).mean()), float((means >= 0).mean()))))
+    return {"estimate": float(d.mean()), "lo": float(np.percentile(means, 100 * alpha / 2)),
+            "hi": float(np.percentile(means, 100 * (1 - alpha / 2))), "p": p, "n": len(d)}
+
+
+def probe_items(a: dict[str, Any], b: dict[str, Any]) -> tuple[list[float], list[float]]:
+    """The passed flags (0/1) of the probe items both runs answered, in one order."""
+    pa = {i["id"]: float(i["passed"]) for i in a["items"]}
+    pb = {i["id"]: float(i["passed"]) for i in b["items"]}
+    ids = sorted(set(pa) & set(pb))
+    return [pa[i] for i in ids], [pb[i] for i in ids]
+
+
 def paired_bootstrap(x: list[float], y: list[float], n: int, seed: int = 0) -> tuple[float, float, float]:
     """Mean of ``y - x`` over pairs and its 95% percentile-bootstrap CI (resampling pairs)."""
     d = np.asarray(y, dtype=float) - np.asarray(x, dtype=float)
@@ -138,6 +163,17 @@ def failure_pairs(failures_dir: Path, models: dict[str, str], bootstrap: int, se
             out["diff"][key][metric] = (None, None, None) if not ids else (round(mean, 4), round(lo, 4),
                                                                            round(hi, 4))
             out["diff"][key][metric + "_n"] = len(ids)
+            out["diff"][key][metric + "_p"] = paired_diff([per[a][i][metric] for i in ids],
+                                                          [per[b][i][metric] for i in ids], bootstrap, seed)["p"]
+        ids = [i for i in per[a] if i in per[b] and (per[a][i]["length_ratio"] or 0) > 0
+               and (per[b][i]["length_ratio"] or 0) > 0]
+        out["diff"][key]["abs_log_length_ratio"] = paired_diff(
+            [abs(math.log(per[a][i]["length_ratio"])) for i in ids],
+            [abs(math.log(per[b][i]["length_ratio"])) for i in ids], bootstrap, seed)
+    out["per_model_ci"] = {role: {m: paired_bootstrap([0.0] * len(vals), vals, bootstrap, seed) if vals else None
+                                  for m in FAILURE_METRICS
+                                  for vals in [[v[m] for v in per[role].values() if v[m] is not None]]}
+                           for role in models}
     return out
 
 

@@ -9,33 +9,43 @@ run, probes both models (:mod:`finemed.merging.probe`, the same 50 items), and w
   table) and the paired per-prompt difference after - before with a 95% bootstrap CI;
 - probe pass rate before/after with an exact McNemar test on the paired items.
 
-Verdicts: "SFT reduces language mixing" holds when the CI of the off-language difference is below 0; "SFT brings
-the length towards the human answers" when |log median length ratio| shrinks; "SFT keeps instruction following"
-when the probe pass rate after is at least ``min_probe_keep`` of before.
+Claims are pre-registered in the recipe (``claims:``, :mod:`finemed.papers.claims`) under the ids of
+:data:`CLAIMS`: ``reduces_mixing`` (off-language share after - before, paired bootstrap; not testable when the
+model before the SFT does not mix: its CI lower bound at the floor), ``length_towards_human`` (per-prompt
+|log length ratio to the human answer|, after - before) and ``keeps_instruction_following`` (probe pass rate
+after - before on the paired items, a non-inferiority margin). Each verdict is one of the four words.
 """
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import ClassVar
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from finemed.artifacts import atomic_write_json, atomic_write_text, read_json
 from finemed.logs import get_logger
 from finemed.merging.probe import probe_cost
+from finemed.papers import claims as K
 from finemed.papers import measures as C
 from finemed.stages import StageResult, planner, stage
 
 log = get_logger(__name__)
 ROLES = ("before", "after")
+CLAIMS = ("reduces_mixing", "length_towards_human", "keeps_instruction_following")
 
 
 class TargetedSftConfig(C.ProbeSettings):
     models: dict[str, str] = Field(description="{before: merged model, after: SFT model}, as named in the answers")
     failures: str = Field(description="the eval.failures run dir of both models' answers to held-out prompts")
     sft: str | None = Field(None, description="the train.sft run dir (its metrics are quoted)")
+    claims: dict[str, K.ClaimSpec] = Field(description=f"the pre-registered claims, ids {', '.join(CLAIMS)}")
+
+    @field_validator("claims")
+    @classmethod
+    def _registered(cls, v: dict[str, K.ClaimSpec]) -> dict[str, K.ClaimSpec]:
+        K.require_ids(v, CLAIMS, "papers.targeted_sft")
+        return v
 
 
 class TargetedSftResult(StageResult):
@@ -47,6 +57,7 @@ class TargetedSftResult(StageResult):
     length_ratio: dict[str, float | None]
     off_lang_diff: list[float | None]  # after - before: mean, CI low, CI high
     claims: dict[str, str]
+    claims_hash: str
 
 
 def _sft_lines(sft_dir: Path | None) -> list[str]:
@@ -58,11 +69,34 @@ def _sft_lines(sft_dir: Path | None) -> list[str]:
                                                                            for k, v in keep.items()]
 
 
-def _log_dev(x: float | None) -> float | None:
-    return abs(math.log(x)) if x and x > 0 else None
+def evidence(cfg: TargetedSftConfig, probes: dict, fail: dict) -> dict[str, K.Evidence]:
+    """What each pre-registered claim is judged on (effects are after - before)."""
+    d = fail["diff"]["after-before"]
+    off = d["off_lang_sentence_share"]
+    before_ci = fail["per_model_ci"]["before"]["off_lang_sentence_share"]
+    testable, why = K.at_floor(before_ci[1] if before_ci else None, cfg.claims["reduces_mixing"].floor)
+    length = d["abs_log_length_ratio"]
+    x, y = C.probe_items(probes["before"], probes["after"])
+    probe = C.paired_diff(x, y, cfg.bootstrap, cfg.seed, cfg.claims["keeps_instruction_following"].alpha)
+    return {
+        "reduces_mixing": K.Evidence(estimate=off[0], lo=off[1], hi=off[2], p=d["off_lang_sentence_share_p"],
+                                     testable=testable, why_not=f"the model before the SFT does not mix: {why}",
+                                     detail=f"off-language share after - before {C.fmt_ci(off)} "
+                                            f"(n = {d['off_lang_sentence_share_n']})"),
+        "length_towards_human": K.Evidence(**{k: length[k] for k in ("estimate", "lo", "hi", "p")},
+                                           detail=f"|log length ratio| after - before {C.fmt_ci(_tri(length), 3)} "
+                                                  f"(n = {length['n']})"),
+        "keeps_instruction_following": K.Evidence(**{k: probe[k] for k in ("estimate", "lo", "hi")},
+                                                  detail=f"probe pass rate after - before {C.fmt_ci(_tri(probe))} "
+                                                         f"({probe['n']} paired items)"),
+    }
 
 
-def findings_markdown(rates: dict, mc: dict, fail: dict, claims: dict, sft_dir: Path | None) -> str:
+def _tri(d: dict) -> tuple:
+    return d["estimate"], d["lo"], d["hi"]
+
+
+def findings_markdown(rates: dict, mc: dict, fail: dict, claim_lines: list[str], sft_dir: Path | None) -> str:
     f = C.fmt
     d = fail["diff"]["after-before"]
     lines = ["## Before and after the targeted SFT (held-out prompts)", "",
@@ -78,8 +112,8 @@ def findings_markdown(rates: dict, mc: dict, fail: dict, claims: dict, sft_dir: 
               f"| length ratio | {d['length_ratio_n']} | {C.fmt_ci(d['length_ratio'], 2)} |", "",
               f"Probe, exact McNemar on {mc['items']} paired items: before-only passes {mc['only_first']}, "
               f"after-only {mc['only_second']} (p = {mc['p']}).", "",
-              "## Claims", "", "| claim | verdict |", "|---|---|"]
-    lines += [f"| {k} | {v} |" for k, v in claims.items()]
+              "## Claims (pre-registered in the recipe)", ""]
+    lines += claim_lines
     return "\n".join(lines + _sft_lines(sft_dir)) + "\n"
 
 
@@ -93,18 +127,14 @@ def run(cfg: TargetedSftConfig, run_dir: Path) -> TargetedSftResult:
     mc = C.mcnemar(probes["before"], probes["after"])
     fail = C.failure_pairs(Path(cfg.failures), models, cfg.bootstrap, cfg.seed, pairs=[("before", "after")])
     off = fail["diff"]["after-before"]["off_lang_sentence_share"]
-    dev = {r: _log_dev(fail["models"][r]["median_length_ratio"]) for r in ROLES}
-    claims = {
-        "SFT reduces language mixing": "not shown (no paired values)" if off[0] is None else
-        "holds" if off[2] < 0 else "does not hold" if off[1] > 0 else "not shown (CI includes 0)",
-        "SFT brings answer length towards the human answers": "not shown (no reference lengths or empty answers)"
-        if None in dev.values() else "holds" if dev["after"] < dev["before"] else "does not hold",
-        "SFT keeps instruction following": "holds" if rates["after"] >= cfg.min_probe_keep * rates["before"]
-        else "does not hold",
-    }
+    verdicts = K.judge_all(cfg.claims, evidence(cfg, probes, fail))
+    claims = {cid: v.line() for cid, v in verdicts.items()}
     sft_dir = Path(cfg.sft) if cfg.sft else None
-    findings = atomic_write_text(run_dir / "findings.md", findings_markdown(rates, mc, fail, claims, sft_dir))
-    atomic_write_json(run_dir / "findings.json", {"probe": rates, "mcnemar": mc, "failures": fail, "claims": claims})
+    md = findings_markdown(rates, mc, fail, K.table(verdicts, cfg.claims), sft_dir)
+    findings = atomic_write_text(run_dir / "findings.md", md)
+    atomic_write_json(run_dir / "findings.json", {"probe": rates, "mcnemar": mc, "failures": fail,
+                                                  "claims": {k: v.model_dump() for k, v in verdicts.items()},
+                                                  "claims_hash": K.claims_hash(cfg.claims)})
     m = fail["models"]
     summary = (f"off-language share {C.fmt(m['before']['off_lang_sentence_share'])} -> "
                f"{C.fmt(m['after']['off_lang_sentence_share'])}, probe {rates['before']:.2f} -> {rates['after']:.2f}")
@@ -112,7 +142,8 @@ def run(cfg: TargetedSftConfig, run_dir: Path) -> TargetedSftResult:
     return TargetedSftResult(
         summary=summary, findings=str(findings), probe=rates,
         off_lang_sentence_share={r: m[r]["off_lang_sentence_share"] for r in ROLES},
-        length_ratio={r: m[r]["median_length_ratio"] for r in ROLES}, off_lang_diff=list(off), claims=claims)
+        length_ratio={r: m[r]["median_length_ratio"] for r in ROLES}, off_lang_diff=list(off), claims=claims,
+        claims_hash=K.claims_hash(cfg.claims))
 
 
 @planner("papers.targeted_sft")

@@ -19,6 +19,7 @@ from finemed.config import ConfigError
 from finemed.evaluation.answers import PromptRow
 from finemed.evaluation.generate import split_prompts
 from finemed.models.tiny import save_tiny
+from finemed.papers.claims import WORDS, ClaimSpec, claims_hash
 from finemed.recipe import load_recipe, run_recipe, run_root
 from finemed.sft.data import SftData, build_rows
 
@@ -81,3 +82,8 @@ def test_targeted_sft_mini_rehearsal(rehearsal_runs):
     found = json.loads((root / "findings" / "metrics.json").read_text())
     assert set(found["probe"]) == {"before", "after"} and len(found["off_lang_diff"]) == 3
     assert "SFT reduces language mixing" in (root / "findings" / "findings.md").read_text()
+    manifest = json.loads((root / "findings" / "manifest.json").read_text())
+    specs = {k: ClaimSpec(**v) for k, v in load_recipe(RECIPE).stages[-1].config["claims"].items()}
+    assert manifest["result"]["claims_hash"] == claims_hash(specs)  # the registered claims, hashed in the manifest
+    assert set(found["claims"]) == {"reduces_mixing", "length_towards_human", "keeps_instruction_following"}
+    assert all(v.split(":")[0] in WORDS for v in found["claims"].values())
