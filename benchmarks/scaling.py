@@ -182,7 +182,7 @@ CASES = [
     Case("corpus.annotate", "docs", [250, 1_000, 4_000], [20, 80], prep_annotate, ["httpx"], streaming=False,
          why="the labelled sample is held to tune and write it (reservoir of `sample` rows)"),
     Case("corpus.train_classifier", "docs", [2_500, 10_000, 40_000], [400, 1600], prep_classifier, ["fasttext"],
-         streaming=False, why="the group split and threshold tuning hold every labelled row (all its columns)"),
+         streaming=False, why="the group split and threshold tuning hold every labelled row (id, text, source, group, label)"),
     Case("tokenizer.train", "bytes", [1_000_000, 4_000_000, 16_000_000], [20_000, 80_000], prep_tok_train,
          ["tokenizers"], streaming=False, why="BPE holds the word-count table (grows ~ distinct words)"),
     Case("tokenizer.eval", "sentences", [2_000, 8_000, 32_000], [100, 400], prep_tok_eval, ["tokenizers"],
