@@ -23,6 +23,7 @@ from __future__ import annotations
 import atexit
 import gc
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -136,11 +137,15 @@ def _cuda_visible() -> bool:
 
 
 def failure_line(log_text: str) -> str:
-    """The one line that says why a vLLM server stopped, from its log."""
+    """The one line that says why a vLLM server stopped, from its log: a taken port, else vLLM's last ``ERROR``
+    log record (without its pid/time/file prefix), else the last exception line."""
     lines = [ln.strip() for ln in log_text.splitlines() if ln.strip()]
-    for ln in reversed(lines):
-        if "Address already in use" in ln or "address already in use" in ln:
-            return "its port is already in use"
+    if any("address already in use" in ln.lower() for ln in lines):
+        return "its port is already in use"
+    records = [m for m in (re.search(r"(\bERROR \S+ \S+ \[[^]]*\])(.*)", ln) for ln in lines) if m]
+    if records:  # the first line of the last ERROR record (a record spans lines with one prefix)
+        last = [m for m in records if m.group(1) == records[-1].group(1)]
+        return next((m.group(2).strip() for m in last if m.group(2).strip()), last[0].group(0))[:300]
     for ln in reversed(lines):
         if "Error" in ln or "error:" in ln:
             return ln[-300:]
@@ -308,6 +313,14 @@ def serve(model: str | Path, settings: VLLMSettings | None = None) -> VLLMServer
         server = VLLMServer(path, settings).start()
         _servers[key] = server
         return server
+
+
+def release(server: VLLMServer) -> None:
+    """Stop one server started by :func:`serve` (a model no later step asks for) and forget it."""
+    with _lock:
+        for key in [k for k, v in _servers.items() if v is server]:
+            del _servers[key]
+    server.stop()
 
 
 def stop_all() -> None:

@@ -81,8 +81,11 @@ def p_yes_from_top(top: list[tuple[str, float]], yes: Sequence[str] = YES_WORDS,
                    no: Sequence[str] = NO_WORDS) -> tuple[float, float]:
     """``(P(yes), mass)`` from an endpoint's top alternatives; 0.5 when no verdict token is among them.
 
-    A token counts for a side when it is one of its words or a prefix (>= 2 chars) of one of them only.
+    A token counts for a side when it is one of its words or a prefix (>= 2 chars) of one of them only; tokens and
+    words are compared normalised (so the judge's ``A``/``B`` match the tokens ``A``, `` A``, ``a``).
     """
+    yes, no = [_norm(w) for w in yes], [_norm(w) for w in no]
+
     def side(t: str) -> int | None:
         if not t:
             return None

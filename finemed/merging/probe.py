@@ -24,6 +24,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from finemed.config import FinemedError
+from finemed.engine import VLLMSettings, choose_engine, release
+from finemed.llm import LLMClient
 from finemed.models.generate import generate
 from finemed.plan_estimates import decode_steps, inference
 from finemed.runtime import Runtime
@@ -193,6 +196,7 @@ class ProbeResult(BaseModel):
     by_lang: dict[str, float]
     by_check: dict[str, float]
     items: list[ProbeItem]
+    engine: str = "hf"  # what answered: hf | vllm
 
 
 def score(items: list[Instruction], answers: list[tuple[str, bool]]) -> ProbeResult:
@@ -221,6 +225,31 @@ def run_probe(model, tok, *, max_new_tokens: int = 64, batch_size: int = 16, lim
     gens = generate(model, tok, [i.prompt for i in items], max_new_tokens=max_new_tokens, batch_size=batch_size,
                     runtime=runtime, progress="instruction probe")
     return score(items, [(g.text, g.finish_reason == "stop") for g in gens])
+
+
+def run_probe_served(model_dir, *, engine: str = "auto", vllm: VLLMSettings | None = None, max_new_tokens: int = 64,
+                     limit: int | None = None, concurrency: int = 16, keep_server: bool = True) -> ProbeResult | None:
+    """The probe on a managed vLLM server for ``model_dir`` (same greedy chat-template answers; ``stopped`` is the
+    server's ``finish_reason == "stop"``), or None where :func:`finemed.engine.choose_engine` says hf. A failed
+    reply fails the probe in one line. ``keep_server=False`` stops the server after (each sweep point is a new
+    model: its server would only hold memory)."""
+    if choose_engine(engine, "merge probe") != "vllm":
+        return None
+    items = instructions()[:limit] if limit else instructions()
+    client = LLMClient(f"local:{model_dir}", engine="vllm", vllm=vllm, max_tokens=max_new_tokens,
+                       concurrency=concurrency)
+    try:
+        replies = client.chat([[{"role": "user", "content": i.prompt}] for i in items], cache_tag="probe")
+    finally:
+        client.close()
+        if not keep_server and client.server is not None:
+            release(client.server)
+    bad = [r.error for r in replies if r.text is None]
+    if bad:
+        raise FinemedError(f"merge probe on vLLM ({model_dir}): {len(bad)} of {len(items)} replies failed: {bad[0]}")
+    res = score(items, [(r.text or "", r.finish_reason == "stop") for r in replies])
+    res.engine = "vllm"
+    return res
 
 
 def probe_cost(models: list[str], ctx, *, limit: int | None, max_new_tokens: int, batch_size: int) -> dict[str, Any]:

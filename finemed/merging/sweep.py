@@ -21,9 +21,10 @@ from pydantic import BaseModel, Field, field_validator
 
 from finemed.artifacts import atomic_path, atomic_write_json
 from finemed.config import ConfigError, FinemedError, StageConfig
+from finemed.engine import Engine, VLLMSettings
 from finemed.logs import get_logger, progress
 from finemed.merging.merge import MergeSpec, check_compatible, run_merge, short_form_methods, to_mergekit
-from finemed.merging.probe import instructions, run_probe
+from finemed.merging.probe import instructions, run_probe, run_probe_served
 from finemed.models.bpb import compute_bpb
 from finemed.models.loading import load_causal_lm
 from finemed.models.registry import resolve_model_path
@@ -63,6 +64,8 @@ class SweepConfig(StageConfig):
     probe_batch_size: int = Field(default=25, ge=1)
     probe_limit: int | None = Field(default=None, ge=1)
     min_probe_keep: float = Field(default=0.8, ge=0.0, le=1.0)
+    engine: Engine = "auto"  # the probe's: auto (vLLM where `make vllm` ran; a server start per point) | hf | vllm
+    vllm: VLLMSettings = Field(default_factory=VLLMSettings)
     keep: Literal["chosen", "all"] = "chosen"
 
     @field_validator("t_values")
@@ -160,12 +163,16 @@ def plot_sweep(points: list[SweepPoint], chosen: SweepPoint, path: Path) -> Path
 
 def _evaluate(model_dir: Path, sets: dict[str, list[str]], config: SweepConfig, rt: Runtime) -> tuple[dict, object]:
 
+    # the probe first: on vLLM its server starts (and stops) before this point's HF model takes memory
+    probe = run_probe_served(model_dir, engine=config.engine, vllm=config.vllm, limit=config.probe_limit,
+                             max_new_tokens=config.probe_max_new_tokens, keep_server=False)
     model, tok = load_causal_lm(model_dir, runtime=rt)
     bpb = {name: round(compute_bpb(model, tok, texts, max_length=config.eval_max_length,
                                    batch_size=config.eval_batch_size, progress=False, runtime=rt).bpb, 6)
            for name, texts in sets.items()}
-    probe = run_probe(model, tok, max_new_tokens=config.probe_max_new_tokens, batch_size=config.probe_batch_size,
-                      limit=config.probe_limit, runtime=rt)
+    if probe is None:
+        probe = run_probe(model, tok, max_new_tokens=config.probe_max_new_tokens, batch_size=config.probe_batch_size,
+                          limit=config.probe_limit, runtime=rt)
     return bpb, probe
 
 

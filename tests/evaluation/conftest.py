@@ -43,3 +43,22 @@ def fault_server():
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def vllm_server():
+    """ONE managed vLLM server on the cached SmolLM2 for every vLLM test (the ~33 s start is paid once); the
+    stages' own :func:`finemed.engine.serve` calls with default settings reuse it. Skipped, with the reason, only
+    where ``make vllm`` has not been run."""
+    from finemed import engine
+
+    if engine.vllm_python() is None:
+        pytest.skip(f"no vLLM venv at {engine.vllm_venv()}; run `make vllm`")
+    model_dir = smollm2_dir()
+    if model_dir is None:
+        pytest.skip("SmolLM2 cache missing (~/.cache/finemed/models/smollm2); run `finemed models fetch smollm2`")
+    server = engine.serve(model_dir)
+    try:
+        yield server
+    finally:
+        engine.stop_all()
