@@ -60,6 +60,9 @@ class DecontConfig(StageConfig):
     leak_share: float = Field(0.7, gt=0.0, le=1.0)  # drop when one item has this share of its n-grams in a doc (PaLM)
     max_item_df: int = Field(3, ge=1)  # n-grams in this many benchmark items or more are boilerplate: ignored
     max_numeric_share: float = Field(0.5, gt=0.0, le=1.0)  # ignore n-grams with this share of numbers/units or more
+    # n-grams shared by this many docs of the same pass are corpus boilerplate (not cut); None: off (see README)
+    max_corpus_df: int | None = Field(None, ge=2)
+    max_held_docs: int = Field(100_000, ge=1)  # docs held for the corpus counts before the oldest is decided
 
 
 def _strings(value) -> Iterator[str]:

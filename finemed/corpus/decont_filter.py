@@ -3,17 +3,25 @@
 A dropped doc leaves with reason ``decontaminated`` (the leaked item and its coverage in metadata); a kept doc
 whose shared spans were cut out carries ``decont_cuts``/``decont_cut_chars`` and counts in the block's
 ``changed`` stat, which ``stats.json`` reports beside the drops.
+
+With ``max_corpus_df`` set, shared n-grams found in that many docs of the same pass (one task's shard) are corpus
+boilerplate and are not cut: a doc with cut candidates is held until the shard ends (at most ``max_held_docs``;
+beyond that the oldest is decided with the counts so far), then decided with the shard's counts. Held docs leave
+after the others, which datatrove's later steps (the intermediate writer, MinHash signatures) do not mind.
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections import Counter, deque
 from pathlib import Path
 
-from datatrove.data import Document
+from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.filters.base_filter import BaseFilter
+from datatrove.utils.typeshelper import StatHints
 
 from finemed.corpus.decont import DecontConfig, build_index
-from finemed.corpus.decont_rule import DecontIndex, decide, hash_func
+from finemed.corpus.decont_rule import DecontIndex, Match, decide, hash_func, match, resolve
 from finemed.corpus.registry import BlockContext, block, section
 
 
@@ -30,10 +38,12 @@ class DecontFilter(BaseFilter):
         self._index: DecontIndex | None = None
         self._hasher = None
 
-    def filter(self, doc: Document) -> bool | tuple[bool, str]:
+    def _load(self) -> DecontIndex:
         if self._index is None:
             self._index, self._hasher = DecontIndex.load(self.index_file), hash_func()
-        d = decide(doc.text, self._index, self.config, self._hasher)
+        return self._index
+
+    def _apply(self, doc: Document, d) -> bool | tuple[bool, str]:
         if d.item is not None:
             doc.metadata.update(decont_item=d.item, decont_coverage=d.coverage)
         if d.action == "drop":
@@ -45,6 +55,48 @@ class DecontFilter(BaseFilter):
             self.stat_update("changed")
             self.stat_update("cut_chars", value=d.cut_chars)
         return True
+
+    def filter(self, doc: Document) -> bool | tuple[bool, str]:
+        index = self._load()
+        return self._apply(doc, decide(doc.text, index, self.config, self._hasher))
+
+    def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        if self.config.max_corpus_df is None:
+            yield from super().run(data, rank, world_size)
+            return
+        index, cfg = self._load(), self.config
+        corpus_df: Counter = Counter()
+        frequent: set[int] = set()  # index positions shared by max_corpus_df docs or more
+        held: deque[tuple[Document, Match]] = deque()
+        with self.exclusion_writer if self.exclusion_writer else contextlib.nullcontext() as writer:
+
+            def emit(doc: Document, m: Match | None):
+                keep = self._apply(doc, resolve(doc.text, m, index, cfg, frequent))
+                self.stat_update(StatHints.total)
+                if keep is True:
+                    self.stat_update(StatHints.forwarded)
+                    self.update_doc_stats(doc)
+                    yield doc
+                    return
+                self.stat_update(StatHints.dropped, f"dropped_{keep[1]}")
+                if writer:
+                    doc.metadata["filter_reason"] = keep[1]
+                    writer.write(doc, rank)
+
+            for doc in data:
+                with self.track_time():
+                    m = match(doc.text, index, cfg, self._hasher)
+                    cands = m.candidates(index, cfg) if m is not None and m.coverage < cfg.leak_share else set()
+                if not cands:
+                    yield from emit(doc, m)
+                    continue
+                corpus_df.update(cands)
+                frequent.update(p for p in cands if corpus_df[p] >= cfg.max_corpus_df)
+                held.append((doc, m))
+                if len(held) > cfg.max_held_docs:
+                    yield from emit(*held.popleft())
+            while held:
+                yield from emit(*held.popleft())
 
 
 @block("decont")

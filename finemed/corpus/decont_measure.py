@@ -23,12 +23,22 @@ from __future__ import annotations
 import argparse
 import json
 import random
+from collections import Counter
 from typing import Any
 
 import numpy as np
 
 from finemed.corpus.decont import DecontConfig, eval_texts, index_from_items, named_items, row_items
-from finemed.corpus.decont_rule import DecontIndex, decide, hash_func, ngram_keys, numeric_share, tokens
+from finemed.corpus.decont_rule import (
+    Decision,
+    DecontIndex,
+    hash_func,
+    match,
+    ngram_keys,
+    numeric_share,
+    resolve,
+    tokens,
+)
 from finemed.data import loaders
 from finemed.texts import heldout_score
 
@@ -101,6 +111,17 @@ def leaks(excerpt: str, output: str, index: DecontIndex, cfg: DecontConfig, hash
     return False
 
 
+def decide_all(texts: list[str], index: DecontIndex, cfg: DecontConfig, hasher) -> list[Decision]:
+    """The filter's decisions for a pass over ``texts``, with the corpus counts when ``max_corpus_df`` is set."""
+    matches = [match(t, index, cfg, hasher) for t in texts]
+    frequent: set[int] = set()
+    if cfg.max_corpus_df is not None:
+        counts = Counter(p for m in matches if m is not None and m.coverage < cfg.leak_share
+                         for p in m.candidates(index, cfg))
+        frequent = {p for p, c in counts.items() if c >= cfg.max_corpus_df}
+    return [resolve(t, m, index, cfg, frequent) for t, m in zip(texts, matches)]
+
+
 def _plant(text: str, insert: str) -> str:
     cut = text.find(" ", len(text) // 2)
     cut = len(text) if cut < 0 else cut
@@ -116,7 +137,7 @@ def measure(split: str = "dev", overrides: dict[str, Any] | None = None, with_ol
     sources = excerpt_sources(items)
     report: dict[str, Any] = {"split": split, "clean_docs": len(docs), "config": cfg.model_dump(exclude={"sets"}),
                               "index_items": len(index.item_names)}
-    new = [decide(t, index, cfg, hasher) for _, t in docs]
+    new = decide_all([t for _, t in docs], index, cfg, hasher)
     report["new_rule"] = {"dropped": sum(d.action == "drop" for d in new),
                           "changed": sum(d.action == "cut" for d in new),
                           "cut_chars": sum(d.cut_chars for d in new if d.action == "cut"),
@@ -125,25 +146,28 @@ def measure(split: str = "dev", overrides: dict[str, Any] | None = None, with_ol
     old = old_rule(cfg, items) if with_old else None
     if old is not None:
         report["old_rule"] = {"dropped": sum(old(t) for _, t in docs), "changed": 0}
-    planted: dict[str, dict[str, int]] = {}
+    excerpts, texts = [], []
     for k, (_, text) in enumerate(docs):
         n = EXCERPT_WORDS[k % len(EXCERPT_WORDS)]
         words = rng.choice(sources).split()
         start = rng.randrange(0, len(words) - n)
-        excerpt = " ".join(words[start:start + n])
-        d = decide(_plant(text, excerpt), index, cfg, hasher)
+        excerpts.append((n, " ".join(words[start:start + n])))
+        texts.append(_plant(text, excerpts[-1][1]))
+    planted: dict[str, dict[str, int]] = {}
+    for (n, excerpt), text, d in zip(excerpts, texts, decide_all(texts, index, cfg, hasher)):
         row = planted.setdefault(f"{n}_words", {"planted": 0, "dropped": 0, "cut": 0, "leaked": 0, "old_dropped": 0})
         row["planted"] += 1
         row["dropped"] += d.action == "drop"
         row["cut"] += d.action == "cut"
         row["leaked"] += d.action != "drop" and leaks(excerpt, d.text, index, cfg, hasher)
-        row["old_dropped"] += bool(old and old(_plant(text, excerpt)))
+        row["old_dropped"] += bool(old and old(text))
     report["planted"] = planted
     for name, insert in (("boilerplate", BOILERPLATE), ("lab_panel", LAB_PANEL)):
-        ds = [decide(_plant(t, insert), index, cfg, hasher) for _, t in docs]
+        texts = [_plant(t, insert) for _, t in docs]
+        ds = decide_all(texts, index, cfg, hasher)
         report[f"planted_{name}"] = {"docs": len(ds), "dropped": sum(d.action == "drop" for d in ds),
                                      "changed": sum(d.action == "cut" for d in ds),
-                                     "old_dropped": sum(old(_plant(t, insert)) for _, t in docs) if old else None}
+                                     "old_dropped": sum(old(t) for t in texts) if old else None}
     return report
 
 

@@ -19,6 +19,12 @@ A doc is compared with the benchmark index (:mod:`finemed.corpus.decont`) on wor
 
 So a single shared 13-gram never drops a doc: it costs the doc one cut of about 400 characters.
 
+Optional (``max_corpus_df``, off by default): n-grams shared by that many docs of the same pass are corpus
+boilerplate and are not cut (:mod:`finemed.corpus.decont_filter` counts them). It is off because it also spares a
+benchmark item copied onto many pages, the leak that matters most: on the dev split of
+:mod:`finemed.corpus.decont_measure`, ``max_corpus_df=2`` let 2 of 14 planted 80-word excerpts through (two docs
+carried overlapping excerpts of one item), and 3 or 5 spared no clean doc that item frequency had not spared.
+
 Why by hand: lm-eval's ``Janitor`` is the reference for step 4, but it keeps a plain set of n-grams (no item
 frequency, so no boilerplate rule and no PaLM coverage), lowercases ASCII only, counts every matched n-gram as a
 "piece" (a 25-word excerpt already exceeds its cutoff of 10) and prints a warning on every call without its C++
@@ -128,48 +134,79 @@ def item_hashes(text: str, n: int, hasher) -> set[int]:
     return {hasher(k) for k in ngram_keys([w for w, _, _ in tokens(text)], n)}
 
 
-def decide(text: str, index: DecontIndex, cfg: "DecontConfig", hasher) -> Decision:
-    """What the rule (module docstring) does with one doc."""
+@dataclass
+class Match:
+    """A doc's n-grams found in the index: token spans, and for each shared n-gram its index position."""
+
+    toks: list[tuple[str, int, int]]
+    at: np.ndarray  # token offsets of shared n-grams
+    pos: np.ndarray  # their index positions
+    item: str | None = None
+    coverage: float = 0.0
+
+    def candidates(self, index: DecontIndex, cfg: "DecontConfig") -> set[int]:
+        """Index positions of the shared n-grams the rule would cut (not boilerplate, not mostly numbers)."""
+        words = [w for w, _, _ in self.toks]
+        return {int(p) for i, p in zip(self.at, self.pos) if index.item_df[p] < cfg.max_item_df
+                and numeric_share(words[i:i + cfg.n_grams]) < cfg.max_numeric_share}
+
+
+def match(text: str, index: DecontIndex, cfg: "DecontConfig", hasher) -> Match | None:
+    """The doc's shared n-grams and its most-covered item, or None when it shares none."""
     n = cfg.n_grams
     toks = tokens(text)
     if len(toks) < n:
-        return Decision("keep", text)
-    words = [w for w, _, _ in toks]
-    doc_hashes = np.fromiter((hasher(k) for k in ngram_keys(words, n)), dtype=np.uint64)
+        return None
+    doc_hashes = np.fromiter((hasher(k) for k in ngram_keys([w for w, _, _ in toks], n)), dtype=np.uint64)
     pos = index.lookup(doc_hashes)
-    hit = np.flatnonzero(pos >= 0)
-    if not len(hit):
-        return Decision("keep", text)
+    at = np.flatnonzero(pos >= 0)
+    if not len(at):
+        return None
     found: dict[int, int] = {}  # item -> distinct n-grams of it found in the doc
-    for p in np.unique(pos[hit]):
+    for p in np.unique(pos[at]):
         for item in index.items[index.offsets[p]:index.offsets[p + 1]]:
             found[int(item)] = found.get(int(item), 0) + 1
     best = max(found, key=lambda i: found[i] / max(int(index.item_ngrams[i]), 1))
-    coverage = round(found[best] / max(int(index.item_ngrams[best]), 1), 4)
     name = index.item_names[best] if best < len(index.item_names) else str(best)
-    if coverage >= cfg.leak_share:
-        return Decision("drop", text, item=name, coverage=coverage, reason="decontaminated")
+    return Match(toks, at, pos[at], name, round(found[best] / max(int(index.item_ngrams[best]), 1), 4))
+
+
+def resolve(text: str, m: Match | None, index: DecontIndex, cfg: "DecontConfig",
+            frequent: set[int] | frozenset = frozenset()) -> Decision:
+    """Drop, cut or keep a doc from its :class:`Match`; ``frequent``: index positions to ignore (corpus boilerplate)."""
+    if m is None:
+        return Decision("keep", text)
+    if m.coverage >= cfg.leak_share:
+        return Decision("drop", text, item=m.item, coverage=m.coverage, reason="decontaminated")
+    cut = m.candidates(index, cfg) - set(frequent)
     spans: list[list[int]] = []
-    for i in hit:
-        if index.item_df[pos[i]] >= cfg.max_item_df or numeric_share(words[i:i + n]) >= cfg.max_numeric_share:
+    for i, p in zip(m.at, m.pos):
+        if int(p) not in cut:
             continue
-        start, end = max(0, toks[i][1] - cfg.window_chars), min(len(text), toks[i + n - 1][2] + cfg.window_chars)
+        start = max(0, m.toks[i][1] - cfg.window_chars)
+        end = min(len(text), m.toks[i + cfg.n_grams - 1][2] + cfg.window_chars)
         if spans and start <= spans[-1][1]:
             spans[-1][1] = max(spans[-1][1], end)
         else:
             spans.append([start, end])
+    info = {"item": m.item, "coverage": m.coverage}
     if not spans:
-        return Decision("keep", text, item=name, coverage=coverage)
+        return Decision("keep", text, **info)
+    cut_chars = sum(end - start for start, end in spans)
     if len(spans) > cfg.max_cuts:
-        return Decision("drop", text, cuts=len(spans), item=name, coverage=coverage, reason="decontaminated")
+        return Decision("drop", text, cuts=len(spans), cut_chars=cut_chars, reason="decontaminated", **info)
     pieces, last = [], 0
     for start, end in spans:
         pieces.append(text[last:start].strip())
         last = end
     pieces.append(text[last:].strip())
-    kept = "\n".join(p for p in pieces if p)
-    cut_chars = sum(end - start for start, end in spans)
+    kept = "\n".join(piece for piece in pieces if piece)
     if not kept:
-        return Decision("drop", text, cuts=len(spans), cut_chars=cut_chars, item=name, coverage=coverage,
-                        reason="decontaminated")
-    return Decision("cut", kept, cuts=len(spans), cut_chars=cut_chars, item=name, coverage=coverage)
+        return Decision("drop", text, cuts=len(spans), cut_chars=cut_chars, reason="decontaminated", **info)
+    return Decision("cut", kept, cuts=len(spans), cut_chars=cut_chars, **info)
+
+
+def decide(text: str, index: DecontIndex, cfg: "DecontConfig", hasher,
+           frequent: set[int] | frozenset = frozenset()) -> Decision:
+    """What the rule (module docstring) does with one doc."""
+    return resolve(text, match(text, index, cfg, hasher), index, cfg, frequent)
