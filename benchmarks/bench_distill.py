@@ -5,8 +5,9 @@ alternating order (:mod:`_rounds`); each
 side's value in a round is the median of ``--reps`` (>= 3) timed steps, so one step slowed by another job cannot
 move it (the old default, 2, took their mean: one slow step made a 2.6x round); the per-round ratios are
 summarised min/median/max. Trainer sides build a fresh Trainer per round and drop its first step (lazy
-initialisation). Defaults (batch 2, 3 reps, 3 rounds, SmolLM2 teacher) are meant to finish in <= 8 minutes on 2
-quiet cores (estimated from FLOPs; batch 4 with 2 reps was estimated at about 7.5).
+initialisation). Defaults (batch 2, 3 reps, 3 rounds, SmolLM2 teacher) were estimated from FLOPs to finish in <= 8
+minutes on 2 quiet cores before the warm-up calls were added; those add one round's work to every comparison
+(about 4/3 of that, ~11 minutes, not measured).
 
 1. ``kd_overhead``: online KD step / (teacher forward + student CE forward/backward/step), timed separately
    (goal <= 1.1): what KD adds beyond the two forwards it cannot avoid.
