@@ -155,7 +155,7 @@ def _read_lmeval(stage_dir: Path, role: str, board: dict[str, Measure]) -> None:
             if metric not in res:
                 continue
             key = f"{task}.{metric}"
-            m = board.setdefault(key, Measure(key, f"{task} {label}", True, "mean", stage_dir.name,
+            m = board.setdefault(key, Measure(key, f"{task.replace('_', ' ')} {label}", True, "mean", stage_dir.name,
                                               chance if metric.startswith("acc") else None))
             per = {i: scale * r[metric] for i, r in items.items() if isinstance(r.get(metric), (int, float))}
             m.add(role, None if res[metric] is None else scale * res[metric], per)
@@ -164,7 +164,7 @@ def _read_lmeval(stage_dir: Path, role: str, board: dict[str, Measure]) -> None:
 def _read_probe(stage_dir: Path, roles: dict[str, str], board: dict[str, Measure]) -> None:
     """The sweep's instruction probe: t=0 is the instruct model, t=1 the CPT model, the chosen point the merge."""
     sweep = _file(stage_dir, "sweep.json")
-    m = board.setdefault("probe.pass_rate", Measure("probe.pass_rate", "instruction probe pass rate", True, "mean",
+    m = board.setdefault("probe.pass_rate", Measure("probe.pass_rate", "instruction probe", True, "mean",
                                                     stage_dir.name))
     who = {"t=0": "instruct", "t=1": "cpt", sweep["chosen"]: "merge"}
     wanted = set(roles.values())
@@ -180,9 +180,8 @@ def _read_failures(stage_dir: Path, roles: dict[str, str], board: dict[str, Meas
     table = _file(stage_dir, "failures.json")
     path = stage_dir / "failures_items.json"
     rows = read_json(path) if path.is_file() else []
-    for key, field, label, stat in (("off_language", "off_lang_sentence_share", "off-language sentence share", "mean"),
-                                    ("length_ratio", "median_length_ratio", "length ratio (median, vs human)",
-                                     "median")):
+    for key, field, label, stat in (("off_language", "off_lang_sentence_share", "off-language share", "mean"),
+                                    ("length_ratio", "median_length_ratio", "length ratio vs human", "median")):
         item_field = "length_ratio" if key == "length_ratio" else field
         m = board.setdefault(key, Measure(key, label, False, stat, stage_dir.name))
         for model, vals in table.items():

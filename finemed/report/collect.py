@@ -14,9 +14,13 @@ from typing import Any
 from pydantic import BaseModel
 
 from finemed.artifacts import read_json, read_manifest
+from finemed.report.board import BoardView, read_board
 
 # section id → (title, stage-kind prefixes or kinds, what the section shows)
 SECTIONS: list[tuple[str, str, tuple[str, ...], str]] = [
+    ("scoreboard", "Scoreboard", ("eval.scoreboard",),
+     "every model of the chain on every measure; each delta against the instruct model with its paired bootstrap "
+     "CI, marked by the CI, not by the sign"),
     ("corpus", "Corpus funnel", ("corpus.build", "corpus.sample_input", "corpus.quality_report", "corpus.pii_eval"),
      "documents kept after each block, drop reasons with examples"),
     ("labels", "LLM labels and the domain classifier", ("corpus.annotate", "corpus.train_classifier",
@@ -69,6 +73,7 @@ class ReportData(BaseModel):
     plan: Any = None
     machine: dict[str, str]
     versions: dict[str, str]
+    board: BoardView | None = None  # the scoreboard stage's table, shown first
 
 
 def _images(stage_dir: Path) -> list[tuple[str, str]]:
@@ -140,5 +145,7 @@ def collect(run_dir: Path | str, planned: list[tuple[str, str]] | None = None) -
         versions.update(v.versions)
     machine = {"python": platform.python_version(), "platform": platform.platform(),
                "processor": platform.processor() or platform.machine()}
+    board = next((b for v in views if v.kind == "eval.scoreboard" for b in [read_board(run_dir / v.name)] if b),
+                 None)
     return ReportData(recipe=run_dir.name, run_dir=str(run_dir), sections=sections, other=other, plan=plan,
-                      machine=machine, versions=versions)
+                      machine=machine, versions=versions, board=board)

@@ -1,5 +1,7 @@
 """``finemed report RUN_DIR``: one self-contained HTML page (jinja2, plots embedded as PNG) from the JSON and PNG
-files a recipe run wrote. Sections: corpus funnel, labels and classifier, tokenizers, CPT curves, merge sweep,
+files a recipe run wrote. The scoreboard (``eval.scoreboard``: models against measures) comes first; then one
+short section per stage (its summary and key numbers, the funnel, curves and plots), the raw result fields behind a
+fold. Sections: corpus funnel, labels and classifier, tokenizers, CPT curves, merge sweep,
 KD retention, QA/MCQ, generated answers, win-rates, failure modes, plan against actual time, and the manifest.
 A section whose stages did not run says so. The only plots drawn here are from logged series (CPT's loss and
 held-out bpb in ``log_history.json``); every number is read, none recomputed.
@@ -13,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from finemed.artifacts import atomic_write_text
+from finemed.report.board import PLUMBING, drawable
 from finemed.report.collect import ReportData, collect
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
@@ -37,6 +40,24 @@ def rows(value: Any, prefix: str = "", depth: int = 0) -> list[tuple[str, str]]:
     else:
         out.append((prefix or "value", fmt(value)))
     return out[:MAX_ROWS * 3]
+
+
+HIGHLIGHTS = 8
+
+
+def highlights(result: Any) -> list[tuple[str, str]]:
+    """What a reader needs first from a stage result: its ``summary``, then its top-level scalars (numbers, flags,
+    short texts that are not file paths), at most ``HIGHLIGHTS``; everything else stays behind the raw fold."""
+    if not isinstance(result, dict):
+        return []
+    out = [("summary", drawable(result["summary"]))] if isinstance(result.get("summary"), str) else []
+    for k, v in result.items():
+        if k == "summary" or isinstance(v, (dict, list)) or v is None:
+            continue
+        if isinstance(v, str) and (len(v) > 160 or "/" in v):
+            continue
+        out.append((k.replace("_", " "), drawable(fmt(v))))
+    return out[:HIGHLIGHTS]
 
 
 def fmt(v: Any) -> str:
@@ -85,13 +106,17 @@ def render(data: ReportData) -> str:
     env = Environment(loader=FileSystemLoader(str(TEMPLATE_DIR)), autoescape=select_autoescape(["html", "jinja"]))
     env.filters["rows"] = rows
     env.filters["fmt"] = fmt
+    env.filters["drawable"] = drawable
+    env.filters["highlights"] = highlights
     for section in data.sections:
         for stage in section.stages:
             if stage.kind == "train.cpt" and isinstance(stage.extra, list):
                 curve = cpt_curves(stage.extra)
                 if curve:
                     stage.images.insert(0, ("cpt_curves.png", curve))
-    return env.get_template("report.html.jinja").render(d=data, max_rows=MAX_ROWS)
+    plumbing_stages = [data.board.judge_stage] if data.board and data.board.judge_plumbing else []
+    return env.get_template("report.html.jinja").render(d=data, max_rows=MAX_ROWS, plumbing=PLUMBING,
+                                                        plumbing_stages=plumbing_stages)
 
 
 def write_report(run_dir: Path | str, out: Path | str | None = None,

@@ -1,4 +1,4 @@
-"""The recipe runner's closing table (stage, status, time, key metric), printed with rich."""
+"""The recipe runner's closing table (stage, status, time, key metric), then the scoreboard, printed with rich."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from rich.table import Table
 
 from finemed import stages
 from finemed.artifacts import StageOutcome
+from finemed.report.board import PLUMBING, BoardView, read_board
 
 
 def _fmt(value) -> str:
@@ -22,16 +23,39 @@ def _fmt(value) -> str:
     return str(value) if not isinstance(value, (list, tuple)) else json.dumps(value)
 
 
+def board_table(board: BoardView) -> Table:
+    """The scoreboard as a rich table: measures against models, each delta vs the baseline with its CI verdict."""
+    table = Table(title=f"scoreboard (deltas vs {board.baseline}, {100 * board.ci:.0f}% paired bootstrap CI)",
+                  caption=board.judge)
+    for col in ("measure", *board.models, "chance"):
+        table.add_column(col)
+    style = {"better": "green", "worse": "red"}
+    for r in board.rows:
+        cells = []
+        for c in r.cells:
+            text = c.value + (f"\n{c.delta} {c.verdict}" if c.delta else "")
+            cells.append(f"[{style[c.verdict]}]{text}[/]" if c.verdict in style else text)
+        table.add_row(f"{r.measure}\n({r.direction})", *cells, r.chance or "-")
+    return table
+
+
 def print_summary(recipe_name: str, kinds: dict[str, str], outcomes: list[StageOutcome], summary_path: Path) -> None:
-    """One row per stage: name, status, seconds and its key metric (from the recipe as run, overrides included)."""
+    """One row per stage: name, status, seconds and its key metric (from the recipe as run, overrides included);
+    then the scoreboard, where the recipe has an ``eval.scoreboard`` stage that finished."""
+    boards = [read_board(summary_path.parent / o.stage) for o in outcomes if kinds[o.stage] == "eval.scoreboard"]
+    board = next((b for b in boards if b is not None), None)
+    plumbing = board.judge_stage if board and board.judge_plumbing else None
     table = Table(title=f"finemed run {recipe_name}")
     for col in ("stage", "status", "time (s)", "key metric"):
         table.add_column(col)
     for o in outcomes:
         metric = stages.get(kinds[o.stage]).metric
-        table.add_row(o.stage, o.status, f"{o.seconds:.1f}", f"{metric}: {_fmt(stages.dig(o.result, metric))}")
+        shown = PLUMBING if o.stage == plumbing else f"{metric}: {_fmt(stages.dig(o.result, metric))}"
+        table.add_row(o.stage, o.status, f"{o.seconds:.1f}", shown)
     console = Console()
     console.print(table)
+    if board is not None:
+        console.print(board_table(board))
     console.print(f"summary: {summary_path}")
 
 

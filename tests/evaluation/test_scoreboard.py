@@ -161,3 +161,25 @@ def test_stage_writes_scoreboard_json_and_bad_inputs_are_one_line(chain, tmp_pat
         _board(m, [str(tmp_path / "nowhere")])
     with pytest.raises(FinemedError, match="baseline 'instruct' is not among models"):
         build(ScoreboardConfig(models={"cpt": m["cpt"]}, evals=evals))
+
+
+def test_quickstart_scores_every_model_of_the_chain_on_the_same_items(tmp_path):
+    """The quickstart's scoreboard reads an eval stage of each kind for each of the four models, with the same
+    items per kind (English XQuAD included), and knows its SmolLM2 judge for what it is."""
+    from finemed.evaluation.scoreboard import judge_is_plumbing
+    from finemed.recipe import load_recipe, resolve_stages
+
+    root = tmp_path / "quickstart"
+    resolved = {e.name: (e.kind, c) for e, c in resolve_stages(load_recipe(Path(__file__).parents[2] / "recipes"
+                                                                           / "quickstart.yaml"), root, "qs")}
+    kind, board = resolved["scoreboard"]
+    assert kind == "eval.scoreboard" and set(board.models) == {"instruct", "cpt", "merge", "student"}
+    for k in ("eval.bpb", "eval.qa", "eval.mcq"):
+        stages = {n: c for n, (kk, c) in resolved.items() if kk == k}
+        assert sorted(c.model for c in stages.values()) == sorted(board.models.values()), k
+        assert all(str(root / n) in board.evals for n in stages), k
+        items = {c.model_dump_json(exclude={"model"}) for c in stages.values()}
+        assert len(items) == 1, k  # same sets / tasks / limits for every model
+    qa = next(c for n, (kk, c) in resolved.items() if kk == "eval.qa")
+    assert {"xquad_en_0shot", "xquad_en_1shot", "xquad_de_0shot", "xquad_de_1shot"} <= set(qa.tasks)
+    assert judge_is_plumbing(resolved["judge"][1].judge, board)

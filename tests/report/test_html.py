@@ -18,9 +18,18 @@ CHECK = """<script>
 window.addEventListener('load', () => {
   const imgs = [...document.images];
   const bad = imgs.filter(i => !(i.complete && i.naturalWidth > 0)).length;
-  document.title = 'IMAGES ' + imgs.length + ' BAD ' + bad;
+  const board = document.getElementById('board');
+  const box = board ? board.getBoundingClientRect() : {top: -1, bottom: -1, right: -1};
+  const odd = [...new Set([...document.body.innerText].filter(c => !SAFE.test(c)))].join('');
+  document.title = 'IMAGES ' + imgs.length + ' BAD ' + bad + ' BOARD ' + Math.round(box.top) + '-'
+    + Math.round(box.bottom) + ' RIGHT ' + Math.round(box.right) + ' VIEW ' + window.innerWidth + 'x'
+    + window.innerHeight + ' ODD [' + odd + ']';
 });
 </script>"""
+# characters every common system font draws: ASCII, Latin-1 and general punctuation (dashes, quotes, ellipsis);
+# an emoji or a dingbat outside them is drawn as a missing-glyph box
+SAFE_CHARS = "\\t\\n\\r\\x20-\\x7e\\xa0-\\xff\\u2010-\\u2027\\u2030-\\u205e\\u2212"
+SAFE = re.compile(f"^[{SAFE_CHARS}]$")
 
 
 def _png(path, title):
@@ -36,6 +45,27 @@ def _png(path, title):
     plt.close(fig)
 
 
+MEASURES = ["bpb.medical", "bpb.german", "bpb.english", "probe.pass_rate", "off_language", "length_ratio",
+            "germedbench_medqa.acc", "germedbench_medqa.acc_norm"] + [
+    f"xquad_{lang}_{k}shot.{m}" for lang in ("de", "en") for k in (0, 1) for m in ("exact_match", "f1")]
+
+
+def board_json() -> dict:
+    """A scoreboard.json as eval.scoreboard writes it, the size of the quickstart's (16 measures, 4 models)."""
+    roles = ["instruct", "cpt", "merge", "student"]
+    measures = {m: {"label": m.replace(".", " ").replace("_", " ").replace("exact match", "EM"),
+                    "higher_is_better": not m.startswith("bpb"), "source": "x",
+                    "statistic": "mean", "chance": 20.0 if "acc" in m else None} for m in MEASURES}
+    models = {r: {m: 0.5 + 0.01 * i for m in MEASURES} for i, r in enumerate(roles)}
+    del models["student"]["probe.pass_rate"]
+    verdicts = {"cpt": "worse", "merge": "unchanged", "student": "better"}
+    deltas = {r: {m: {"delta": -12.25, "lo": -20.5, "hi": -4.75, "n": 40, "verdict": v} for m in MEASURES
+                  if m in models[r]} for r, v in verdicts.items()}
+    return {"models": models, "baseline": "instruct", "deltas": deltas, "measures": measures, "ci": 0.95,
+            "judge": {"status": "judge: plumbing only", "judge": "local:/cache/smollm2", "stage": "judge",
+                      "note": "local:/cache/smollm2 judges models of its own size"}, "not_in_recipe": []}
+
+
 @pytest.fixture
 def run_dir(tmp_path):
     """A run with a corpus stage (funnel + PNG), a CPT stage (log history), a failed stage and a QA stage."""
@@ -47,9 +77,11 @@ def run_dir(tmp_path):
     root = tmp_path / "runs" / "demo"
     corpus = root / "corpus"
     run_cached("corpus", Cfg(), corpus, lambda: {"kept": 7}, kind="corpus.build")
-    atomic_write_json(corpus / "stats.json", {"funnel": [{"block": "langid", "in": 10, "kept": 8, "dropped": 2,
-                                                          "reasons": {"not_german": 2}}],
-                                              "dropped_samples": {"not_german": [{"text": "Hello <b>world</b>"}]}})
+    atomic_write_json(corpus / "stats.json", {"funnel": [
+        {"block": "read", "stage": "filter", "in": 10, "dropped": 0, "out": 10, "kept": 10, "reasons": {}},
+        {"block": "\U0001f30d Language ID", "stage": "filter", "in": 10, "dropped": 2, "out": 8, "kept": 8,
+         "reasons": {"not_german": 2}}],
+        "dropped_samples": {"not_german": [{"text": "Hello <b>world</b> \U0001f600"}]}})
     _png(corpus / "funnel.png", "funnel")
     cpt = root / "cpt"
     run_cached("cpt", Cfg(), cpt, lambda: {"domain_bpb_drop": 0.12}, kind="train.cpt")
@@ -59,6 +91,11 @@ def run_dir(tmp_path):
         run_cached("merge", Cfg(), root / "merge", lambda: (_ for _ in ()).throw(RuntimeError("boom")),
                    kind="merge.sweep")
     run_cached("qa", Cfg(), root / "qa", lambda: {"tasks": {"xquad_de_0shot": {"exact_match": 12.5}}}, kind="eval.qa")
+    run_cached("judge", Cfg(), root / "judge", lambda: {"top": "cpt", "ranking": ["cpt", "instruct"]},
+               kind="eval.pairwise")
+    run_cached("scoreboard", Cfg(), root / "scoreboard", lambda: {"summary": "cpt vs instruct: 1 better"},
+               kind="eval.scoreboard")
+    atomic_write_json(root / "scoreboard" / "scoreboard.json", board_json())
     run_cached("findings", Cfg(), root / "findings", lambda: {"claims_hold": 1}, kind="papers.demo")
     (root / "findings" / "findings.md").write_text("| claim | holds |\n|---|---|\n| merge heals <b>x</b> | yes |\n",
                                                    encoding="utf-8")
@@ -78,17 +115,50 @@ def test_report_has_every_section_and_marks_what_did_not_run(run_dir):
     assert "<td>merge heals &lt;b&gt;x&lt;/b&gt;</td>" in html  # a paper's findings.md, as a table, escaped
 
 
+def test_scoreboard_comes_first_and_the_plumbing_judge_ranks_nothing(run_dir):
+    html = write_report(run_dir).read_text(encoding="utf-8")
+    body = html[html.index("<main>"):]
+    assert body.index('id="board"') < body.index('id="judge"') + 400 < body.index('id="corpus"')
+    assert body.index("judge: plumbing only") < body.index('id="board"')  # said at the report's top
+    board = body[body.index('id="board"'):body.index("</table>", body.index('id="board"'))]
+    assert board.count("<tr>") == 1 + len(MEASURES)
+    assert 'class="worse"' in board and 'class="unchanged"' in board and 'class="better"' in board
+    assert "-12.2 [-20.5, -4.75]</span> worse" in board
+    assert "not scored" in board  # the student has no probe score: said, not invented
+    winrates = body[body.index('id="winrates"'):body.index('id="failures"')]
+    assert "plumbing only" in winrates and "cpt" not in winrates.split("all result fields")[0]
+
+
+def test_funnel_filled_raw_fields_folded_and_no_undrawable_glyph(run_dir):
+    html = write_report(run_dir).read_text(encoding="utf-8")
+    assert "<td>Language ID</td><td>10</td><td>2</td>\n<td>8</td>" in html and "not_german: 2" in html
+    assert '<details class="raw"><summary>all result fields</summary>' in html
+    corpus = html[html.index('id="corpus"'):html.index('id="labels"')]
+    assert corpus.index("all result fields") > corpus.index("drop reasons")  # the funnel first, raw fields folded
+    text = re.sub(r"<(script|style)[^>]*>.*?</\1>|<[^>]+>", " ", html, flags=re.S)
+    odd = {c for c in text if not SAFE.match(c)}
+    assert not odd, sorted(odd)
+
+
 @pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium not installed: `apt-get install chromium` (Debian)")
 def test_report_renders_in_headless_chromium(run_dir, tmp_path):
     report = write_report(run_dir)
     probe = tmp_path / "probe.html"
-    probe.write_text(report.read_text(encoding="utf-8").replace("</body>", CHECK + "</body>"), encoding="utf-8")
+    check = CHECK.replace("SAFE.test", f"/^[{SAFE_CHARS}]$/u.test")
+    probe.write_text(report.read_text(encoding="utf-8").replace("</body>", check + "</body>"), encoding="utf-8")
     args = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
             "--enable-logging=stderr", "--v=0", "--virtual-time-budget=5000"]
-    dom = subprocess.run([*args, "--dump-dom", probe.as_uri()], capture_output=True, text=True, timeout=120)
+    dom = subprocess.run([*args, "--window-size=1280,800", "--dump-dom", probe.as_uri()], capture_output=True,
+                         text=True, timeout=120)
     assert dom.returncode == 0, dom.stderr[-500:]
     title = re.search(r"<title>(.*?)</title>", dom.stdout).group(1)
-    assert title == "IMAGES 2 BAD 0", title
+    m = re.fullmatch(r"IMAGES 2 BAD 0 BOARD (\d+)-(\d+) RIGHT (\d+) VIEW (\d+)x(\d+) ODD \[(.*)\]", title)
+    assert m, title
+    top, bottom, right, width, height, odd = int(m[1]), int(m[2]), int(m[3]), int(m[4]), int(m[5]), m[6]
+    # the whole scoreboard above the fold of a 1280x800 window (its viewport: 800 px less the browser's bars)
+    assert 1200 <= width <= 1280 and 600 <= height <= 800, title
+    assert 0 < top < bottom <= height and right <= width, title
+    assert odd == "", odd  # no character outside what the page's fonts draw
     console = [line for line in dom.stderr.splitlines() if "CONSOLE" in line or "Uncaught" in line]
     assert not console, console
     for sid, _, _, _ in SECTIONS:
