@@ -215,7 +215,7 @@ def _iter_text_lines(fs, path: str, kind: str, field: str) -> Iterator[str]:
                 yield str(row[field])
 
 
-def _iter_hf(spec: str) -> Iterator[str]:
+def _iter_hf(spec: str, seed: int | None = None, shuffle_buffer: int = 10_000) -> Iterator[str]:
     from datasets import load_dataset
 
     head, _, field = spec.partition("#")
@@ -227,17 +227,19 @@ def _iter_hf(spec: str) -> Iterator[str]:
     except Exception as err:  # noqa: BLE001 - datasets raises many types; the user needs one line
         raise FinemedError(f"hf:{spec}: cannot open dataset ({type(err).__name__}: {str(err)[:120]}); "
                            f"check the name, or download it first (offline mode is on)") from None
+    if seed is not None:  # datasets' own sampling: shuffled shard order plus a shuffle buffer
+        ds = ds.shuffle(seed=seed, buffer_size=shuffle_buffer)
     for row in ds:
         if field not in row:
             raise FinemedError(f"hf:{spec}: rows have no {field!r} field (have {', '.join(row)}); use #FIELD")
         yield str(row[field])
 
 
-def _iter_source(spec: str) -> Iterator[str]:
+def _iter_source(spec: str, seed: int | None = None, shuffle_buffer: int = 10_000) -> Iterator[str]:
     if spec.startswith("builtin:"):
         yield from _iter_builtin(spec[len("builtin:"):])
     elif spec.startswith("hf:"):
-        yield from _iter_hf(spec[3:])
+        yield from _iter_hf(spec[3:], seed, shuffle_buffer)
     else:
         url, _, field = spec.partition("#")
         fs, _ = _open_fs(url)
@@ -245,10 +247,13 @@ def _iter_source(spec: str) -> Iterator[str]:
             yield from iter_file(fs, path, field or "text")
 
 
-def iter_texts(spec: str, max_docs: int | None = None) -> Iterator[str]:
-    """Non-blank texts of ``spec``, lazily, at most ``max_docs``."""
+def iter_texts(spec: str, max_docs: int | None = None, *, seed: int | None = None,
+               shuffle_buffer: int = 10_000) -> Iterator[str]:
+    """Non-blank texts of ``spec``, lazily, at most ``max_docs``.
+
+    ``seed``: an ``hf:`` stream is shuffled by ``datasets`` (shard order and a buffer of ``shuffle_buffer`` rows)."""
     count = 0
-    for text in _iter_source(spec):
+    for text in _iter_source(spec, seed, shuffle_buffer):
         if text.strip():
             yield text
             count += 1

@@ -5,18 +5,25 @@ Sources are any :mod:`finemed.texts` spec: ``builtin:sib200.deu_Latn`` (``@dev``
 output), ``PATH#field``, ``hf:DATASET``. Everything streams, so a big corpus costs only the budget read.
 
 What is tokenizer-specific lives here: within a language, sources are read round-robin, one text each, so a
-budget smaller than the total still mixes them; the last text is cut so the budget holds; the texts become
+budget smaller than the total still mixes them. Each source is sampled across its whole stream, seeded, not read
+from its head: a file or folder source strides over its shards (the shard order shuffled, then one text from each
+in turn), an ``hf:`` source goes through ``datasets``' own ``IterableDataset.shuffle`` (shard order + buffer), and
+every source then passes a seeded shuffle buffer (:func:`shuffle_buffer`, the same algorithm as ``datasets``'
+buffer, which works on any iterator); the last text is cut so the budget holds; the texts become
 training lines (one per paragraph), written once to a :class:`LinesFile` that every tokenizer of a corpus
 streams from.
 """
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 from typing import Iterable, Iterator
 
 from finemed.logs import Counter
-from finemed.texts import iter_texts
+from finemed.texts import _open_fs, iter_file, iter_texts, list_files
+
+SHUFFLE_BUFFER = 10_000  # texts held to shuffle within (datasets' default buffer size)
 
 
 def round_robin(iterators: Iterable[Iterator[str]]) -> Iterator[str]:
@@ -55,9 +62,46 @@ def take_budget(texts: Iterable[str], max_bytes: int, *, description: str = "") 
     return out, used
 
 
-def language_texts(sources: list[str], max_bytes: int, *, description: str = "") -> tuple[list[str], int]:
-    """Round-robin over a language's sources up to its byte budget: (texts, bytes read)."""
-    return take_budget(round_robin(iter_texts(s) for s in sources), max_bytes, description=description)
+def shuffle_buffer(items: Iterable[str], size: int, rng: random.Random) -> Iterator[str]:
+    """Yield ``items`` in a seeded random order using a buffer of ``size`` (``datasets``' shuffle-buffer rule)."""
+    buf: list[str] = []
+    for item in items:
+        if len(buf) < size:
+            buf.append(item)
+            continue
+        i = rng.randrange(size)
+        yield buf[i]
+        buf[i] = item
+    rng.shuffle(buf)
+    yield from buf
+
+
+def shard_stride(spec: str, rng: random.Random) -> Iterator[str]:
+    """A file/folder source read across its shards: shuffled shard order, one text from each shard in turn."""
+    url, _, field = spec.partition("#")
+    fs, _ = _open_fs(url)
+    files = list_files(url)
+    rng.shuffle(files)
+    yield from (t for t in round_robin(iter_file(fs, f, field or "text") for f in files) if t.strip())
+
+
+def sampled_texts(spec: str, seed: int = 0, buffer: int = SHUFFLE_BUFFER) -> Iterator[str]:
+    """The texts of one source in a seeded order that samples its whole stream (see the module docstring)."""
+    rng = random.Random(f"{seed}:{spec}")
+    if spec.startswith("builtin:"):
+        stream = iter_texts(spec)
+    elif spec.startswith("hf:"):
+        stream = iter_texts(spec, seed=seed, shuffle_buffer=buffer)
+    else:
+        stream = shard_stride(spec, rng)
+    return shuffle_buffer(stream, buffer, rng)
+
+
+def language_texts(sources: list[str], max_bytes: int, *, description: str = "", seed: int = 0,
+                   buffer: int = SHUFFLE_BUFFER) -> tuple[list[str], int]:
+    """Round-robin over a language's sources, each sampled across its stream, up to the byte budget: (texts, bytes)."""
+    return take_budget(round_robin(sampled_texts(s, seed, buffer) for s in sources), max_bytes,
+                       description=description)
 
 
 def training_lines(texts: Iterable[str]) -> Iterator[str]:
