@@ -4,6 +4,7 @@ import json
 import sys
 from pathlib import Path
 
+import official_scripts as official
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "finemed" / "evaluation" / "tasks"))
@@ -36,6 +37,76 @@ def test_task_rows_and_metric_hook():
     doc = {"answers": ["der Rhein", "Rhein"], "lang": "de", "metric": "mlqa"}
     assert utils.process_results_qa(doc, [" Rhein\n"]) == {"exact_match": 100.0, "f1": 100.0, "rougeL": 100.0}
     assert utils.process_results_qa(doc, ["Donau"])["f1"] == 0.0
+
+
+# (prediction, golds, lang, metric, EM, F1): EM and F1 worked out by hand after the official normalisation
+# (lower-case, drop punctuation, drop articles, collapse whitespace), max over the golds
+CRAFTED = [
+    # squad: "the denver broncos." -> "denver broncos" = gold
+    ("The Denver Broncos.", ["Denver Broncos"], "en", "squad", 1, 1.0),
+    # "apple day" vs "apple": 1 shared, P 1/2, R 1 -> F1 2/3
+    ("an apple a day", ["apple"], "en", "squad", 0, 2 / 3),
+    # "the" is stripped as a word only: "theatre district" vs "theatre" -> P 1/2, R 1 -> 2/3
+    ("Theatre district", ["the theatre"], "en", "squad", 0, 2 / 3),
+    # three golds: 0; "denver broncos" P 2/3 R 1 -> 4/5; "broncos" P 1/3 R 1 -> 1/2; max 4/5
+    ("Broncos of Denver", ["Carolina Panthers", "Denver Broncos", "the Broncos"], "en", "squad", 0, 0.8),
+    # ASCII punctuation goes: "usa" = "usa"
+    ("U.S.A.", ["USA"], "en", "squad", 1, 1.0),
+    # SQuAD v1.1 keeps Unicode quotes: "«paris»" vs "paris", no shared token
+    ("«Paris»", ["Paris"], "en", "squad", 0, 0.0),
+    # whitespace collapses
+    ("  New\tYork \n City ", ["new york city"], "en", "squad", 1, 1.0),
+    # duplicates count once against one gold token: P 1/2, R 1 -> 2/3
+    ("paris paris", ["paris"], "en", "squad", 0, 2 / 3),
+    # squad keeps German articles: "die katze" vs "katze" -> 2/3
+    ("die Katze", ["Katze"], "de", "squad", 0, 2 / 3),
+    # squad keeps the en dash: "blutdruck – 14090" vs "blutdruck 14090": P 2/3, R 1 -> 4/5
+    ("Blutdruck – 140/90", ["Blutdruck 140/90"], "de", "squad", 0, 0.8),
+    # mlqa de: "die" is an article
+    ("die Katze", ["Katze"], "de", "mlqa", 1, 1.0),
+    # „ “ are Unicode punctuation (Ps/Pf), "des" an article: "pudels kern" both
+    ("„Des Pudels Kern“", ["Pudels Kern"], "de", "mlqa", 1, 1.0),
+    # "einer" and "der" are articles, case-insensitive, umlauts stay: "ärzte" both
+    ("Einer der Ärzte", ["Ärzte"], "de", "mlqa", 1, 1.0),
+    # the en dash is Unicode punctuation (Pd): "blutdruck 14090" both
+    ("Blutdruck – 140/90", ["Blutdruck 140/90"], "de", "mlqa", 1, 1.0),
+    # two golds: "patienten mit fieber" vs "patienten" P 1/3 R 1 -> 1/2; vs "fieber" 1/2; max 1/2
+    ("einem Patienten mit Fieber", ["dem Patienten", "Fieber"], "de", "mlqa", 0, 0.5),
+    # articles only as whole words: "dieser denker" vs "denker" -> 2/3
+    ("Dieser Denker", ["der Denker"], "de", "mlqa", 0, 2 / 3),
+    # German MLQA does not strip English articles: "the rhine" vs "rhine" -> 2/3
+    ("the Rhine", ["Rhine"], "de", "mlqa", 0, 2 / 3),
+    # gold normalises to nothing: EM 1 ("" == ""), F1 0 (no shared token), as in both scripts
+    ("", ["der"], "de", "mlqa", 1, 0.0),
+    # Spanish articles
+    ("los gatos", ["gatos"], "es", "mlqa", 1, 1.0),
+]
+
+
+@pytest.mark.parametrize("pred,golds,lang,metric,em,f1", CRAFTED)
+def test_lm_eval_hook_scores_crafted_answers_as_worked_out_by_hand(pred, golds, lang, metric, em, f1):
+    """The hook lm-eval calls per answer, and the tests' own copy of the official scripts, both give the hand
+    values (the copy is checked too, so a wrong literal cannot pass on one side only)."""
+    import utils
+
+    assert max(official.em(pred, g, lang, metric) for g in golds) == em
+    assert max(official.f1(pred, g, lang, metric) for g in golds) == pytest.approx(f1)
+    got = utils.process_results_qa({"answers": golds, "lang": lang, "metric": metric}, [pred])
+    assert got["exact_match"] == 100.0 * em and got["f1"] == pytest.approx(100.0 * f1), (pred, golds, got)
+
+
+def test_corpus_scores_count_missing_answers_as_wrong():
+    from finemed.data.loaders import QAExample
+    from finemed.evaluation.qa_metrics import score_predictions
+
+    golds = {"q1": ["Berlin"], "q2": ["der Rhein", "Rhein"], "q3": ["1990"], "q4": ["Bonn"]}
+    preds = {"q1": "Berlin", "q2": "den Rhein!", "q3": "im Jahr 1990", "zz": "ignored"}  # q4 unanswered
+    # mlqa de: q1 EM 1 F1 1; q2 "rhein" EM 1 F1 1; q3 "im jahr 1990" vs "1990" EM 0, F1 1/2; q4 0
+    # EM (1 + 1) / 4 = 50, F1 (1 + 1 + 0.5) / 4 = 62.5
+    assert official.evaluate(golds, preds, "de", "mlqa") == {"exact_match": 50.0, "f1": 62.5,
+                                                              "rougeL": 62.5}
+    exs = [QAExample(id=k, title="t", context="c", question="q", answers=v) for k, v in golds.items()]
+    assert score_predictions(exs, preds, "de") == {"exact_match": 50.0, "f1": 62.5, "rougeL": 62.5}
 
 
 def test_finemed_tasks_are_found_by_their_lm_eval_tags():
@@ -83,23 +154,47 @@ def test_mcq_loaders(tmp_path):
         load_mcq_file(bad)
 
 
+def _option_loglikelihoods(model, tok, row, max_length: int) -> list[float]:
+    """lm-eval's ``multiple_choice`` scores, recomputed with plain fp32 forwards: each option's summed
+    log-probability after the prompt (prompt + " " + option tokenised whole and split where the prompt's tokens end;
+    the last max_length + 1 tokens kept)."""
+    import torch
+
+    ctx, out = tok.encode(row["prompt"]), []
+    for choice in row["choices"]:
+        whole = tok.encode(row["prompt"] + " " + choice)
+        seq, n_cont = whole[-(max_length + 1):], len(whole) - len(ctx)
+        with torch.no_grad():
+            logp = torch.log_softmax(model(torch.tensor([seq[:-1]])).logits[0].double(), -1)
+        out.append(float(logp[-n_cont:].gather(-1, torch.tensor(seq[1:])[-n_cont:, None]).sum()))
+    return out
+
+
 def test_tiny_model_through_lm_eval(tmp_path):
     from finemed.evaluation.qa import QaEvalConfig, evaluate_model
     from finemed.models.loading import load_causal_lm
     from finemed.models.tiny import save_tiny
+    from finemed.runtime import Runtime
 
     model, tok = load_causal_lm(save_tiny(tmp_path / "tiny"), device="cpu")
     cfg = QaEvalConfig(model="unused", tasks=["xquad_de_0shot", "germedbench_medqa"], limit=3, batch_size=3)
-    res = evaluate_model(model, tok, cfg, tmp_path)
+    res = evaluate_model(model, tok, cfg, tmp_path, runtime=Runtime(device="cpu", compute="float32"))
     qa, mc = res["tasks"]["xquad_de_0shot"], res["tasks"]["germedbench_medqa"]
-    assert qa["n"] == 3 and mc["n"] == 3 and 0 <= qa["f1"] <= 100 and 0 <= mc["acc"] <= 1
+    assert qa["n"] == 3 and mc["n"] == 3
     preds = json.loads((tmp_path / "predictions_xquad_de_0shot.json").read_text())
-    assert len(preds) == 3
-    # rescoring lm-eval's predictions with the official-script metric gives lm-eval's number
-    from finemed.evaluation.qa_metrics import score_predictions
-
-    exs = load_squad(name="xquad.de")[:3]
-    assert score_predictions(exs, preds, "de")["f1"] == pytest.approx(qa["f1"])
+    # lm-eval's EM/F1/ROUGE-L equal the tests' own copy of the MLQA script on its predictions
+    golds = {ex.id: ex.answers for ex in load_squad(name="xquad.de")[:3]}
+    assert set(preds) == set(golds)
+    ref = official.evaluate(golds, preds, "de", "mlqa")
+    assert {k: qa[k] for k in ref} == pytest.approx(ref), (qa, preds)
+    # each option's log-likelihood equals a plain forward's, and acc is the share of items whose gold option wins
+    items = json.loads((tmp_path / "items_germedbench_medqa.json").read_text())
+    hits = 0
+    for row in mcq_rows(load_germedbench_mcq()[:3]):
+        by_hand = _option_loglikelihoods(model, tok, row, model.config.max_position_embeddings)
+        assert items[row["id"]]["option_ll"] == pytest.approx(by_hand, abs=1e-3), row["id"]
+        hits += int(max(range(len(by_hand)), key=by_hand.__getitem__) == row["label"])
+    assert mc["acc"] == hits / 3
 
 
 def run_cli(*args):
@@ -128,23 +223,25 @@ def test_qa_score_cli(tmp_path):
     assert r.exit_code != 0 and "question ids" in str(r.exception)
 
 
-def test_backend_choice_is_recorded_and_vllm_refused_where_it_cannot_run(tiny_model_dir, tmp_path, monkeypatch):
+def test_backend_choice_is_recorded_and_follows_the_engine_policy(tiny_model_dir, tmp_path, monkeypatch):
     from finemed.config import FinemedError
     from finemed.evaluation import lmeval_runner
     from finemed.evaluation.qa import QaEvalConfig
-    from finemed.runtime import Runtime
     from finemed.stages import run_stage
 
-    cpu = Runtime(device="cpu", compute="float32")
-    assert lmeval_runner.choose_backend("auto", cpu) == "hf"
-    monkeypatch.setattr(lmeval_runner, "vllm_available", lambda: True)
-    assert lmeval_runner.choose_backend("auto", cpu) == "hf"  # vLLM only on a GPU
-    assert lmeval_runner.choose_backend("auto", Runtime(device="cuda:0", compute="bfloat16")) == "vllm"
-    with pytest.raises(FinemedError, match="needs a CUDA device"):
-        lmeval_runner.choose_backend("vllm", cpu)
-    monkeypatch.setattr(lmeval_runner, "vllm_available", lambda: False)
-    with pytest.raises(FinemedError, match="vllm package is not installed"):
-        lmeval_runner.choose_backend("vllm", Runtime(device="cuda:0", compute="bfloat16"))
+    # one policy (finemed.engine): vLLM wherever `make vllm` ran (CPU included), else hf
+    monkeypatch.setenv("FINEMED_VLLM_VENV", str(tmp_path / "no-venv"))
+    monkeypatch.delenv("FINEMED_ENGINE", raising=False)
+    assert lmeval_runner.choose_backend("auto") == "hf"
+    with pytest.raises(FinemedError, match="no vLLM venv .*make vllm"):
+        lmeval_runner.choose_backend("vllm")
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin" / "python").write_text("")
+    (venv / ".finemed-vllm").write_text("x")
+    monkeypatch.setenv("FINEMED_VLLM_VENV", str(venv))
+    assert lmeval_runner.choose_backend("auto") == "vllm" and lmeval_runner.choose_backend("hf") == "hf"
+    monkeypatch.setenv("FINEMED_ENGINE", "hf")
     cfg = QaEvalConfig(model=str(tiny_model_dir), tasks=["xquad_de_0shot"], limit=2, device="cpu", dtype="float32")
     out = run_stage("eval.qa", cfg, tmp_path / "qa")
     manifest = json.loads((tmp_path / "qa" / "manifest.json").read_text())
