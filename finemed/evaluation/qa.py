@@ -22,6 +22,7 @@ from finemed.config import FinemedError, StageConfig
 from finemed.data.registry import require_file
 from finemed.evaluation.lmeval_plan import lmeval_estimate
 from finemed.evaluation.lmeval_runner import TaskPlan, choose_backend, evaluate, make_lm, make_vllm_lm, resolve_tasks
+from finemed.evaluation.qa_empty import KINDS, explain_empty
 from finemed.logs import get_logger
 from finemed.models.loading import check_weights, load_causal_lm
 from finemed.models.registry import resolve_model_path
@@ -111,8 +112,14 @@ def evaluate_model(model, tokenizer, config: QaEvalConfig, out_dir: Path | None 
         tasks[name] = res
         if out_dir is not None and plan.tags.get(name) == "finemed_qa":
             atomic_write_json(Path(out_dir) / f"predictions_{name}.json", _predictions(samples))
+        items = item_scores(samples)
+        if model is not None and plan.tags.get(name) == "finemed_qa":  # why answers are empty (qa_empty)
+            counts, why = explain_empty(samples, model, tokenizer, runtime)
+            res.update(empty=sum(counts.values()), **{f"empty_{k}": counts.get(k, 0) for k in KINDS})
+            for item_id, kind in why.items():
+                items.setdefault(item_id, {})["empty_first_token"] = kind
         if out_dir is not None and samples:
-            atomic_write_json(Path(out_dir) / f"items_{name}.json", item_scores(samples))
+            atomic_write_json(Path(out_dir) / f"items_{name}.json", items)
     return {"tasks": tasks, "summary": _summary(tasks)}
 
 

@@ -1,0 +1,60 @@
+"""Why QA answers are empty: the greedy first token after the prompt, counted by kind (newline, EOS, ...)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import torch
+
+from finemed.evaluation.qa_empty import explain_empty, first_token_kind
+from finemed.runtime import resolve
+
+VOCAB = {0: "</s>", 1: "\n", 2: "  ", 3: " Berlin", 4: " \n\n", 5: "Ber\nlin"}
+
+
+class Tok:
+    eos_token_id = 0
+
+    def decode(self, ids):
+        return VOCAB[ids[0]]
+
+    def __call__(self, text, add_special_tokens=True, return_tensors=None):
+        assert not add_special_tokens  # like lm-eval's HFLM for these models: no BOS
+        return {"input_ids": torch.tensor([[7, 8, 9]])}
+
+
+class Model:
+    """Emits the next token of ``script`` as the greedy choice, one per forward pass; records the prompts."""
+
+    def __init__(self, script):
+        self.script, self.calls = list(script), 0
+
+    def parameters(self):
+        yield torch.zeros(1)
+
+    def __call__(self, input_ids):
+        self.calls += 1
+        logits = torch.zeros(1, input_ids.shape[1], len(VOCAB))
+        logits[0, -1, self.script.pop(0)] = 1.0
+        return SimpleNamespace(logits=logits)
+
+
+def test_first_token_kinds():
+    tok = Tok()
+    assert [first_token_kind(i, tok) for i in range(6)] == ["eos", "newline", "whitespace", "other", "newline",
+                                                           "other"]
+
+
+def test_explain_empty_counts_only_empty_answers():
+    samples = [
+        {"doc_id": 0, "doc": {"id": "a", "prompt": "P"}, "arguments": [("Context: x\n\nAnswer:", {})],
+         "filtered_resps": [""]},
+        {"doc_id": 1, "doc": {"id": "b", "prompt": "P"}, "filtered_resps": ["  "]},
+        {"doc_id": 2, "doc": {"id": "c", "prompt": "P"}, "filtered_resps": ["Berlin"]},  # answered: no forward
+        {"doc_id": 3, "doc": {"id": "d", "prompt": "P"}, "filtered_resps": []},
+    ]
+    model = Model([1, 0, 4])
+    counts, why = explain_empty(samples, model, Tok(), resolve("cpu", "float32"))
+    assert model.calls == 3 and counts == {"newline": 2, "eos": 1}
+    assert why == {"a": "newline", "b": "eos", "d": "newline"}
+    assert explain_empty(samples[2:3], Model([]), Tok(), resolve("cpu", "float32")) == ({}, {})
