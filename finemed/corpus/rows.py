@@ -12,7 +12,9 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import random
 import re
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterator
 
@@ -99,14 +101,85 @@ def read_rows(path: Path | str, columns: list[str] | None = None,
             except Exception as err:  # noqa: BLE001 - pyarrow raises several kinds
                 raise FinemedError(f"{f}: unreadable parquet ({type(err).__name__}); re-export or remove it") from None
             continue
-        with fs.open(f, "rb") as raw:
-            stream = gzip.open(raw) if f.endswith(".gz") else raw
-            for lineno, line in enumerate(io.TextIOWrapper(stream, encoding="utf-8"), 1):
-                if line.strip():
-                    try:
-                        yield json.loads(line)
-                    except json.JSONDecodeError:
-                        raise FinemedError(f"{f}:{lineno}: invalid JSON; fix or remove that line") from None
+        yield from _jsonl_rows(fs, f)
+
+
+def _jsonl_rows(fs, f: str) -> Iterator[dict]:
+    with fs.open(f, "rb") as raw:
+        stream = gzip.open(raw) if f.endswith(".gz") else raw
+        for lineno, line in enumerate(io.TextIOWrapper(stream, encoding="utf-8"), 1):
+            if line.strip():
+                try:
+                    yield json.loads(line)
+                except json.JSONDecodeError:
+                    raise FinemedError(f"{f}:{lineno}: invalid JSON; fix or remove that line") from None
+
+
+def _parquet_units(fs, files: list[str], workers: int) -> list[tuple[str, int | None, int]]:
+    """(file, row group, rows) of every parquet file, from the footers only (read in parallel)."""
+    import pyarrow.parquet as pq
+
+    def footer(f: str) -> list[tuple[str, int | None, int]]:
+        try:
+            with fs.open(f, "rb") as fh:
+                meta = pq.ParquetFile(fh).metadata
+        except Exception as err:  # noqa: BLE001 - pyarrow raises several kinds
+            raise FinemedError(f"{f}: unreadable parquet ({type(err).__name__}); re-export or remove it") from None
+        return [(f, i, meta.row_group(i).num_rows) for i in range(meta.num_row_groups)]
+
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        return [u for units in pool.map(footer, files) for u in units]
+
+
+def _read_unit(fs, unit: tuple[str, int | None, int], columns: list[str]) -> list[dict]:
+    """The rows of one parquet row group (only ``columns``) or of one whole jsonl file (keys cut to ``columns``)."""
+    f, group, _ = unit
+    if group is None:  # a jsonl file: no random access inside it, so it is read whole
+        return [{k: r[k] for k in columns if k in r} for r in _jsonl_rows(fs, f)]
+    import pyarrow.parquet as pq
+
+    with fs.open(f, "rb") as fh:
+        pf = pq.ParquetFile(fh)
+        cols = [c for c in columns if c in pf.schema_arrow.names]
+        return pf.read_row_group(group, columns=cols).to_pylist()
+
+
+def sample_rows(path: Path | str, n: int, *, seed: int = 0, columns: list[str], storage_options: dict | None = None,
+                oversample: float = 4.0, workers: int = 8, text_key: str = "text") -> tuple[list[dict], dict]:
+    """``n`` rows with text drawn from a random, seeded subset of the input, reading only ``columns``.
+
+    Parquet: the footers give every row group's size; row groups are drawn at random (seeded) until they hold
+    ``oversample * n`` rows, read in parallel (only ``columns``), and ``n`` rows are drawn uniformly from those.
+    JSONL has no random access: whole files are drawn instead. Rows read stay near ``oversample * n`` (plus one
+    row group or file) however large the input is: a cluster sample, not a pass over every row. Returns
+    (rows, stats) with ``rows_read``, ``units_read``, ``units_total`` and ``columns``.
+    """
+    fs, _, files = data_files(path, storage_options)
+    if not files:
+        raise FinemedError(f"{path}: no input files; pass a parquet/jsonl file or a dir of them")
+    rng = random.Random(seed)
+    parquet = [f for f in files if shard_kind(f) == "parquet"]
+    units = _parquet_units(fs, parquet, workers) + [(f, None, 0) for f in files if f not in parquet]
+    rng.shuffle(units)
+    chosen, planned = [], 0
+    for unit in (u for u in units if u[1] is not None):  # row groups of known size, until they hold enough
+        if planned >= oversample * n:
+            break
+        chosen.append(unit)
+        planned += unit[2]
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        rows = [r for batch in pool.map(lambda u: _read_unit(fs, u, columns), chosen) for r in batch]
+    for unit in (u for u in units if u[1] is None):  # jsonl files, one by one, until they hold enough
+        if len(rows) >= oversample * n:
+            break
+        chosen.append(unit)
+        rows += _read_unit(fs, unit, columns)
+    rows_read = len(rows)
+    rows = [r for r in rows if str(r.get(text_key) or "").strip()]
+    picked = sorted(rng.sample(range(len(rows)), min(n, len(rows))))
+    sample = [rows[i] for i in picked]
+    rng.shuffle(sample)
+    return sample, {"rows_read": rows_read, "units_read": len(chosen), "units_total": len(units), "columns": columns}
 
 
 def check_text_column(path: Path | str, text_key: str, storage_options: dict | None = None) -> None:

@@ -153,3 +153,37 @@ def test_smollm2_labels_every_doc(smollm2_dir, tmp_path):
     out = run(cfg, tmp_path / "s")
     assert out.share_labelled == 1.0 and out.methods == {"probs": 8} and out.unparseable == 0
     assert out.agreement is not None and out.calibration is not None
+
+
+def test_annotate_reads_only_its_columns_and_a_bounded_share_of_rows(tmp_path, tiny_model_dir, monkeypatch):
+    """Issue 22 item 13: the sample comes from a few row groups, with id/text/source/label only."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    src = tmp_path / "in"
+    src.mkdir()
+    for f in range(4):  # 4 files x 20 row groups x 25 rows = 2,000 rows, with a column annotate never needs
+        ids = [f"{f}-{i}" for i in range(500)]
+        pq.write_table(pa.table({"id": ids, "text": [f"Bericht {i} über Fieber." for i in ids],
+                                 "medical": [i % 2 for i in range(500)], "source": ["web"] * 500,
+                                 "payload": ["x" * 100] * 500}), src / f"{f}.parquet", row_group_size=25)
+    seen = []
+    real_group, real_batches = pq.ParquetFile.read_row_group, pq.ParquetFile.iter_batches
+
+    def group(self, i, columns=None, **kw):
+        table = real_group(self, i, columns=columns, **kw)
+        seen.append((tuple(columns) if columns else None, table.num_rows))
+        return table
+
+    def batches(self, *a, columns=None, **kw):
+        for b in real_batches(self, *a, columns=columns, **kw):
+            seen.append((tuple(columns) if columns else None, b.num_rows))
+            yield b
+
+    monkeypatch.setattr(pq.ParquetFile, "read_row_group", group)
+    monkeypatch.setattr(pq.ParquetFile, "iter_batches", batches)
+    cfg = AnnotateConfig(input=str(src), llm=f"local:{tiny_model_dir}", sample=10, dev_size=6, template="de",
+                         label_field="medical", cache=str(tmp_path / "c.sqlite"), n_boot=10)
+    out = run(cfg, tmp_path / "a")
+    assert out.sampled == 10 and out.input_rows_read == sum(n for _, n in seen) == 75  # 3 groups for 16 x 4 rows
+    assert {cols for cols, _ in seen} == {("id", "text", "source", "medical")}
