@@ -183,3 +183,17 @@ def test_quickstart_scores_every_model_of_the_chain_on_the_same_items(tmp_path):
     qa = next(c for n, (kk, c) in resolved.items() if kk == "eval.qa")
     assert {"xquad_en_0shot", "xquad_en_1shot", "xquad_de_0shot", "xquad_de_1shot"} <= set(qa.tasks)
     assert judge_is_plumbing(resolved["judge"][1].judge, board)
+
+
+def test_report_shows_the_board_the_stage_wrote(chain):
+    """End to end on crafted eval dirs: the stage's scoreboard.json is the table at the top of report.html."""
+    from finemed.report.html import write_report
+
+    m, evals, root = chain
+    run_stage("eval.scoreboard", ScoreboardConfig(models=m, evals=evals), root / "scoreboard")
+    html = write_report(root).read_text(encoding="utf-8")
+    board = html[html.index('id="board"'):html.index("</table>", html.index('id="board"'))]
+    assert board.count("<tr>") == 1 + len(json.loads((root / "scoreboard" / "scoreboard.json").read_text())
+                                          ["measures"])
+    assert "xquad en 0shot EM" in board and '<td class="worse"><b>0</b> <span class="delta">-50' in board
+    assert "judge: not run" in html
