@@ -6,7 +6,7 @@ classifier is trained on the dev input (cached by its fingerprint), and only whe
 ``DIR/stats.json`` (funnel, reasons, totals, dropped samples) and ``DIR/funnel.png``; the runner writes
 ``metrics.json`` from the Result. Reruns skip finished tasks through datatrove's completion markers.
 ``DIR/build.json`` keeps what :func:`finalize` needs to write the stats from the per-task logs, which
-``finemed corpus finalize DIR`` does after Slurm jobs (``submit.sh`` chains it).
+``finemed corpus finalize DIR`` does after Slurm jobs (submitted after the last stage, ``afterok``).
 datatrove is imported only when a build runs (:func:`finemed.corpus.registry.heavy`).
 """
 
@@ -62,8 +62,8 @@ class CorpusBuildResult(StageResult):
     medical_survival: float | None = None
     seconds: float
     output: str
-    stats: str | None = None  # stats.json (None for slurm: nothing ran yet)
-    slurm: str | None = None  # the emitted sbatch scripts (executor.kind: slurm)
+    stats: str | None = None  # stats.json (None for slurm: the finalize job writes it)
+    slurm: str | None = None  # DIR/slurm: jobs.json with the submitted job ids (executor.kind: slurm)
 
 
 @stage("corpus.build")
@@ -112,7 +112,7 @@ def write_build_info(run_dir: Path, input_path: str, config: CorpusBuildConfig, 
 def finalize(run_dir: Path, extra: dict | None = None, t0: float | None = None) -> dict:
     """Merge the per-task stats of every stage, write ``DIR/stats.json`` and ``DIR/funnel.png``; return the stats.
 
-    The local and Ray paths call it when their stages end; on Slurm, ``submit.sh`` runs it as
+    The local and Ray paths call it when their stages end; on Slurm, a job submitted after the last stage runs it as
     ``finemed corpus finalize DIR`` once the last job is done (``--dependency=afterok``).
     """
     run_dir = Path(run_dir)
@@ -204,4 +204,5 @@ def plan(config: CorpusBuildConfig, ctx) -> dict:
     """``finemed plan``: docs in, the pipeline's CPU-hours over the workers, MinHash memory, disk out and, with a
     transformer classifier from an earlier stage, its GPU scoring cost (corpus_plan)."""
     docs, how = docs_in(config.input, ctx)
-    return build_cost(docs, how, earlier(ctx, config.classifier), config.executor.workers, ctx)
+    return build_cost(docs, how, earlier(ctx, config.classifier), config.executor.workers, ctx,
+                      classifier_gpus=config.executor.classifier_gpus())

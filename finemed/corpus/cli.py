@@ -28,13 +28,13 @@ def sample_input(config: Optional[Path] = CONFIG, set_: Optional[list[str]] = SE
 def build(config: Optional[Path] = CONFIG, set_: Optional[list[str]] = SET, out: Path = OUT, force: bool = FORCE,
           input: Optional[str] = typer.Option(None, "--input", help="FineWeb2-schema parquet/jsonl file or dir"),
           classifier: Optional[str] = typer.Option(None, "--classifier", help="train-classifier dir"),
-          executor: Optional[str] = typer.Option(None, "--executor", help="local | ray | slurm (emit scripts)"),
+          executor: Optional[str] = typer.Option(None, "--executor", help="local | ray | slurm (submits via sbatch)"),
           workers: Optional[int] = typer.Option(None, "--workers", help="Parallel workers")):
     """Run the chain (pipeline.steps: LID, domain score, quality, MinHash, PII), FineWeb2 parquet + stats."""
     res = run_command("corpus.build", config, set_, out, force=force, flags={
         "input": input, "classifier": classifier, "executor.kind": executor, "executor.workers": workers})
     if res.get("slurm"):
-        typer.echo(f"slurm scripts written to {res['slurm']}; submit with {res['slurm']}/submit.sh")
+        typer.echo(f"slurm jobs submitted (ids in {res['slurm']}/jobs.json); the finalize job writes stats.json")
         return
     typer.echo(format_funnel(read_json(out / "stats.json")))
     typer.echo(f"kept={res['kept']} output={res['output']}")

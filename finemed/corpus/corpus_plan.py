@@ -55,13 +55,23 @@ def per_million(rate_s: float) -> dict[str, Any]:
     return {"cpu_hours_per_million_docs": round(rate_s * 1e6 / 3600, 2)}
 
 
-def build_cost(docs: int | None, how: str, classifier: dict[str, Any] | None, workers: int, ctx) -> dict[str, Any]:
-    """``corpus.build``: the pipeline's CPU time, MinHash memory, output disk and the domain classifier's cost."""
+def build_cost(docs: int | None, how: str, classifier: dict[str, Any] | None, workers: int, ctx,
+               classifier_gpus: float | None = None) -> dict[str, Any]:
+    """``corpus.build``: the pipeline's CPU time, MinHash memory, output disk and the domain classifier's cost.
+
+    ``classifier_gpus``: the GPUs a Ray/Slurm task of the classifier's stage asks for (None: local executor).
+    The GPU estimate assumes them; a transformer classifier on a cluster executor that asks for none is flagged.
+    """
     est: dict[str, Any] = {"docs_in": docs, "docs_source": how, "workers": workers,
                            **per_million(CPU_S["corpus_doc"])}
     assumes = (f"~15 ms of CPU per doc (all steps), spread over {workers} workers; MinHash clustering 0.2 KB of RAM "
                f"per doc in one process; output at most the input, ~{DOC_BYTES} B/doc")
     transformer = classifier and classifier.get("classifier_kind") == "transformer"
+    if transformer and classifier_gpus is not None:
+        est["classifier_gpus_per_task"] = classifier_gpus
+        if not classifier_gpus:
+            est["warning"] = ("the transformer classifier would score every doc on CPU: the executor's tasks ask "
+                              "for no GPU; set executor.ray.gpus_per_task (or executor.slurm.gpus_per_task)")
     if docs is None:
         if transformer:
             scoring = encoder_gpu(classifier.get("model", ""), ctx, 1e6 * min(DOC_BYTES / 4, classifier.get(
