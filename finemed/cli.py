@@ -25,6 +25,7 @@ from finemed.recipe import load_recipe, run_recipe, run_root
 from finemed.report.card import write_card
 from finemed.report.html import write_report
 from finemed.report.table import print_plan, print_summary
+from finemed.simulate.recipe import check, print_simulation, simulate_recipe
 from finemed.stages import discover
 
 for _var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
@@ -94,8 +95,16 @@ def plan_cmd(recipe: Path = typer.Argument(..., help="Recipe YAML"),
              set_: Optional[list[str]] = typer.Option(None, "--set", help="Override: STAGE.key=value or name=value"),
              mfu: float = typer.Option(0.4, "--mfu", help="Model FLOPs utilisation the GPU-hours assume"),
              gpu: str = typer.Option("h100", "--gpu", help="GPU whose bf16 peak sizes GPU-hours: h100 h200 a100 ..."),
-             runs_dir: Optional[Path] = typer.Option(None, "--runs-dir", help="Where runs go (default: runs/)")):
+             runs_dir: Optional[Path] = typer.Option(None, "--runs-dir", help="Where runs go (default: runs/)"),
+             simulate: bool = typer.Option(False, "--simulate", help="Run each training stage at real size on fake "
+                                           "tensors: peak GPU/host bytes per rank and phase; exit 2 over the device"),
+             gpu_gib: float = typer.Option(80.0, "--gpu-gib", help="--simulate: the GPU memory per rank (GiB)")):
     """Print what each stage reads, writes and costs (tokens, FLOPs, GPU-hours, memory, disk, judge calls)."""
+    if simulate:
+        sim = simulate_recipe(recipe, set_, gpu_gib=gpu_gib, runs_dir=runs_dir)
+        print_simulation(sim)
+        check(sim)
+        return
     plan = make_plan(recipe, set_, mfu=mfu, gpu=gpu, runs_dir=runs_dir)
     print_plan(plan)
     if plan.problems:

@@ -22,6 +22,7 @@ from finemed.config import FinemedError
 from finemed.models import arch
 from finemed.models.registry import is_registered
 from finemed.recipe import config_strings, load_recipe, path_inputs, resolve_stages, run_root
+from finemed.simulate.recipe import read_simulation
 from finemed.texts import heldout_texts
 
 URL = re.compile(r"^[a-z][a-z0-9+.-]*://")
@@ -113,8 +114,6 @@ def make_plan(path: Path | str, overrides: list[str] | None = None, *, mfu: floa
     ctx = PlanContext(mfu=mfu, gpu=gpu, root=root, hints=recipe.plan)
     produced: dict[str, str] = {}
     plans: list[StagePlan] = []
-    from finemed.simulate.recipe import read_simulation
-
     simulated = read_simulation(root)  # figures of an earlier `finemed plan --simulate`, where one ran
     for entry, cfg in resolved:
         out = root / entry.name
