@@ -1,4 +1,8 @@
-"""Our merge equals `mergekit-yaml` on the same YAML, bit for bit, for every method (tiny models)."""
+"""Our merge of the short form equals `mergekit-yaml` on a mergekit YAML written by hand for the same merge, bit for
+bit, for every method (tiny models). The reference YAMLs are literal text here, not finemed's ``to_mergekit``:
+t is the CPT model's share (slerp: ``parameters.t``; linear: weights 1 - t and t), or the weight of the task
+vector cpt - base (task_arithmetic, ties, dare_*: base_model plus the CPT model, with density where the
+method has one)."""
 
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from finemed.merging.merge import MergeSpec, merge_file, to_mergekit
+from finemed.merging.merge import merge_file
 
 MERGEKIT_YAML = str(Path(sys.executable).with_name("mergekit-yaml"))
 METHODS = ("slerp", "linear", "task_arithmetic", "ties", "dare_ties", "dare_linear")
@@ -22,6 +26,47 @@ def _tensors(d: Path) -> dict[str, torch.Tensor]:
     for f in sorted(d.glob("*.safetensors")):
         out.update(load_file(str(f)))
     return out
+
+
+# by hand, from mergekit's documented config format; {base} and {cpt} are the two model dirs
+HAND = {
+    "slerp": """\
+merge_method: slerp
+dtype: float32
+base_model: {base}
+models:
+  - model: {base}
+  - model: {cpt}
+parameters:
+  t: [0.0, 0.4, 1.0]
+""",
+    "linear": """\
+merge_method: linear
+dtype: float32
+models:
+  - model: {base}
+    parameters: {{weight: 0.65}}
+  - model: {cpt}
+    parameters: {{weight: 0.35}}
+""",
+    "task_arithmetic": """\
+merge_method: task_arithmetic
+dtype: float32
+base_model: {base}
+models:
+  - model: {cpt}
+    parameters: {{weight: 0.35}}
+""",
+}
+for _method in ("ties", "dare_ties", "dare_linear"):
+    HAND[_method] = f"""\
+merge_method: {_method}
+dtype: float32
+base_model: {{base}}
+models:
+  - model: {{cpt}}
+    parameters: {{{{weight: 0.35, density: 0.6}}}}
+"""
 
 
 def _short(base, cpt, method) -> dict:
@@ -47,7 +92,7 @@ def mergekit_runs(tiny_pair, tmp_path_factory):
     for method in METHODS:
         short = _short(base, cpt, method)
         (work / f"{method}.short.yaml").write_text(yaml.safe_dump(short))
-        (work / f"{method}.mergekit.yaml").write_text(yaml.safe_dump(to_mergekit(MergeSpec(**short)), sort_keys=False))
+        (work / f"{method}.mergekit.yaml").write_text(HAND[method].format(base=base, cpt=cpt))
         jobs[method] = ["--random-seed", "0"]
     procs = {name: subprocess.Popen([MERGEKIT_YAML, str(work / f"{name}.mergekit.yaml"), str(work / f"{name}.ref"),
                                      *extra], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -79,8 +124,17 @@ def test_raw_mergekit_yaml_is_accepted_as_is(mergekit_runs):
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+def _slerp(t: float, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """SLERP (Shoemake 1985) of the whole tensor ``a`` towards ``b``: theta is the angle between the two flattened,
+    normalised tensors; the result is (sin((1 - t) theta) a + sin(t theta) b) / sin(theta) (in float64)."""
+    x, y = a.double().flatten(), b.double().flatten()
+    theta = torch.acos(torch.dot(x / x.norm(), y / y.norm()).clamp(-1, 1))
+    return ((torch.sin((1 - t) * theta) * x + torch.sin(t * theta) * y) / torch.sin(theta)).view_as(a)
+
+
 def test_per_layer_t_is_interpolated_across_layers(tiny_pair, tmp_path):
-    """t=[0, 1] over 4 layers: layer 0 is the base model, layer 3 the CPT model, layers between mix."""
+    """t=[0, 1] over 4 layers: layer i gets t = i / 3 (0, 1/3, 2/3, 1): layer 0 is the base model, layer 3 the CPT
+    model, and layers 1 and 2 equal a SLERP written out here with t = 1/3 and 2/3."""
     base, cpt = tiny_pair
     (tmp_path / "m.yaml").write_text(yaml.safe_dump({"base": str(base), "cpt": str(cpt), "t": [0.0, 1.0]}))
     m = _tensors(merge_file(tmp_path / "m.yaml", tmp_path / "out"))
@@ -88,9 +142,10 @@ def test_per_layer_t_is_interpolated_across_layers(tiny_pair, tmp_path):
     k = "model.layers.{}.self_attn.q_proj.weight"
     assert torch.allclose(m[k.format(0)], b[k.format(0)], atol=1e-6)
     assert torch.allclose(m[k.format(3)], c[k.format(3)], atol=1e-6)
-    d1 = (m[k.format(1)] - b[k.format(1)]).norm() / (c[k.format(1)] - b[k.format(1)]).norm()
-    d2 = (m[k.format(2)] - b[k.format(2)]).norm() / (c[k.format(2)] - b[k.format(2)]).norm()
-    assert 0.1 < d1 < d2 < 0.9
+    for layer, t in ((1, 1 / 3), (2, 2 / 3)):
+        name = k.format(layer)
+        want = _slerp(t, b[name], c[name])
+        assert torch.allclose(m[name].double(), want, atol=1e-6), (layer, (m[name].double() - want).abs().max())
 
 
 @pytest.mark.parametrize("method", ["slerp", "linear"])
