@@ -6,7 +6,11 @@ per-document bits, ``qa_results.json`` + ``items_<task>.json``, the sweep's ``pr
 ``failures_items.json``, ``winrates.json``), computes no score twice, and writes ``scoreboard.json``::
 
     {"models": {MODEL: {MEASURE: value}}, "deltas": {MODEL: {MEASURE: {delta, lo, hi, n, verdict}}},
-     "measures": {MEASURE: {label, higher_is_better, chance, source}}, "judge": {...}, "missing": {...}}
+     "measures": {MEASURE: {label, higher_is_better, chance, source}}, "judge": {...}, "missing": {...},
+     "mcq_length_bias": {TASK: {MODEL: {...}}}}
+
+``mcq_length_bias`` shows why MCQ ``acc`` can sit below chance while ``acc_norm`` sits at it (see
+:func:`length_bias`).
 
 MODEL is ``instruct``, ``cpt``, ``merge`` or ``student``. Each delta against the instruct model has a paired
 bootstrap CI over the items both models answered (documents for bpb, questions for QA/MCQ, instructions for
@@ -29,7 +33,8 @@ from pydantic import Field
 from finemed.artifacts import atomic_write_json, read_json, read_manifest
 from finemed.config import FinemedError, StageConfig
 from finemed.logs import get_logger
-from finemed.stages import StageResult, stage
+from finemed.plan_estimates import cpu
+from finemed.stages import StageResult, planner, stage
 
 log = get_logger(__name__)
 Role = Literal["instruct", "cpt", "merge", "student"]
@@ -144,11 +149,42 @@ def _read_bpb(stage_dir: Path, role: str, board: dict[str, Measure]) -> None:
 _METRICS = {"exact_match": ("EM", 1.0), "f1": ("F1", 1.0), "acc": ("acc", 100.0), "acc_norm": ("acc_norm", 100.0)}
 
 
-def _read_lmeval(stage_dir: Path, role: str, board: dict[str, Measure]) -> None:
+def length_bias(items: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+    """How option length steers a multiple-choice pick: the share of items where ``acc`` (argmax of the summed
+    log-likelihood) and ``acc_norm`` (argmax per byte) pick the shortest option, and where the gold one is the
+    shortest or the longest. A summed log-likelihood falls with every token, so ``acc`` prefers short options; when
+    gold options run long, ``acc`` sits below chance while ``acc_norm`` does not."""
+    rows = [r for r in items.values() if r.get("option_ll") and r.get("option_bytes") and r.get("label") is not None]
+    if not rows:
+        return None
+
+    def share(flags: list[bool]) -> float:
+        return round(sum(flags) / len(flags), 4)
+
+    def pick(r: dict, per_byte: bool) -> int:
+        scores = [ll / b if per_byte else ll for ll, b in zip(r["option_ll"], r["option_bytes"])]
+        return max(range(len(scores)), key=scores.__getitem__)
+
+    shortest = [min(range(len(r["option_bytes"])), key=r["option_bytes"].__getitem__) for r in rows]
+    longest = [max(range(len(r["option_bytes"])), key=r["option_bytes"].__getitem__) for r in rows]
+    return {"n": len(rows),
+            "acc_picks_shortest": share([pick(r, False) == s for r, s in zip(rows, shortest)]),
+            "acc_norm_picks_shortest": share([pick(r, True) == s for r, s in zip(rows, shortest)]),
+            "gold_is_shortest": share([r["label"] == s for r, s in zip(rows, shortest)]),
+            "gold_is_longest": share([r["label"] == g for r, g in zip(rows, longest)]),
+            "gold_bytes": round(float(np.mean([r["option_bytes"][r["label"]] for r in rows])), 1),
+            "other_bytes": round(float(np.mean([b for r in rows for i, b in enumerate(r["option_bytes"])
+                                                if i != r["label"]])), 1)}
+
+
+def _read_lmeval(stage_dir: Path, role: str, board: dict[str, Measure], bias: dict[str, dict[str, Any]]) -> None:
     data = _file(stage_dir, "qa_results.json")
     for task, res in data["tasks"].items():
         path = stage_dir / f"items_{task}.json"
         items = read_json(path) if path.is_file() else {}
+        lb = length_bias(items)
+        if lb is not None:
+            bias.setdefault(task, {})[role] = lb
         options = [len(r["option_ll"]) for r in items.values() if r.get("option_ll")]
         chance = round(100 * float(np.mean([1 / k for k in options])), 2) if options else None
         for metric, (label, scale) in _METRICS.items():
@@ -162,7 +198,8 @@ def _read_lmeval(stage_dir: Path, role: str, board: dict[str, Measure]) -> None:
 
 
 def _read_probe(stage_dir: Path, roles: dict[str, str], board: dict[str, Measure]) -> None:
-    """The sweep's instruction probe: t=0 is the instruct model, t=1 the CPT model, the chosen point the merge."""
+    """The sweep's instruction probe, test half: t=0 is the instruct model, t=1 the CPT model, the chosen point the
+    merge."""
     sweep = _file(stage_dir, "sweep.json")
     m = board.setdefault("probe.pass_rate", Measure("probe.pass_rate", "instruction probe", True, "mean",
                                                     stage_dir.name))
@@ -172,8 +209,10 @@ def _read_probe(stage_dir: Path, roles: dict[str, str], board: dict[str, Measure
         path = stage_dir / "probe" / f"{label.replace('=', '')}.json"
         if role not in wanted or not path.is_file():
             continue
-        probe = read_json(path)
-        m.add(role, probe["pass_rate"], {it["id"]: float(it["passed"]) for it in probe.get("items", [])})
+        probe = read_json(path)  # the test half only: the sweep selected its t on the dev half
+        test = (probe.get("splits") or {}).get("test")
+        items = [it for it in probe.get("items", []) if it.get("split", "test") == "test"]
+        m.add(role, test["pass_rate"] if test else probe["pass_rate"], {it["id"]: float(it["passed"]) for it in items})
 
 
 def _read_failures(stage_dir: Path, roles: dict[str, str], board: dict[str, Measure]) -> None:
@@ -230,6 +269,7 @@ def build(config: ScoreboardConfig) -> dict[str, Any]:
     roles = _roles(config)
     board: dict[str, Measure] = {}
     judge: dict[str, Any] = {"status": "not run"}
+    bias: dict[str, dict[str, Any]] = {}
     for spec in config.evals:
         stage_dir = Path(spec)
         manifest = read_manifest(stage_dir)
@@ -242,8 +282,10 @@ def build(config: ScoreboardConfig) -> dict[str, Any]:
         if kind in ("eval.bpb", "eval.qa", "eval.mcq"):
             if role is None:
                 log.warning("scoreboard: %s scored %s, which is none of the models; skipped", stage_dir.name, model)
-                continue
-            (_read_bpb if kind == "eval.bpb" else _read_lmeval)(stage_dir, role, board)
+            elif kind == "eval.bpb":
+                _read_bpb(stage_dir, role, board)
+            else:
+                _read_lmeval(stage_dir, role, board, bias)
         elif kind == "merge.sweep":
             _read_probe(stage_dir, roles, board)
         elif kind == "eval.failures":
@@ -274,6 +316,7 @@ def build(config: ScoreboardConfig) -> dict[str, Any]:
     missing = {r: [k for k in board if k not in models[r]] for r in present}
     return {"models": models, "baseline": base, "deltas": deltas, "measures": measures, "judge": judge,
             "missing": {r: v for r, v in missing.items() if v}, "ci": config.ci, "bootstrap": config.bootstrap,
+            "mcq_length_bias": bias,
             "not_in_recipe": [r for r in ROLES if r not in config.models]}
 
 
@@ -299,3 +342,12 @@ def run(config: ScoreboardConfig, run_dir: Path) -> ScoreboardResult:
     log.info("scoreboard: %s (%s)", summary, judge)
     return ScoreboardResult(scoreboard=str(path), models=list(board["models"]), n_measures=len(board["measures"]),
                             verdicts=counts, judge=judge, summary=summary or "baseline only")
+
+
+@planner("eval.scoreboard")
+def plan(config: ScoreboardConfig, ctx) -> dict:
+    """``finemed plan``: CPU only; reads JSON and resamples item ids ``bootstrap`` times per measure and model."""
+    per_measure = config.bootstrap * 2e-5  # numpy resample of a few hundred items, measured well under this
+    measures = 24  # about the quickstart's, per compared model
+    return {"evals": len(config.evals), **cpu(len(config.models) * measures * per_measure), "disk_gib": 0.0,
+            "assumes": f"{config.bootstrap} paired resamples per measure and model, ~{measures} measures; no model"}

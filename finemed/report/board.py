@@ -39,6 +39,7 @@ class BoardView(BaseModel):
     judge_stage: str = ""  # the eval.pairwise stage the judge line is about
     ci: float
     not_in_recipe: list[str] = []
+    notes: list[str] = []  # MCQ length bias, one line per task and model
 
 
 def _num(v: float | None, digits: int = 4) -> str:
@@ -73,7 +74,12 @@ def board_view(board: dict[str, Any]) -> BoardView:
     plumbing = judge.get("status") == PLUMBING
     text = (f"{PLUMBING}: {judge.get('note', '')}" if plumbing else
             f"judge: {judge['judge']}" if judge.get("judge") else "judge: not run")
-    return BoardView(models=models, baseline=base, rows=rows, judge=text, judge_plumbing=plumbing,
+    notes = [f"{task} {role}: acc picks the shortest option in {100 * b['acc_picks_shortest']:.0f}% of "
+             f"{b['n']} items, acc_norm in {100 * b['acc_norm_picks_shortest']:.0f}%; the gold option is the "
+             f"shortest in {100 * b['gold_is_shortest']:.0f}%, the longest in {100 * b['gold_is_longest']:.0f}% "
+             f"({b['gold_bytes']:g} bytes against {b['other_bytes']:g})"
+             for task, by_role in board.get("mcq_length_bias", {}).items() for role, b in by_role.items()]
+    return BoardView(models=models, baseline=base, rows=rows, judge=text, judge_plumbing=plumbing, notes=notes,
                      judge_stage=judge.get("stage", ""),
                      ci=board.get("ci", 0.95), not_in_recipe=board.get("not_in_recipe", []))
 

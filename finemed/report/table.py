@@ -56,6 +56,8 @@ def print_summary(recipe_name: str, kinds: dict[str, str], outcomes: list[StageO
     console.print(table)
     if board is not None:
         console.print(board_table(board))
+        for note in board.notes:
+            console.print(f"MCQ length bias: {note}")
     console.print(f"summary: {summary_path}")
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from finemed.artifacts import atomic_write_json, run_cached
 from finemed.config import FinemedError, StageConfig
-from finemed.evaluation.scoreboard import PLUMBING, ScoreboardConfig, build, paired_delta
+from finemed.evaluation.scoreboard import PLUMBING, ScoreboardConfig, build, length_bias, paired_delta
 from finemed.stages import run_stage
 
 BOOT = {"n_boot": 2000, "ci": 0.95, "seed": 0}
@@ -124,6 +124,7 @@ def test_board_marks_each_model_against_instruct(chain):
     assert d["merge"]["germedbench_medqa.acc"]["verdict"] == "unchanged"
     assert d["merge"]["off_language"]["verdict"] == "worse" and d["merge"]["length_ratio"]["verdict"] == "unchanged"
     assert board["measures"]["germedbench_medqa.acc"]["chance"] == 20.0        # five options
+    assert board["mcq_length_bias"]["germedbench_medqa"]["instruct"]["n"] == 30
     assert board["measures"]["bpb.medical"]["higher_is_better"] is False
     # what a model was not scored on is listed, not invented
     assert "germedbench_medqa.acc" in board["missing"]["cpt"] and "bpb.medical" in board["missing"]["merge"]
@@ -183,6 +184,10 @@ def test_quickstart_scores_every_model_of_the_chain_on_the_same_items(tmp_path):
     qa = next(c for n, (kk, c) in resolved.items() if kk == "eval.qa")
     assert {"xquad_en_0shot", "xquad_en_1shot", "xquad_de_0shot", "xquad_de_1shot"} <= set(qa.tasks)
     assert judge_is_plumbing(resolved["judge"][1].judge, board)
+    answered = [m for n, (kk, c) in resolved.items() if kk == "eval.generate" for m in c.models]
+    assert sorted(answered) == sorted(board.models.values())  # every model answers (failure modes)
+    failures = [n for n, (kk, _) in resolved.items() if kk == "eval.failures" and str(root / n) in board.evals]
+    assert len(failures) == 2
 
 
 def test_report_shows_the_board_the_stage_wrote(chain):
@@ -197,3 +202,15 @@ def test_report_shows_the_board_the_stage_wrote(chain):
                                           ["measures"])
     assert "xquad en 0shot EM" in board and '<td class="worse"><b>0</b> <span class="delta">-50' in board
     assert "judge: not run" in html
+    assert "germedbench_medqa instruct: acc picks the shortest option in 100% of 30 items" in html
+
+
+def test_length_bias_shows_acc_preferring_short_options():
+    """Summed log-likelihood falls with length: acc picks the shortest option, acc_norm (per byte) the long gold."""
+    long_gold = {"label": 1, "option_ll": [-10.0, -30.0, -25.0], "option_bytes": [10, 40, 20]}
+    short_gold = {"label": 0, "option_ll": [-5.0, -20.0, -30.0], "option_bytes": [10, 40, 20]}
+    lb = length_bias({"a": long_gold, "b": dict(long_gold), "c": short_gold, "qa": {"f1": 1.0}})
+    assert lb == {"n": 3, "acc_picks_shortest": 1.0, "acc_norm_picks_shortest": pytest.approx(1 / 3, abs=1e-4),
+                  "gold_is_shortest": pytest.approx(1 / 3, abs=1e-4), "gold_is_longest": pytest.approx(2 / 3, abs=1e-4),
+                  "gold_bytes": 30.0, "other_bytes": 20.0}
+    assert length_bias({"qa": {"f1": 1.0}}) is None
