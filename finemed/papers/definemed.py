@@ -5,16 +5,14 @@ dirs), the SLERP sweep (``merge.sweep``: ``sweep.json`` and the per-point probe 
 (``eval.pairwise``) and the failure modes (``eval.failures``) of instruct, CPT and the chosen merge. The only
 new measurement is the instruction probe of the sweep CPT runs that the merge did not score.
 
-Claims (each "holds", "does not hold" or "not shown" as measured):
+Claims are pre-registered in the recipe (``claims:``, :mod:`finemed.papers.claims`) under the ids of
+:data:`CLAIMS`, each judged in one of the four verdict words:
 
-- *CPT hurts instruction following*: the CPT probe pass rate is at least ``min_probe_drop`` below the instruct
-  model's (the precondition: without it a merge has nothing to restore) and the exact McNemar test on the 50
-  paired items (scipy) gives p < 0.05; the right direction without significance is "not shown";
-- *merging restores instruction following*: the chosen merge keeps at least ``min_probe_keep`` of the instruct
-  pass rate and passes more probe items than CPT, again with McNemar p < 0.05;
-- *merging brings language mixing* / *verbosity*: the merge's per-prompt off-language sentence share / length
-  ratio to the human answers is higher than the instruct model's; a paired bootstrap over prompts gives the 95%
-  CI of the difference ("holds" when the CI is above 0, "does not hold" when below, else "not shown").
+- ``cpt_hurts``: probe pass rate CPT - instruct on the paired items (bootstrap CI, exact McNemar p);
+- ``merge_restores``: probe pass rate chosen merge - CPT, with the McNemar p Holm-adjusted over every merge point
+  the sweep tried (the chosen point is one of several looks);
+- ``merge_mixing`` / ``merge_verbosity``: the merge's per-prompt off-language sentence share / length ratio to the
+  human answers minus the instruct model's (paired bootstrap).
 """
 
 from __future__ import annotations
@@ -22,18 +20,20 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from finemed.artifacts import atomic_write_json, atomic_write_text, read_json, read_manifest
 from finemed.config import FinemedError
 from finemed.logs import get_logger
 from finemed.merging.probe import probe_cost
+from finemed.papers import claims as K
 from finemed.papers import measures as C
 from finemed.plan_estimates import earlier
 from finemed.plotting import pyplot, save_png
 from finemed.stages import StageResult, planner, stage
 
 log = get_logger(__name__)
+CLAIMS = ("cpt_hurts", "merge_restores", "merge_mixing", "merge_verbosity")
 
 
 class DefinemedConfig(C.ProbeSettings):
@@ -44,6 +44,14 @@ class DefinemedConfig(C.ProbeSettings):
     judge: str | None = Field(None, description="the eval.pairwise run dir")
     models: dict[str, str] = Field(description="{instruct|cpt|merge: model path as named in the answers}")
     min_probe_drop: float = Field(0.1, ge=0.0, le=1.0, description="absolute drop that counts as 'hurts'")
+    claims: dict[str, K.ClaimSpec] = Field(description="the pre-registered claims, ids " + ", ".join(
+        ("cpt_hurts", "merge_restores", "merge_mixing", "merge_verbosity")))
+
+    @field_validator("claims")
+    @classmethod
+    def _registered(cls, v: dict[str, K.ClaimSpec]) -> dict[str, K.ClaimSpec]:
+        K.require_ids(v, CLAIMS, "papers.definemed")
+        return v
 
 
 class DefinemedResult(StageResult):
@@ -57,6 +65,7 @@ class DefinemedResult(StageResult):
     off_lang_sentence_share: dict[str, float | None]
     length_ratio: dict[str, float | None]
     claims: dict[str, str]
+    claims_hash: str
 
 
 ROLES = ("instruct", "cpt", "merge")
@@ -122,7 +131,7 @@ def plot_bpb_vs_probe(points: list[dict[str, Any]], chosen: str, path: Path) -> 
     return save_png(fig, path)
 
 
-def findings_markdown(rows, pick, sweep, rates, mc_cpt, mc_merge, fail, judge, claims, cfg) -> str:
+def findings_markdown(rows, pick, sweep, rates, mc_cpt, mc_merge, fail, judge, claim_lines, cfg) -> str:
     """The findings tables, as written to ``findings.md`` (and copied to docs/results/definemed.md)."""
     f = C.fmt
     lines = ["## CPT sweep (held-out domain bpb and instruction probe of each run)", "",
@@ -164,24 +173,43 @@ def findings_markdown(rows, pick, sweep, rates, mc_cpt, mc_merge, fail, judge, c
                   "| pair | win-rate | judgments | invalid |", "|---|---|---|---|"]
         lines += [f"| {k} | {v['winrate']:.3f} | {int(v['n'])} | {int(v['invalid'])} |" for k, v in judge.items()
                   if not k.startswith("_")]
-    lines += ["", "## The paper's claims, in miniature", "", "| claim | verdict |", "|---|---|"]
-    lines += [f"| {k} | {v} |" for k, v in claims.items()]
+    lines += ["", "## The paper's claims, in miniature (pre-registered in the recipe)", ""]
+    lines += claim_lines
     return "\n".join(lines) + "\n"
 
 
-def _claim(lo: float | None, hi: float | None) -> str:
-    if lo is None or hi is None:
-        return "not shown (no paired values)"
-    return "holds" if lo > 0 else "does not hold" if hi < 0 else "not shown (CI includes 0)"
+def _probe_evidence(a: dict, b: dict, cfg: DefinemedConfig, alpha: float, p: float, what: str) -> K.Evidence:
+    """Pass rate b - a on the paired probe items: bootstrap CI, and the (possibly adjusted) McNemar p."""
+    d = C.paired_diff(*C.probe_items(a, b), cfg.bootstrap, cfg.seed, alpha)
+    return K.Evidence(estimate=d["estimate"], lo=d["lo"], hi=d["hi"], p=p,
+                      detail=f"{what} {C.fmt_ci((d['estimate'], d['lo'], d['hi']))} on {d['n']} paired items; "
+                             f"McNemar p = {p:.3f}")
 
 
-def _probe_claim(direction_holds: bool, mc: dict[str, Any], what: str, alpha: float = 0.05) -> str:
-    """'holds' only when the pass rates move as claimed AND the exact McNemar test on the paired items is
-    significant; a move in the right direction with p >= alpha is 'not shown'."""
-    detail = f"{what}; McNemar p = {mc['p']:.3f} ({mc['only_first']} vs {mc['only_second']} discordant items)"
-    if not direction_holds:
-        return f"does not hold: {detail}"
-    return f"{'holds' if mc['p'] < alpha else 'not shown (not significant)'}: {detail}"
+def _failure_evidence(fail: dict, metric: str, what: str) -> K.Evidence:
+    d = fail["diff"]["merge-instruct"]
+    est, lo, hi = d[metric]
+    return K.Evidence(estimate=est, lo=lo, hi=hi, p=d[metric + "_p"],
+                      detail=f"{what}, merge - instruct {C.fmt_ci(d[metric])} (n = {d[metric + '_n']})")
+
+
+def evidence(cfg: DefinemedConfig, sweep: dict, sweep_dir: Path, probes: dict, fail: dict) -> dict[str, K.Evidence]:
+    """What each pre-registered claim is judged on; ``merge_restores`` is Holm-adjusted over the sweep's merges."""
+    mc_cpt = C.mcnemar(probes["instruct"], probes["cpt"])
+    merges = [p["label"] for p in sweep["points"] if p["label"] not in ("t=0", "t=1")]
+    raw = {lab: C.mcnemar(probes["cpt"], read_json(_probe_file(sweep_dir, lab)))["p"] for lab in merges}
+    adjusted = K.holm(raw) if raw else {}
+    chosen = sweep["chosen"]
+    p_merge = adjusted.get(chosen, C.mcnemar(probes["cpt"], probes["merge"])["p"])
+    return {
+        "cpt_hurts": _probe_evidence(probes["instruct"], probes["cpt"], cfg, cfg.claims["cpt_hurts"].alpha,
+                                     mc_cpt["p"], "probe pass rate CPT - instruct"),
+        "merge_restores": _probe_evidence(
+            probes["cpt"], probes["merge"], cfg, cfg.claims["merge_restores"].alpha, p_merge,
+            f"probe pass rate merge ({chosen}) - CPT, p Holm-adjusted over {len(raw)} merge points"),
+        "merge_mixing": _failure_evidence(fail, "off_lang_sentence_share", "off-language sentence share"),
+        "merge_verbosity": _failure_evidence(fail, "length_ratio", "length ratio to the human answer"),
+    }
 
 
 @stage("papers.definemed")
@@ -204,31 +232,24 @@ def run(cfg: DefinemedConfig, run_dir: Path) -> DefinemedResult:
     fail = C.failure_pairs(Path(cfg.failures), cfg.models, cfg.bootstrap, cfg.seed)
     judge = C.judge_winrates(Path(cfg.judge), cfg.models) if cfg.judge else {}
 
-    hurt = rates["cpt"] <= rates["instruct"] - cfg.min_probe_drop
-    restored = rates["merge"] >= cfg.min_probe_keep * rates["instruct"] and rates["merge"] > rates["cpt"]
-    claims = {
-        "CPT hurts instruction following": _probe_claim(
-            hurt, mc_cpt, f"probe {rates['instruct']:.2f} -> {rates['cpt']:.2f} (a 'hurt' drops >= "
-            f"{cfg.min_probe_drop:g})"),
-        "merging restores instruction following": _probe_claim(
-            restored, mc_merge, f"probe CPT {rates['cpt']:.2f} -> merge {rates['merge']:.2f} (instruct "
-            f"{rates['instruct']:.2f}; restored keeps >= {cfg.min_probe_keep:g} of it and beats CPT)"),
-        "merging brings language mixing": _claim(*fail["diff"]["merge-instruct"]["off_lang_sentence_share"][1:]),
-        "merging brings verbosity": _claim(*fail["diff"]["merge-instruct"]["length_ratio"][1:]),
-    }
-    md = findings_markdown(rows, pick, sweep, rates, mc_cpt, mc_merge, fail, judge, claims, cfg)
+    verdicts = K.judge_all(cfg.claims, evidence(cfg, sweep, sweep_dir, probes, fail))
+    claims = {cid: v.line() for cid, v in verdicts.items()}
+    md = findings_markdown(rows, pick, sweep, rates, mc_cpt, mc_merge, fail, judge, K.table(verdicts, cfg.claims), cfg)
     findings = atomic_write_text(run_dir / "findings.md", md)
     atomic_write_json(run_dir / "findings.json", {"cpt_sweep": rows, "rule_pick": pick, "probe": rates,
                                                   "mcnemar": {"instruct_vs_cpt": mc_cpt, "cpt_vs_merge": mc_merge},
-                                                  "failures": fail, "judge": judge, "claims": claims})
-    held = sum(v.startswith("holds") for v in claims.values())
+                                                  "failures": fail, "judge": judge,
+                                                  "claims": {k: v.model_dump() for k, v in verdicts.items()},
+                                                  "claims_hash": K.claims_hash(cfg.claims)})
+    held = sum(v.verdict == K.HOLDS for v in verdicts.values())
     summary = (f"probe instruct {rates['instruct']:.2f} / CPT {rates['cpt']:.2f} / merge {rates['merge']:.2f}; "
                f"{held} of {len(claims)} claims hold")
     log.info("%s", summary)
     return DefinemedResult(
         summary=summary, findings=str(findings), plot=str(plot), cpt_sweep=rows, rule_pick=pick, probe=rates,
         off_lang_sentence_share={r: fail["models"][r]["off_lang_sentence_share"] for r in ROLES},
-        length_ratio={r: fail["models"][r]["median_length_ratio"] for r in ROLES}, claims=claims)
+        length_ratio={r: fail["models"][r]["median_length_ratio"] for r in ROLES}, claims=claims,
+        claims_hash=K.claims_hash(cfg.claims))
 
 
 @planner("papers.definemed")

@@ -7,15 +7,15 @@ is rescored per question with :func:`finemed.evaluation.qa_metrics.score_one` in
 (SQuAD normalisation for English, MLQA's for German), because ``eval.qa`` scores a whole ``squad_v1`` file with
 one language and keeps only means; the paired CIs need the per-question values.
 
-Claims (each "holds", "does not hold" or "not shown" as measured):
+Claims are pre-registered in the recipe (``claims:``, :mod:`finemed.papers.claims`) under the ids of
+:data:`CLAIMS`; a template claim is judged once per model it concerns, Holm-corrected within its family:
 
-- *fine-tuning makes a teacher that can answer* (the precondition): teacher − untuned 1-shot EM, paired
-  bootstrap 95% CI above 0;
-- *students retain a large share of the teacher's score*: every KD student's 1-shot F1 retention
-  (student / teacher) is at least ``min_retention``;
-- *one-shot helps*: 1-shot − 0-shot F1 per model (paired CI); holds when the CI is above 0 for the teacher and
-  every KD student, does not hold when it is below 0 for any of them;
-- *KD beats CE-only* (the comparison the paper's method rests on): KD − CE 1-shot F1 per student size.
+- ``teacher_beats_untuned`` (the precondition): teacher − untuned 1-shot EM, paired bootstrap;
+- ``students_retain``: per KD student, student − ``min_retention`` × teacher 1-shot F1 per question; not testable
+  while the teacher's F1 is at its floor;
+- ``one_shot_helps``: per model (teacher and KD students), 1-shot − 0-shot F1;
+- ``kd_beats_ce`` (the comparison the paper's method rests on): per student size, KD − CE 1-shot F1; not testable
+  while neither student scores above the floor (a cut that training has not healed gives 0 and 0).
 """
 
 from __future__ import annotations
@@ -23,18 +23,20 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from finemed.artifacts import atomic_write_json, atomic_write_text, read_json
 from finemed.config import FinemedError, StageConfig
 from finemed.data.loaders import load_squad
 from finemed.evaluation.qa_metrics import score_one
 from finemed.logs import get_logger
-from finemed.papers.measures import fmt_ci, paired_bootstrap, require
+from finemed.papers import claims as K
+from finemed.papers.measures import fmt_ci, paired_bootstrap, paired_diff, require
 from finemed.plan_estimates import cpu
 from finemed.stages import StageResult, planner, stage
 
 log = get_logger(__name__)
+CLAIMS = ("teacher_beats_untuned", "students_retain", "one_shot_helps", "kd_beats_ce")
 METRICS = ("exact_match", "f1", "rougeL")
 SHORT = {"exact_match": "EM", "f1": "F1", "rougeL": "ROUGE-L"}
 
@@ -58,6 +60,13 @@ class KdQaConfig(StageConfig):
     # a name, not a path (so `finemed plan` does not look for it as an input): docs/results/NAME.md, relative to the
     # working dir (the repo root for `finemed run`)
     results_doc: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]+$", description="also write docs/results/NAME.md")
+    claims: dict[str, K.ClaimSpec] = Field(description="the pre-registered claims, ids " + ", ".join(CLAIMS))
+
+    @field_validator("claims")
+    @classmethod
+    def _registered(cls, v: dict[str, K.ClaimSpec]) -> dict[str, K.ClaimSpec]:
+        K.require_ids(v, CLAIMS, "papers.kd_qa")
+        return v
 
 
 class KdQaResult(StageResult):
@@ -70,6 +79,7 @@ class KdQaResult(StageResult):
     parameter_reduction_pct: dict[str, float]
     kd_minus_ce: dict[str, dict[str, list[float]]]  # {student: {"1shot.f1": [mean, lo, hi]}}
     claims: dict[str, str]
+    claims_hash: str
 
 
 def per_question(eval_dir: Path, task: str, gold: dict[str, Any], lang: dict[str, str]) -> dict[str, list[float]]:
@@ -96,16 +106,57 @@ def _ci(a: list[float], b: list[float], n: int, seed: int) -> list[float]:
     return [round(100 * v, 2) for v in paired_bootstrap(a, b, n, seed)]
 
 
-def _verdict(ci: list[float]) -> str:
-    return "holds" if ci[1] > 0 else "does not hold" if ci[2] < 0 else "not shown"
+def _ev(a: list[float], b: list[float], cfg: "KdQaConfig", claim: str, what: str, *,
+        floor_lo: float | None = None) -> K.Evidence:
+    """(b − a) in points with its bootstrap CI and p; ``floor_lo``: the best CI lower bound (points) of the scores
+    involved, checked against the claim's floor."""
+    spec = cfg.claims[claim]
+    d = paired_diff(a, b, cfg.bootstrap, cfg.seed, spec.alpha)
+    pts = {k: None if d[k] is None else round(100 * d[k], 2) for k in ("estimate", "lo", "hi")}
+    testable, why = K.at_floor(floor_lo, spec.floor) if spec.floor is not None else (True, "")
+    return K.Evidence(**pts, p=d["p"], testable=testable, why_not=why,
+                      detail=f"{what} {fmt_ci((pts['estimate'], pts['lo'], pts['hi']), 1)} points (n = {d['n']})")
 
 
-def _pct(value: float | None) -> str:
-    return "n/a (teacher scores 0)" if value is None else f"{value:.0f}%"
+def _best_lo(*series: list[float], n: int, seed: int) -> float:
+    """The highest 95% CI lower bound of the mean (in points) among the score series."""
+    return max(100 * paired_bootstrap([0.0] * len(s), s, n, seed)[1] for s in series)
+
+
+def judge_claims(cfg: "KdQaConfig", per_q: dict) -> tuple[dict[str, K.Verdict], dict[str, K.ClaimSpec]]:
+    """Expand the template claims per model, attach the evidence and judge (Holm within each template)."""
+    n, seed, one = cfg.bootstrap, cfg.seed, 1
+    specs: dict[str, K.ClaimSpec] = {}
+    ev: dict[str, K.Evidence] = {}
+
+    def add(cid: str, template: str, evidence: K.Evidence) -> None:
+        spec = cfg.claims[template]
+        specs[cid] = spec.model_copy(update={"family": spec.family or template}) if template != cid else spec
+        ev[cid] = evidence
+
+    teacher_f1 = per_q["teacher"][one]["f1"]
+    add("teacher_beats_untuned", "teacher_beats_untuned",
+        _ev(per_q["untuned"][one]["exact_match"], per_q["teacher"][one]["exact_match"], cfg, "teacher_beats_untuned",
+            "1-shot EM teacher − untuned"))
+    r = cfg.min_retention
+    for s in cfg.students:
+        kd = per_q[f"{s}_kd"][one]["f1"]
+        add(f"students_retain.{s}", "students_retain",
+            _ev([r * x for x in teacher_f1], kd, cfg, "students_retain",
+                f"1-shot F1 {s}_kd − {r:g} × teacher", floor_lo=_best_lo(teacher_f1, n=n, seed=seed)))
+    for m in ["teacher", *(f"{s}_kd" for s in cfg.students)]:
+        add(f"one_shot_helps.{m}", "one_shot_helps",
+            _ev(per_q[m][0]["f1"], per_q[m][one]["f1"], cfg, "one_shot_helps", f"F1 1-shot − 0-shot of {m}",
+                floor_lo=_best_lo(per_q[m][0]["f1"], per_q[m][one]["f1"], n=n, seed=seed)))
+    for s in cfg.students:
+        kd, ce = per_q[f"{s}_kd"][one]["f1"], per_q[f"{s}_ce"][one]["f1"]
+        add(f"kd_beats_ce.{s}", "kd_beats_ce",
+            _ev(ce, kd, cfg, "kd_beats_ce", f"1-shot F1 KD − CE ({s})", floor_lo=_best_lo(kd, ce, n=n, seed=seed)))
+    return K.judge_all(specs, ev), specs
 
 
 def findings_md(res: dict[str, Any], per_lang: dict[str, dict[str, float]], shot_ci: dict[str, list[float]],
-                teacher_ci: list[float], cfg: KdQaConfig, langs: dict[str, int]) -> str:
+                claim_lines: list[str], langs: dict[str, int]) -> str:
     """The findings tables, as written to ``findings.md`` (and ``docs/results/kd-qa.md``)."""
     lines = ["# KD for QA in miniature (kd-qa-mini)", "",
              f"Test set: {res['questions']} questions from held-out articles ("
@@ -137,18 +188,8 @@ def findings_md(res: dict[str, Any], per_lang: dict[str, dict[str, float]], shot
                          + " | ".join(fmt_ci(d[f"{shot}.{m}"], 1) for m in METRICS) + " |")
     lines += ["", "## One-shot − zero-shot F1", "", "| model | ΔF1 [95% CI] |", "|---|---|"]
     lines += [f"| {m} | {fmt_ci(ci, 1)} |" for m, ci in shot_ci.items()]
-    lines += ["", "## Claims", "", "| claim | verdict | evidence |", "|---|---|---|",
-              f"| fine-tuning makes a teacher that can answer | {res['claims']['teacher_beats_untuned']} | "
-              f"1-shot EM teacher − untuned {fmt_ci(teacher_ci, 1)} |"]
-    kd_students = [s for s in cfg.students]
-    ret_txt = ", ".join(f"{s}_kd {_pct(res['retention'][f'{s}_kd']['1shot']['f1'])}" for s in kd_students)
-    lines.append(f"| students retain a large share (1-shot F1 ≥ {100 * cfg.min_retention:.0f}% of the teacher's) | "
-                 f"{res['claims']['students_retain']} | {ret_txt} |")
-    lines.append(f"| one-shot helps (teacher and KD students) | {res['claims']['one_shot_helps']} | see the "
-                 f"one-shot table |")
-    for s in kd_students:
-        lines.append(f"| KD beats CE-only ({s}) | {res['claims'][f'kd_beats_ce.{s}']} | 1-shot ΔF1 "
-                     f"{fmt_ci(res['kd_minus_ce'][s]['1shot.f1'], 1)} |")
+    lines += ["", "## Claims (pre-registered in the recipe; a template claim per model, Holm within it)", ""]
+    lines += claim_lines
     return "\n".join(lines) + "\n"
 
 
@@ -183,16 +224,8 @@ def run(cfg: KdQaConfig, run_dir: Path) -> KdQaResult:
     kd_ce = {s: {f"{shot}shot.{m}": _ci(per_q[f"{s}_ce"][shot][m], per_q[f"{s}_kd"][shot][m], n, seed)
                  for shot in cfg.tasks for m in METRICS} for s in cfg.students}
     shot_ci = {m: _ci(per_q[m][0]["f1"], per_q[m][1]["f1"], n, seed) for m in evals}
-    teacher_ci = _ci(per_q["untuned"][1]["exact_match"], per_q["teacher"][1]["exact_match"], n, seed)
-    kd_models = ["teacher", *(f"{s}_kd" for s in cfg.students)]
-    one_shot = [_verdict(shot_ci[m]) for m in kd_models]
-    retained = all((retention[f"{s}_kd"]["1shot"]["f1"] or 0) >= 100 * cfg.min_retention for s in cfg.students)
-    claims = {
-        "teacher_beats_untuned": _verdict(teacher_ci),
-        "students_retain": "not shown" if not teacher["1shot"]["f1"] else "holds" if retained else "does not hold",
-        "one_shot_helps": "holds" if all(v == "holds" for v in one_shot)
-        else "does not hold" if "does not hold" in one_shot else "not shown",
-        **{f"kd_beats_ce.{s}": _verdict(kd_ce[s]["1shot.f1"]) for s in cfg.students}}
+    verdicts, specs = judge_claims(cfg, per_q)
+    claims = {cid: v.line() for cid, v in verdicts.items()}
     per_lang = {}
     for m in evals:
         f1s = per_q[m][1]["f1"]
@@ -201,7 +234,7 @@ def run(cfg: KdQaConfig, run_dir: Path) -> KdQaResult:
     langs = {lg: sum(lang.get(q, "en") == lg for q in gold) for lg in sorted(set(lang.get(q, "en") for q in gold))}
     res = {"questions": len(gold), "scores": scores, "retention": retention, "parameter_reduction_pct": reduction,
            "kd_minus_ce": kd_ce, "claims": claims, "params": params}
-    md = findings_md(res, per_lang, shot_ci, teacher_ci, cfg, langs)
+    md = findings_md(res, per_lang, shot_ci, K.table(verdicts, specs), langs)
     atomic_write_text(run_dir / "findings.md", md)
     if cfg.results_doc:
         doc = Path("docs") / "results" / f"{cfg.results_doc}.md"
@@ -215,7 +248,8 @@ def run(cfg: KdQaConfig, run_dir: Path) -> KdQaResult:
                            f"{retention[f'{s}_ce']['1shot']['f1']}%" for s in cfg.students))
     log.info("kd-qa findings: %s", summary)
     return KdQaResult(summary=summary, findings=str(run_dir / "findings.md"), questions=len(gold), scores=scores,
-                      retention=retention, parameter_reduction_pct=reduction, kd_minus_ce=kd_ce, claims=claims)
+                      retention=retention, parameter_reduction_pct=reduction, kd_minus_ce=kd_ce, claims=claims,
+                      claims_hash=K.claims_hash(cfg.claims))
 
 
 @planner("papers.kd_qa")

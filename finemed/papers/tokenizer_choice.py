@@ -16,7 +16,7 @@ from-scratch model, its ``train.cpt``, ``eval.bpb`` and ``eval.sib200_probe`` ru
   fertility).
 - **Vocab to match English**: the multilingual vocab whose English fertility equals the EN-only tokenizer's,
   interpolated linearly in log(vocab) between the sweep's sizes (beyond them: extrapolated, marked).
-- **Claims**: which of the paper's claims hold here, each with its number.
+- **Claims**: the recipe's pre-registered claims, judged by :mod:`finemed.papers.tokenizer_claims`.
 
 Writes ``findings.md`` (the report renders it) and the same text to ``results_md`` (``docs/results/...``).
 Hand-written because the statistics are a few lines over scipy; no library knows these run dirs.
@@ -29,7 +29,7 @@ import random
 from pathlib import Path
 from typing import ClassVar, Optional
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from finemed.artifacts import atomic_write_json, atomic_write_text, read_json
 from finemed.config import FinemedError, StageConfig
@@ -37,6 +37,8 @@ from finemed.logs import get_logger
 from finemed.models.arch import parameter_counts
 from finemed.models.compute import ModelShape, flops_per_token
 from finemed.models.loading import load_tokenizer
+from finemed.papers import claims as K
+from finemed.papers import tokenizer_claims as TC
 from finemed.papers.measures import require
 from finemed.plan_estimates import cpu
 from finemed.stages import StageResult, planner, stage
@@ -73,6 +75,13 @@ class TokenizerChoiceConfig(StageConfig):
     confidence: float = Field(default=0.95, gt=0.5, lt=1.0)
     seed: int = 0
     results_md: Optional[str] = None  # also write findings.md here (docs/results/tokenizer-choice.md)
+    claims: dict[str, K.ClaimSpec] = Field(description="the pre-registered claims, ids " + ", ".join(TC.CLAIMS))
+
+    @field_validator("claims")
+    @classmethod
+    def _registered(cls, v: dict[str, K.ClaimSpec]) -> dict[str, K.ClaimSpec]:
+        K.require_ids(v, TC.CLAIMS, "papers.tokenizer_choice")
+        return v
 
 
 class TokenizerChoiceResult(StageResult):
@@ -85,6 +94,7 @@ class TokenizerChoiceResult(StageResult):
     predicted_extra_cost: dict[str, float]
     vocab_to_match_english: dict[str, Optional[float]]
     claims: dict[str, str]
+    claims_hash: str
     models: list[dict]
     correlations: list[dict]
     findings: str
@@ -188,7 +198,7 @@ def _model_rows(cfg: TokenizerChoiceConfig, metrics: dict, details: dict, sweep:
             "fertility_train": fert_train,
             "bpb": {lang: bpb.get(lang) for lang in cfg.langs},
             "sib": {lang: probe["accuracy"].get(lang) for lang in cfg.langs},
-            "sib_majority": probe.get("majority", {}),
+            "sib_majority": probe.get("majority", {}), "sib_n": probe.get("n_test", {}),
         })
     return rows
 
@@ -249,66 +259,15 @@ def _fmt_ci(c: dict) -> str:
     return f"{c['rho']:+.2f} [{c['lo']:+.2f}, {c['hi']:+.2f}]"
 
 
-def _claims(cfg: TokenizerChoiceConfig, rows: list[dict], corrs: list[dict], costs: list[dict],
-            match: list[dict], pct: str) -> dict[str, str]:
-    claims = {}
-    pooled = {(c["metric"], c["score"]): c for c in corrs if c["scope"] == "pooled"}
-    for score, unit in (("sib", "SIB-200 accuracy"), ("bpb", "held-out bpb")):
-        fs, ps = pooled.get(("fertility", score)), pooled.get(("parity", score))
-        if not fs:
-            continue
-        inner = [c for c in corrs if c["scope"] != "pooled" and c["metric"] == "fertility" and c["score"] == score]
-        zero_in = [c for c in inner if not math.isnan(c["lo"]) and c["lo"] <= 0 <= c["hi"]]
-        verdict = "holds" if fs["lo"] <= 0 <= fs["hi"] else "does not hold"
-        claims[f"Fertility and parity do not predict downstream performance ({unit})"] = (
-            f"{verdict}: pooled ρ(fertility) = {_fmt_ci(fs)}"
-            + (f", ρ(parity) = {_fmt_ci(ps)}" if ps else "")
-            + f"; within one language the {pct} CI of ρ(fertility) holds 0 in {len(zero_in)} of {len(inner)}")
-    others = [lang for lang in cfg.langs if lang != cfg.ref_lang]
-    higher = [r for r in rows if r["corpus"] == cfg.en_corpus]
-    multi = [r for r in rows if r["corpus"] == cfg.multi_corpus]
-    if higher and multi:
-        f_en = sum(r["fertility"][lang] for r in higher for lang in others) / (len(higher) * len(others))
-        f_mu = sum(r["fertility"][lang] for r in multi for lang in others) / (len(multi) * len(others))
-        claims["EN-only tokenizers have a higher fertility on other languages"] = (
-            f"{'holds' if f_en > f_mu else 'does not hold'}: mean fertility on de/fr/it/es {f_en:.2f} "
-            f"({cfg.en_corpus}) vs {f_mu:.2f} ({cfg.multi_corpus})")
-        by = {(r["algorithm"], r["library"], r["vocab"]): r for r in multi}
-        for score, sign, unit in (("sib", 1, "SIB-200 accuracy"), ("bpb", -1, "bpb")):
-            diffs = [sign * (by[k][score][lang] - r[score][lang]) for r in higher
-                     for k in [(r["algorithm"], r["library"], r["vocab"])] if k in by for lang in others
-                     if r[score][lang] is not None and by[k][score][lang] is not None]
-            if len(diffs) < 2:
-                continue
-            ci = mean_ci(diffs, n_boot=cfg.bootstrap, confidence=cfg.confidence, seed=cfg.seed)
-            verdict = "holds" if ci["lo"] > 0 else "does not hold" if ci["hi"] < 0 else "not shown (CI holds 0)"
-            what = "accuracy gain" if sign > 0 else "bpb drop"
-            claims[f"Multilingual tokenizers do better downstream on non-English ({unit})"] = (
-                f"{verdict}: {what} of {cfg.multi_corpus} over its {cfg.en_corpus} twin on de/fr/it/es = "
-                f"{ci['mean']:+.3f} [{ci['lo']:+.3f}, {ci['hi']:+.3f}] ({ci['n']} pairs)")
-    if costs:
-        meas = ", ".join(f"{100 * c['measured']:+.0f}%" for c in costs)
-        pred = ", ".join(f"{100 * c['predicted']:+.0f}%" for c in costs)
-        ok = all(c["measured"] > 0 for c in costs)
-        claims["EN-only tokenizers cost more training compute on multilingual data (paper: up to +68%)"] = (
-            f"{'holds' if ok else 'does not hold'}: measured {meas} vs predicted {pred} ({len(costs)} pairs)")
-    ratios = [m["ratio"] for m in match if m["ratio"]]
-    if ratios:
-        claims["A 5-language tokenizer needs about 3x the vocabulary for English fertility"] = (
-            f"{'holds' if min(ratios) >= 2 else 'partly' if max(ratios) >= 2 else 'does not hold'}: "
-            f"{min(ratios):.1f}x to {max(ratios):.1f}x ({len(ratios)} EN-only tokenizers)")
-    return claims
-
-
 def findings_markdown(cfg: TokenizerChoiceConfig, rows: list[dict], corrs: list[dict], costs: list[dict],
-                      match: list[dict], claims: dict[str, str], flops_spread: float) -> str:
+                      match: list[dict], claim_lines: list[str], flops_spread: float) -> str:
     pct = f"{cfg.confidence:.0%}"
     short = {lang: SHORT.get(lang, lang[:3]) for lang in cfg.langs}
     lines = ["# Tokenizer choice in miniature: findings", "",
              f"{len(rows)} causal LMs trained from scratch, one per tokenizer, on the same 5-language Debian text "
              f"with the same FLOPs budget (max difference {100 * flops_spread:.2f}%).", "",
-             "## Claims of the paper", "", "| claim | in miniature |", "|---|---|"]
-    lines += [f"| {k} | {v} |" for k, v in claims.items()]
+             "## Claims of the paper (pre-registered in the recipe)", ""]
+    lines += claim_lines
     lines += ["", "## Models", "",
               "| tokenizer | vocab | params (M) | steps | tokens | PFLOPs | train s | s / M words | GFLOPs/word "
               "| fert (train) | " + " | ".join(f"bpb {short[lang]}" for lang in cfg.langs) + " | "
@@ -364,21 +323,24 @@ def run(cfg: TokenizerChoiceConfig, run_dir: Path) -> TokenizerChoiceResult:
     corrs = _correlations(cfg, rows)
     costs = _costs(cfg, rows, metrics, details)
     match = _vocab_match(cfg, metrics, sweep)
-    pct = f"{cfg.confidence:.0%}"
-    claims = _claims(cfg, rows, corrs, costs, match, pct)
-    md = findings_markdown(cfg, rows, corrs, costs, match, claims, spread)
+    verdicts = K.judge_all(cfg.claims, TC.evidence(cfg, rows, corrs, costs, match, mean_ci))
+    claims = {cid: v.line() for cid, v in verdicts.items()}
+    md = findings_markdown(cfg, rows, corrs, costs, match, K.table(verdicts, cfg.claims), spread)
     atomic_write_text(run_dir / "findings.md", md)
     if cfg.results_md:
         atomic_write_text(Path(cfg.results_md), md)
     atomic_write_json(run_dir / "findings.json", {"models": rows, "correlations": corrs, "costs": costs,
-                                                  "vocab_to_match_english": match, "claims": claims})
+                                                  "vocab_to_match_english": match,
+                                                  "claims": {k: v.model_dump() for k, v in verdicts.items()},
+                                                  "claims_hash": K.claims_hash(cfg.claims)})
     pooled = {(c["metric"], c["score"]): c["rho"] for c in corrs if c["scope"] == "pooled"}
     return TokenizerChoiceResult(
         rho_fertility_sib=pooled.get(("fertility", "sib"), float("nan")),
         rho_fertility_bpb=pooled.get(("fertility", "bpb"), float("nan")), n_models=len(rows),
         flops_equal_within=spread, measured_extra_cost={c["en"]: c["measured"] for c in costs},
         predicted_extra_cost={c["en"]: c["predicted"] for c in costs},
-        vocab_to_match_english={m["en"]: m["multi_vocab"] for m in match}, claims=claims, models=rows,
+        vocab_to_match_english={m["en"]: m["multi_vocab"] for m in match}, claims=claims,
+        claims_hash=K.claims_hash(cfg.claims), models=rows,
         correlations=corrs, findings=str(run_dir / "findings.md"))
 
 

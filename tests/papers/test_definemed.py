@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from finemed.config import FinemedError
-from finemed.papers.definemed import rule_pick
+from finemed.papers.claims import NO_EVIDENCE, WORDS, ClaimSpec, judge_all
+from finemed.papers.definemed import DefinemedConfig, evidence, rule_pick
 from finemed.papers.measures import mcnemar, paired_bootstrap, require_models
 from finemed.recipe import load_recipe, run_recipe, run_root
 
@@ -49,6 +50,40 @@ def test_mcnemar_and_paired_bootstrap():
     assert mean == pytest.approx(0.5) and 0 < lo <= mean <= hi < 1
 
 
+def _probe(passed: int, n: int = 20) -> dict:
+    return {"pass_rate": passed / n, "items": [{"id": str(i), "passed": i < passed} for i in range(n)]}
+
+
+def test_merge_restores_is_holm_corrected_over_the_sweep(tmp_path):
+    """The chosen merge passes 6 items CPT fails (McNemar p = 2 x 0.5^6 = 0.031 < 0.05), but it is the best of
+    three merge points (the others: 5 items, p = 0.0625): Holm makes it 3 x 0.031 = 0.094, no evidence."""
+    sweep_dir = tmp_path / "merge"
+    (sweep_dir / "probe").mkdir(parents=True)
+    for label, passed in {"t=0.3": 5, "t=0.5": 6, "t=0.7": 5}.items():
+        (sweep_dir / "probe" / f"{label.replace('=', '')}.json").write_text(json.dumps(_probe(passed)))
+    sweep = {"chosen": "t=0.5", "points": [{"label": x} for x in ("t=0", "t=0.3", "t=0.5", "t=0.7", "t=1")]}
+    probes = {"instruct": _probe(8), "cpt": _probe(0), "merge": _probe(6)}
+    diff = {"merge-instruct": {m + s: v for m in ("off_lang_sentence_share", "length_ratio")
+                               for s, v in (("", (0.1, 0.05, 0.15)), ("_p", 0.01), ("_n", 10))}}
+    spec = dict(measure="m", alpha=0.05, min_effect=0.05)
+    specs = {"cpt_hurts": ClaimSpec(statement="a", test="mcnemar", direction="less", **spec),
+             "merge_restores": ClaimSpec(statement="b", test="mcnemar", direction="greater", correction="holm",
+                                         family="merge_points", **spec),
+             "merge_mixing": ClaimSpec(statement="c", test="paired_bootstrap", direction="greater", **spec),
+             "merge_verbosity": ClaimSpec(statement="d", test="paired_bootstrap", direction="greater", **spec)}
+    cfg = DefinemedConfig(cpt_runs=[], chosen_cpt="x", sweep=str(sweep_dir), failures="f", models={}, claims=specs,
+                          bootstrap=500)
+    ev = evidence(cfg, sweep, sweep_dir, probes, {"diff": diff})
+    assert ev["merge_restores"].p == pytest.approx(3 * 2 * 0.5 ** 6, abs=1e-3)
+    assert ev["merge_restores"].estimate == pytest.approx(0.3) and ev["merge_restores"].lo > 0
+    out = judge_all(specs, ev)
+    assert out["merge_restores"].verdict == NO_EVIDENCE  # uncorrected, it would read "holds"
+    assert out["cpt_hurts"].verdict == "holds" and out["merge_mixing"].verdict == "holds"
+    with pytest.raises(ValueError, match="missing merge_verbosity"):
+        DefinemedConfig(cpt_runs=[], chosen_cpt="x", sweep="s", failures="f", models={},
+                        claims={k: v for k, v in specs.items() if k != "merge_verbosity"})
+
+
 def test_definemed_mini_rehearsal(rehearsal_runs):
     runs = rehearsal_runs
     outcomes = run_recipe(RECIPE, rehearse=True, runs_dir=runs)
@@ -60,5 +95,7 @@ def test_definemed_mini_rehearsal(rehearsal_runs):
     assert set(found["probe"]) == {"instruct", "cpt", "merge"} and len(found["cpt_sweep"]) == 5
     assert found["length_ratio"]["merge"] is not None  # reference lengths from GerMedIQ's human answers
     md = (root / "findings" / "findings.md").read_text()
-    assert "## CPT sweep" in md and "merging restores instruction following" in md
+    assert "## CPT sweep" in md and "Merging restores instruction following" in md
+    assert set(found["claims"]) == {"cpt_hurts", "merge_restores", "merge_mixing", "merge_verbosity"}
+    assert all(v.split(":")[0] in WORDS for v in found["claims"].values()) and len(found["claims_hash"]) == 16
     assert (root / "findings" / "bpb_vs_probe.png").stat().st_size > 1000

@@ -8,6 +8,8 @@ import json
 from pathlib import Path
 
 from finemed.data.loaders import load_squad
+from finemed.papers.claims import DOES_NOT_HOLD, HOLDS, NOT_TESTABLE, WORDS
+from finemed.papers.kd_qa import KdQaConfig, judge_claims
 from finemed.recipe import load_recipe, run_recipe, run_root
 from finemed.sft.split import QASplitConfig
 from finemed.sft.split import run as split_run
@@ -29,6 +31,32 @@ def test_split_has_no_shared_article_and_mixes_languages(tmp_path):
     assert len({langs[e.id] for e in test[:6]}) == 2  # interleaved: a limit still mixes the languages
 
 
+def _cfg(students=("half",)) -> KdQaConfig:
+    recipe = load_recipe(RECIPE)
+    claims = next(s for s in recipe.stages if s.kind == "papers.kd_qa").config["claims"]
+    return KdQaConfig(split="s", base="b", teacher="t", bootstrap=400, claims=claims,
+                      students={s: {"kd": "k", "ce": "c", "distill": "d"} for s in students})
+
+
+def test_kd_claims_at_the_floor_are_not_testable_and_real_effects_hold():
+    """Students that score 0 and 0 give KD − CE = 0: 'not testable here', never 'does not hold'."""
+    n = 40
+    teacher = {0: {"f1": [0.4] * n, "exact_match": [0.2] * n}, 1: {"f1": [0.6] * n, "exact_match": [0.4] * n}}
+    untuned = {0: {"f1": [0.1] * n, "exact_match": [0.0] * n}, 1: {"f1": [0.2] * n, "exact_match": [0.05] * n}}
+    zero = {0: {"f1": [0.0] * n, "exact_match": [0.0] * n}, 1: {"f1": [0.0] * n, "exact_match": [0.0] * n}}
+    per_q = {"untuned": untuned, "teacher": teacher, "half_kd": zero, "half_ce": zero}
+    verdicts, specs = judge_claims(_cfg(), per_q)
+    assert verdicts["kd_beats_ce.half"].verdict == NOT_TESTABLE
+    assert verdicts["one_shot_helps.half_kd"].verdict == NOT_TESTABLE
+    assert verdicts["students_retain.half"].verdict == DOES_NOT_HOLD  # the teacher answers, the student does not
+    assert verdicts["teacher_beats_untuned"].verdict == HOLDS and verdicts["one_shot_helps.teacher"].verdict == HOLDS
+    assert specs["kd_beats_ce.half"].family == "kd_beats_ce"
+    mixed = [0.5, 0.0] * (n // 2)  # KD 0.25 mean vs CE 0: KD better, clearly above the floor
+    per_q["half_kd"] = {0: {"f1": mixed, "exact_match": mixed}, 1: {"f1": mixed, "exact_match": mixed}}
+    verdicts, _ = judge_claims(_cfg(), per_q)
+    assert verdicts["kd_beats_ce.half"].verdict == HOLDS
+
+
 def test_kd_qa_mini_rehearsal(rehearsal_runs, tmp_path):
     runs = rehearsal_runs
     outcomes = run_recipe(RECIPE, rehearse=True, runs_dir=runs)
@@ -40,7 +68,8 @@ def test_kd_qa_mini_rehearsal(rehearsal_runs, tmp_path):
     assert found["parameter_reduction_pct"]["half_kd"] > 0 and found["questions"] == 6
     assert set(found["kd_minus_ce"]["half"]) >= {"1shot.f1", "0shot.exact_match"}
     md = (root / "findings" / "findings.md").read_text()
-    assert "## KD − CE" in md and "students retain a large share" in md
+    assert "## KD − CE" in md and "Students retain a large share" in md
+    assert all(v.split(":")[0] in WORDS for v in found["claims"].values()) and len(found["claims_hash"]) == 16
     assert (tmp_path / "docs" / "results" / "kd-qa.md").read_text() == md
     sft = json.loads((root / "teacher" / "metrics.json").read_text())
     assert sft["steps"] == 2 and sft["eval_loss_after"] is not None

@@ -98,4 +98,43 @@ def test_tokenizer_choice_mini_rehearsal(rehearsal_runs, tmp_path):
                                                for v in (4, 12)}
     md = (root / "findings" / "findings.md").read_text()
     assert "## Claims of the paper" in md and "Spearman" in md
+    from finemed.papers.claims import WORDS
+    assert all(v.split(":")[0] in WORDS for v in res["claims"].values()) and len(res["claims_hash"]) == 16
     assert not (tmp_path / "docs").exists()  # the rehearsal does not overwrite docs/results
+
+
+def _row(corpus, sib, fert, bpb, n=100, majority=0.25):
+    langs = ["eng_Latn", "deu_Latn"]
+    return {"corpus": corpus, "algorithm": "BPE", "library": "HF", "vocab": 4000,
+            "sib": dict.fromkeys(langs, sib), "sib_n": dict.fromkeys(langs, n),
+            "sib_majority": dict.fromkeys(langs, majority), "fertility": dict.fromkeys(langs, fert),
+            "bpb": dict.fromkeys(langs, bpb)}
+
+
+def test_tokenizer_claims_at_chance_are_not_testable():
+    """SIB-200 accuracy at the majority-class rate: 'does not predict' is not testable, never 'holds'."""
+    from types import SimpleNamespace
+
+    from finemed.papers.claims import HOLDS, NO_EVIDENCE, NOT_TESTABLE, ClaimSpec, judge_all
+    from finemed.papers.tokenizer_choice import mean_ci
+    from finemed.papers.tokenizer_claims import CLAIMS, evidence, wilson_low
+
+    assert wilson_low(0.5, 100) == pytest.approx(0.4038, abs=1e-4)  # Wilson 95% for 50/100
+    spec = {c: ClaimSpec(statement=c, measure="m", test="bootstrap_ci", direction="greater", floor=0.0)
+            for c in CLAIMS}
+    spec["no_prediction_sib"] = ClaimSpec(statement="s", measure="m", test="spearman_bootstrap", direction="none",
+                                          min_effect=0.3, floor=0.0)
+    spec["no_prediction_bpb"] = spec["no_prediction_sib"].model_copy(update={"floor": None})
+    cfg = SimpleNamespace(langs=["eng_Latn", "deu_Latn"], ref_lang="eng_Latn", en_corpus="EN", multi_corpus="MULTI",
+                          bootstrap=200, confidence=0.95, seed=0, claims=spec)
+    rows = [_row("EN", 0.27, 1.8, 3.1), _row("MULTI", 0.26, 1.4, 2.9)]
+    corrs = [{"metric": "fertility", "score": "sib", "scope": "pooled", "rho": 0.05, "lo": -0.2, "hi": 0.25, "n": 4},
+             {"metric": "fertility", "score": "bpb", "scope": "pooled", "rho": 0.1, "lo": -0.2, "hi": 0.25, "n": 4}]
+    out = judge_all(spec, evidence(cfg, rows, corrs, [], [], mean_ci))
+    assert out["no_prediction_sib"].verdict == NOT_TESTABLE and "chance" in out["no_prediction_sib"].detail
+    assert out["no_prediction_bpb"].verdict == HOLDS  # the same CI within +-0.3 on a measure above its floor
+    assert out["multi_better_sib"].verdict == NOT_TESTABLE and out["en_costs_more"].verdict == NOT_TESTABLE
+    assert out["vocab_3x"].verdict == NO_EVIDENCE  # no ratio measured
+    rows = [_row("EN", 0.70, 1.8, 3.1), _row("MULTI", 0.75, 1.4, 2.9)]
+    out = judge_all(spec, evidence(cfg, rows, corrs, [], [], mean_ci))
+    assert out["no_prediction_sib"].verdict == HOLDS  # well above chance: now the null claim can be judged
