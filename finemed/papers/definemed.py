@@ -44,6 +44,8 @@ class DefinemedConfig(C.ProbeSettings):
     judge: str | None = Field(None, description="the eval.pairwise run dir")
     models: dict[str, str] = Field(description="{instruct|cpt|merge: model path as named in the answers}")
     min_probe_drop: float = Field(0.1, ge=0.0, le=1.0, description="absolute drop that counts as 'hurts'")
+    # a name, not a path: docs/results/NAME.md (relative to the working dir) is this stage's findings.md, verbatim
+    results_doc: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]+$", description="also write docs/results/NAME.md")
     claims: dict[str, K.ClaimSpec] = Field(description="the pre-registered claims, ids " + ", ".join(
         ("cpt_hurts", "merge_restores", "merge_mixing", "merge_verbosity")))
 
@@ -236,6 +238,8 @@ def run(cfg: DefinemedConfig, run_dir: Path) -> DefinemedResult:
     claims = {cid: v.line() for cid, v in verdicts.items()}
     md = findings_markdown(rows, pick, sweep, rates, mc_cpt, mc_merge, fail, judge, K.table(verdicts, cfg.claims), cfg)
     findings = atomic_write_text(run_dir / "findings.md", md)
+    if cfg.results_doc:
+        atomic_write_text(Path("docs") / "results" / f"{cfg.results_doc}.md", md)
     atomic_write_json(run_dir / "findings.json", {"cpt_sweep": rows, "rule_pick": pick, "probe": rates,
                                                   "mcnemar": {"instruct_vs_cpt": mc_cpt, "cpt_vs_merge": mc_merge},
                                                   "failures": fail, "judge": judge,

@@ -99,3 +99,4 @@ def test_definemed_mini_rehearsal(rehearsal_runs):
     assert set(found["claims"]) == {"cpt_hurts", "merge_restores", "merge_mixing", "merge_verbosity"}
     assert all(v.split(":")[0] in WORDS for v in found["claims"].values()) and len(found["claims_hash"]) == 16
     assert (root / "findings" / "bpb_vs_probe.png").stat().st_size > 1000
+    assert not Path("docs").exists()  # a rehearsal never overwrites docs/results (cwd is the test's tmp dir)
