@@ -214,3 +214,23 @@ def test_length_bias_shows_acc_preferring_short_options():
                   "gold_is_shortest": pytest.approx(1 / 3, abs=1e-4), "gold_is_longest": pytest.approx(2 / 3, abs=1e-4),
                   "gold_bytes": 30.0, "other_bytes": 20.0}
     assert length_bias({"qa": {"f1": 1.0}}) is None
+
+
+def test_real_bpb_stages_on_two_copies_of_a_model_are_unchanged(tmp_path, tiny_model_dir):
+    """The files eval.bpb really writes (manifest config, per-document bits) feed the board: two copies of one model
+    score the same documents identically, so the delta is 0 and the verdict "unchanged"."""
+    import shutil
+
+    from finemed.evaluation.perplexity import BpbSetsConfig
+
+    models = {"instruct": str(tiny_model_dir), "cpt": str(shutil.copytree(tiny_model_dir, tmp_path / "copy"))}
+    evals = []
+    for role, path in models.items():
+        cfg = BpbSetsConfig(model=path, sets={"english": "builtin:xquad.en"}, max_docs=3, max_chars=3000,
+                            max_length=128, dtype="float32", device="cpu")
+        run_stage("eval.bpb", cfg, tmp_path / f"bpb_{role}")
+        evals.append(str(tmp_path / f"bpb_{role}"))
+    board = build(ScoreboardConfig(models=models, evals=evals))
+    d = board["deltas"]["cpt"]["bpb.english"]
+    assert d["n"] == 3 and d["delta"] == pytest.approx(0, abs=1e-4) and d["verdict"] == "unchanged"
+    assert board["models"]["cpt"]["bpb.english"] == board["models"]["instruct"]["bpb.english"] > 0
