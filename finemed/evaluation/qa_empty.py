@@ -14,6 +14,8 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+from finemed.runtime import for_model
+
 KINDS = ("newline", "eos", "whitespace", "other")
 
 
@@ -32,8 +34,6 @@ def first_tokens(model, tokenizer, prompts: list[str], runtime=None) -> list[tup
     """Greedy first token after each prompt, as (token id, kind); one forward pass per prompt, no special tokens
     added (lm-eval's HFLM does not add BOS for these models either)."""
     import torch
-
-    from finemed.runtime import for_model
 
     rt = runtime or for_model(model)
     device = next(model.parameters()).device
