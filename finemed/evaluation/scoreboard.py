@@ -203,9 +203,9 @@ def _read_probe(stage_dir: Path, roles: dict[str, str], board: dict[str, Measure
     sweep = _file(stage_dir, "sweep.json")
     m = board.setdefault("probe.pass_rate", Measure("probe.pass_rate", "instruction probe", True, "mean",
                                                     stage_dir.name))
-    who = {"t=0": "instruct", "t=1": "cpt", sweep["chosen"]: "merge"}
+    who = [("t=0", "instruct"), ("t=1", "cpt"), (sweep["chosen"], "merge")]  # the chosen t may be 0 or 1 too
     wanted = set(roles.values())
-    for label, role in who.items():
+    for label, role in who:
         path = stage_dir / "probe" / f"{label.replace('=', '')}.json"
         if role not in wanted or not path.is_file():
             continue

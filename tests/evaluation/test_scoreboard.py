@@ -234,3 +234,12 @@ def test_real_bpb_stages_on_two_copies_of_a_model_are_unchanged(tmp_path, tiny_m
     d = board["deltas"]["cpt"]["bpb.english"]
     assert d["n"] == 3 and d["delta"] == pytest.approx(0, abs=1e-4) and d["verdict"] == "unchanged"
     assert board["models"]["cpt"]["bpb.english"] == board["models"]["instruct"]["bpb.english"] > 0
+
+
+def test_a_sweep_that_chose_t1_scores_the_probe_for_cpt_and_merge_alike(chain):
+    """The sweep may hand on the plain CPT model (t=1): its probe result then counts for both roles."""
+    m, evals, root = chain
+    atomic_write_json(root / "merge" / "sweep.json", {"chosen": "t=1"})
+    board = _board(m, evals)
+    assert board["models"]["cpt"]["probe.pass_rate"] == board["models"]["merge"]["probe.pass_rate"] == 0.0
+    assert board["deltas"]["merge"]["probe.pass_rate"]["verdict"] == "worse"
