@@ -114,6 +114,7 @@ def test_finemed_tasks_are_found_by_their_lm_eval_tags():
 
     ours = finemed_tasks(task_manager())
     qa = {f"finemed_{d}_{s}shot" for d in ("xquad_de", "xquad_en", "xquad_es", "mlqa_de", "squad_v1") for s in (0, 1)}
+    qa |= {f"finemed_{d}_test_{s}shot" for d in ("xquad_en", "mlqa_de") for s in (0, 1)}  # held-out articles only
     assert {t for t, tag in ours.items() if tag == "finemed_qa"} == qa
     assert {t for t, tag in ours.items() if tag == "finemed_mcq"} == {"finemed_germedbench_medqa", "finemed_mcq_file"}
     plan = resolve_tasks(["xquad_de_0shot", "finemed_germedbench_medqa"])  # short and full names
