@@ -268,8 +268,9 @@ def launch_stage(kind: str, config: StageConfig, run_dir: Path | str, launch: La
         (ldir / name).unlink(missing_ok=True)
     atomic_write_json(ldir / "config.json", config)
     acc = write_accelerate_config(ldir / "accelerate.yaml", launch, model, **acc_kw)
+    # --machine_rank on the command line: on several machines the shared accelerate.yaml holds the last writer's rank
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(acc),
-           "-m", "finemed.launch", kind, str(ldir / "config.json"), str(run_dir)]
+           "--machine_rank", str(machine_rank()), "-m", "finemed.launch", kind, str(ldir / "config.json"), str(run_dir)]
     env = dict(os.environ, **{LAUNCHED_ENV: "1", LAUNCHER_PID_ENV: str(os.getpid())})
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // launch.processes)))
     log.info("%s: launching %d processes (%s, %d machine(s)): %s", kind, launch.world_size, launch.strategy,

@@ -12,20 +12,42 @@ validated by that stage's pydantic model. String values may reference other plac
 
 Inputs are fingerprinted from every config string that names an existing path, so an upstream rerun
 that changes its output invalidates the downstream caches.
+
+Several machines (one ``finemed run`` per node, e.g. under ``srun``) share one run dir. The machine rank comes
+from :func:`finemed.launch.machine_rank` (``FINEMED_MACHINE_RANK``, ``SLURM_NODEID``, ``NODE_RANK``). Machine 0
+runs every stage; the others run only the launched training stages that span machines (``launch.machines > 1``),
+where they join machine 0's ``accelerate launch`` once its launcher has prepared the stage (``launch/config.json``
+written). Machine 0 writes ``RUN/.machines/<stage>.json`` when a stage
+ends (status, config hash) and before a multi-machine stage starts (``launching`` or ``cached``); the other
+machines wait for those markers, so every other stage runs and writes exactly once. Markers carry a run id
+(``FINEMED_RUN_ID``, else ``SLURM_JOB_ID``) and a marker of another run id is ignored; machine 0 clears the
+markers when it starts.
 """
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import time
 from pathlib import Path
 from typing import Any
 
 from pydantic import Field, field_validator
 
 from finemed import stages
-from finemed.artifacts import StageOutcome, atomic_write_json, read_manifest, to_jsonable
-from finemed.config import ConfigError, StageConfig, apply_overrides, read_yaml, validate
+from finemed.artifacts import (
+    StageOutcome,
+    atomic_write_json,
+    config_hash,
+    input_fingerprints,
+    read_json,
+    read_manifest,
+    to_jsonable,
+)
+from finemed.config import ConfigError, FinemedError, StageConfig, apply_overrides, read_yaml, validate
 from finemed.data.registry import cache_dir, data_dir_or_none
+from finemed.launch import machine_rank
 from finemed.logs import get_logger
 from finemed.models.registry import cached_path, is_registered
 from finemed.rehearse import rehearse_config
@@ -212,6 +234,48 @@ def run_root(recipe: Recipe, runs_dir: Path | None = None, rehearse: bool = Fals
     return Path(runs_dir or recipe.runs_dir) / (f"{recipe.name}-rehearsal" if rehearse else recipe.name)
 
 
+MARKERS = ".machines"
+WAIT_POLL_S = 0.5
+
+
+def spans_machines(cfg: StageConfig) -> bool:
+    """A launched training stage that several machines join (``launch.machines > 1``)."""
+    launch = getattr(cfg, "launch", None)
+    return launch is not None and getattr(launch, "machines", 1) > 1
+
+
+def _run_id() -> str:
+    return os.environ.get("FINEMED_RUN_ID") or os.environ.get("SLURM_JOB_ID") or ""
+
+
+def _mark(root: Path, name: str, status: str, cfg: StageConfig, error: str | None = None) -> None:
+    atomic_write_json(root / MARKERS / f"{name}.json", {"stage": name, "status": status, "run_id": _run_id(),
+                                                        "config_hash": config_hash(cfg), "error": error})
+
+
+def wait_for_machine0(root: Path, name: str, cfg: StageConfig, *, statuses: tuple[str, ...],
+                      timeout_s: float | None = None) -> str:
+    """Block until machine 0's marker for stage ``name`` (this run id, this config) has one of ``statuses``."""
+    path, t0, said = root / MARKERS / f"{name}.json", time.monotonic(), 0.0
+    chash = config_hash(cfg)
+    timeout_s = timeout_s if timeout_s is not None else float(os.environ.get("FINEMED_MACHINE_WAIT_S", 7 * 86400))
+    while True:
+        marker = read_json(path) if path.is_file() else None
+        if marker and marker.get("run_id") == _run_id() and marker.get("config_hash") == chash:
+            if marker["status"] == "failed":
+                raise FinemedError(f"stage {name} failed on machine 0 ({marker.get('error')}); see its log")
+            if marker["status"] in statuses:
+                return marker["status"]
+        waited = time.monotonic() - t0
+        if waited > timeout_s:
+            raise FinemedError(f"stage {name}: machine 0 left no marker in {path} after {waited:.0f} s; is machine 0 "
+                               f"running the same recipe with the same --set options into the same run dir?")
+        if waited - said >= 60:
+            log.info("machine %d: waiting for machine 0 to finish stage %s (%.0f s)", machine_rank(), name, waited)
+            said = waited
+        time.sleep(WAIT_POLL_S)
+
+
 def run_recipe(path: Path | str, overrides: list[str] | None = None, *, force: bool = False,
                only: list[str] | None = None, runs_dir: Path | None = None,
                rehearse: bool = False) -> list[StageOutcome]:
@@ -231,11 +295,20 @@ def run_recipe(path: Path | str, overrides: list[str] | None = None, *, force: b
             log.info("  %s.%s: %s -> %s", stage, key, old, new)
     outcomes: list[StageOutcome] = []
     summary_rows = []
+    machine = machine_rank()
+    if machine == 0:
+        shutil.rmtree(root / MARKERS, ignore_errors=True)
+    else:
+        log.info("machine %d: joins the multi-machine training stages only; machine 0 runs the rest", machine)
     for entry, cfg in plans:
         if only and entry.name not in only:
             continue
-        outcome = stages.run_stage(entry.kind, cfg, root / entry.name, name=entry.name,
-                                   inputs=path_inputs(to_jsonable(cfg)), force=force)
+        if machine != 0:
+            outcome = _follow_machine0(entry, cfg, root)
+            if outcome is not None:
+                outcomes.append(outcome)
+            continue
+        outcome = _run_on_machine0(entry, cfg, root, force)
         outcomes.append(outcome)
         metric = stages.get(entry.kind).metric
         summary_rows.append({"stage": entry.name, "kind": entry.kind, "status": outcome.status,
@@ -243,3 +316,40 @@ def run_recipe(path: Path | str, overrides: list[str] | None = None, *, force: b
                              "value": stages.dig(outcome.result, metric), "result": outcome.result})
         atomic_write_json(root / "summary.json", {"recipe": recipe.name, "stages": summary_rows})
     return outcomes
+
+
+def _run_on_machine0(entry: StageEntry, cfg: StageConfig, root: Path, force: bool) -> StageOutcome:
+    """Run a stage and leave the markers the other machines wait for (before a multi-machine stage, and after)."""
+    inputs = path_inputs(to_jsonable(cfg))
+    if spans_machines(cfg):
+        old, fps = read_manifest(root / entry.name), input_fingerprints(inputs)
+        cached = (not force and old is not None and old.status in ("complete", "cached")
+                  and old.config_hash == config_hash(cfg) and old.inputs == fps)
+        if not cached:  # its launcher writes launch/config.json once its data are ready: the others wait for it
+            (root / entry.name / "launch" / "config.json").unlink(missing_ok=True)
+        _mark(root, entry.name, "cached" if cached else "launching", cfg)
+    try:
+        outcome = stages.run_stage(entry.kind, cfg, root / entry.name, name=entry.name, inputs=inputs, force=force)
+    except BaseException as err:
+        _mark(root, entry.name, "failed", cfg, str(err).splitlines()[0][:300] if str(err) else type(err).__name__)
+        raise
+    _mark(root, entry.name, outcome.status, cfg)
+    return outcome
+
+
+def _follow_machine0(entry: StageEntry, cfg: StageConfig, root: Path) -> StageOutcome | None:
+    """Machine > 0: wait for machine 0's stage, or join a multi-machine stage it launches (its rank 0 writes)."""
+    if not spans_machines(cfg):
+        wait_for_machine0(root, entry.name, cfg, statuses=("complete", "cached"))
+        return None
+    if wait_for_machine0(root, entry.name, cfg, statuses=("launching", "cached")) == "cached":
+        return None
+    ready = root / entry.name / "launch" / "config.json"
+    while not ready.is_file():  # machine 0 prepares the stage's data first (tokenised once, on a shared dir)
+        wait_for_machine0(root, entry.name, cfg, statuses=("launching", "complete"))  # raises if it failed
+        time.sleep(WAIT_POLL_S)
+    t0 = time.perf_counter()
+    log.info("machine %d: joining stage %s (%s)", machine_rank(), entry.name, entry.kind)
+    result = stages.get(entry.kind).fn(cfg, root / entry.name)  # launches this machine's processes
+    return StageOutcome(stage=entry.name, status="joined", seconds=round(time.perf_counter() - t0, 3),
+                        result=to_jsonable(result))
