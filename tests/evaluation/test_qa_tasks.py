@@ -6,6 +6,7 @@ from pathlib import Path
 
 import official_scripts as official
 import pytest
+from mc_reference import option_loglikelihoods
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "finemed" / "evaluation" / "tasks"))
 
@@ -114,7 +115,6 @@ def test_finemed_tasks_are_found_by_their_lm_eval_tags():
 
     ours = finemed_tasks(task_manager())
     qa = {f"finemed_{d}_{s}shot" for d in ("xquad_de", "xquad_en", "xquad_es", "mlqa_de", "squad_v1") for s in (0, 1)}
-    qa |= {f"finemed_{d}_test_{s}shot" for d in ("xquad_en", "mlqa_de") for s in (0, 1)}  # held-out articles only
     assert {t for t, tag in ours.items() if tag == "finemed_qa"} == qa
     assert {t for t, tag in ours.items() if tag == "finemed_mcq"} == {"finemed_germedbench_medqa", "finemed_mcq_file"}
     plan = resolve_tasks(["xquad_de_0shot", "finemed_germedbench_medqa"])  # short and full names
@@ -155,22 +155,6 @@ def test_mcq_loaders(tmp_path):
         load_mcq_file(bad)
 
 
-def _option_loglikelihoods(model, tok, row, max_length: int) -> list[float]:
-    """lm-eval's ``multiple_choice`` scores, recomputed with plain fp32 forwards: each option's summed
-    log-probability after the prompt (prompt + " " + option tokenised whole and split where the prompt's tokens end;
-    the last max_length + 1 tokens kept)."""
-    import torch
-
-    ctx, out = tok.encode(row["prompt"]), []
-    for choice in row["choices"]:
-        whole = tok.encode(row["prompt"] + " " + choice)
-        seq, n_cont = whole[-(max_length + 1):], len(whole) - len(ctx)
-        with torch.no_grad():
-            logp = torch.log_softmax(model(torch.tensor([seq[:-1]])).logits[0].double(), -1)
-        out.append(float(logp[-n_cont:].gather(-1, torch.tensor(seq[1:])[-n_cont:, None]).sum()))
-    return out
-
-
 def test_tiny_model_through_lm_eval(tmp_path):
     from finemed.evaluation.qa import QaEvalConfig, evaluate_model
     from finemed.models.loading import load_causal_lm
@@ -192,7 +176,7 @@ def test_tiny_model_through_lm_eval(tmp_path):
     items = json.loads((tmp_path / "items_germedbench_medqa.json").read_text())
     hits = 0
     for row in mcq_rows(load_germedbench_mcq()[:3]):
-        by_hand = _option_loglikelihoods(model, tok, row, model.config.max_position_embeddings)
+        by_hand = option_loglikelihoods(model, tok, row["prompt"], row["choices"], model.config.max_position_embeddings)
         assert items[row["id"]]["option_ll"] == pytest.approx(by_hand, abs=1e-3), row["id"]
         hits += int(max(range(len(by_hand)), key=by_hand.__getitem__) == row["label"])
     assert mc["acc"] == hits / 3
