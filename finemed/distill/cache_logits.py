@@ -32,11 +32,9 @@ class KDDataConfig(StageConfig):
     """The KD training data: plain text (held out by hash) and QA-format prompts (held out by article)."""
 
     text: list[str] = ["builtin:xquad.en"]  # plain-text KD sources (finemed.texts grammar)
-    qa: str | None = "xquad.en"  # SQuAD-format file or bundled name for QA-format KD; its test articles held out
-    # other SQuAD-format sets scored later (their *_test_* tasks): their test articles' contexts leave the text too
-    eval_sets: list[str] = []
+    qa: str | None = "xquad.en"  # SQuAD-format file or bundled name for QA-format KD; split by title
     qa_shots: list[int] = [0, 1]
-    heldout_fraction: float = Field(0.2, gt=0.0, lt=1.0)  # plain-text bpb split (QA articles: data.qa_split)
+    heldout_fraction: float = Field(0.2, gt=0.0, lt=1.0)
     max_train_sequences: int | None = None  # default steps × batch_size × processes: one epoch, all the cache needs
     qa_fraction: float = Field(0.25, ge=0.0, le=1.0)  # share of QA-format sequences under that cap
     max_heldout_docs: int = 40

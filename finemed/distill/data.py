@@ -4,25 +4,34 @@ Plain text reuses the CPT packing (:func:`finemed.data.packing.token_stream`, to
 sequences are ``prompt + " " + answer + EOS`` where the prompt is the evaluation's own 0-/1-shot template
 (:mod:`finemed.evaluation.qa_prompts`), so the student is distilled on exactly what it is scored on; prompt
 and padding positions get label -100, so only answer tokens count in the loss. SQuAD-format data is split by
-article with the shared rule of :mod:`finemed.data.qa_split` (the ``*_test_*`` evaluation tasks use the same
-one): training gets the other articles only, and the contexts of the test articles of ``qa`` and of every set in
-``eval_sets`` are removed from the plain text too, so no score is taken on text the student was trained on.
+article title, so held-out evaluation never sees a training context.
 """
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
 from finemed.config import FinemedError
 from finemed.data.loaders import load_squad
 from finemed.data.packing import PackedBlocks, token_stream
-from finemed.data.qa_split import heldout_contexts, split_articles
 from finemed.evaluation.qa_prompts import TARGET_DELIMITER, build_prompt
 from finemed.texts import read_texts, split_heldout
 
 if TYPE_CHECKING:
     import torch
+
+
+def split_by_title(examples: list, heldout_fraction: float, seed: int = 0) -> tuple[list, list]:
+    """(train, heldout) QA examples; whole articles go to one side."""
+    titles = sorted({e.title for e in examples})
+    if len(titles) < 2:
+        raise FinemedError("KD data: SQuAD data needs at least two article titles to hold one out")
+    random.Random(seed).shuffle(titles)
+    n_held = max(1, round(len(titles) * heldout_fraction))
+    held = set(titles[:n_held])
+    return [e for e in examples if e.title not in held], [e for e in examples if e.title in held]
 
 
 def unique_contexts(examples: list) -> list[str]:
@@ -124,10 +133,8 @@ def build_data(cfg, tok, workdir: Path) -> KDData:
 
     train_qa, held_qa = [], []
     if cfg.qa:
-        train_qa, held_qa = split_articles(load_qa(cfg.qa))
+        train_qa, held_qa = split_by_title(load_qa(cfg.qa), cfg.heldout_fraction, cfg.seed)
     held_ctx = set(unique_contexts(held_qa))
-    for name in cfg.eval_sets:  # the test articles of the other sets the student is scored on
-        held_ctx |= heldout_contexts(load_qa(name))
     texts: list[str] = list(dict.fromkeys(t for source in cfg.text for t in read_texts(source)))
     train_texts, held_texts = split_heldout([t for t in texts if t not in held_ctx], cfg.heldout_fraction, cfg.seed)
     held_texts = (held_texts + [t for t in texts if t in held_ctx])[: cfg.max_heldout_docs]

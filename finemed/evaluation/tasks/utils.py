@@ -13,7 +13,6 @@ from typing import Any
 from finemed.config import FinemedError
 from finemed.data.loaders import load_squad
 from finemed.data.mcq import load_germedbench_mcq, load_mcq_file, mcq_rows
-from finemed.data.qa_split import split_articles
 from finemed.evaluation.qa_metrics import default_metric, score_one
 from finemed.evaluation.qa_prompts import build_prompt
 
@@ -22,35 +21,26 @@ QA_DATASETS = {"xquad_de": ("xquad.de", "de"), "xquad_en": ("xquad.en", "en"), "
 
 
 def qa_rows(dataset: str, shots: int = 0, seed: int = 0, path: str | None = None, n: int | None = None,
-            lang: str | None = None, metric: str | None = None, split: str | None = None) -> list[dict[str, Any]]:
-    """Rows ``{id, title, context, question, answers, prompt, lang, metric}`` of a QA task.
-
-    ``split: test`` keeps the test articles of :mod:`finemed.data.qa_split` only (the ``*_test_*`` tasks, which
-    score models that were trained on the other articles: the KD recipes)."""
+            lang: str | None = None, metric: str | None = None) -> list[dict[str, Any]]:
+    """Rows ``{id, title, context, question, answers, prompt, lang, metric}`` of a QA task."""
 
     name, default_lang = QA_DATASETS[dataset]
     # a user path only replaces the "any SQuAD-format file" task; the named sets keep their bundled data
     examples = load_squad(path) if path and dataset == "squad_v1" else load_squad(name=name)
     lang = lang or default_lang
     metric = metric or default_metric(lang)
-    chosen = examples
-    if split is not None:
-        if split != "test":
-            raise FinemedError(f"QA task metadata split={split!r}: only 'test' (the held-out articles) is known")
-        chosen = split_articles(examples)[1]
-    chosen = chosen[: int(n)] if n else chosen
+    chosen = examples[: int(n)] if n else examples
     return [{"id": ex.id, "title": ex.title, "context": ex.context, "question": ex.question,
              "answers": list(ex.answers), "prompt": build_prompt(ex, examples, int(shots), int(seed)),
              "lang": lang, "metric": metric} for ex in chosen]
 
 
 def load_qa(dataset: str = "xquad_de", shots: int = 0, seed: int = 0, path: str | None = None,
-            n: int | None = None, lang: str | None = None, metric: str | None = None, split: str | None = None,
-            **_: Any):
+            n: int | None = None, lang: str | None = None, metric: str | None = None, **_: Any):
     """``custom_dataset`` hook: a DatasetDict with one ``test`` split."""
     import datasets
 
-    rows = qa_rows(dataset, shots, seed, path, n, lang, metric, split)
+    rows = qa_rows(dataset, shots, seed, path, n, lang, metric)
     return datasets.DatasetDict({"test": datasets.Dataset.from_list(rows)})
 
 
