@@ -50,6 +50,9 @@ def test_two_processes_match_one_process_loss_per_step(runs, strategy):
     assert max(abs(x - y) for x, y in zip(a, b)) < 1e-4
     assert multi[0].processes == 2 and single[0].processes == 1
     assert abs(multi[0].bpb_after["domain"] - single[0].bpb_after["domain"]) < 1e-4
+    # defect 1: under FSDP no rank holds the whole model on a device; "before" is scored through the sharded model
+    assert abs(multi[0].bpb_before["domain"] - single[0].bpb_before["domain"]) < 1e-5
+    assert multi[0].runtime.get("sharded") == ("fsdp" if strategy == "fsdp" else None)
     # tokens/s counts every process's tokens
     assert multi[0].tokens_per_second == pytest.approx(
         10 * GLOBAL_BATCH * 32 / multi[0].train_seconds, rel=0.02)
