@@ -149,11 +149,18 @@ def _read_bpb(stage_dir: Path, role: str, board: dict[str, Measure]) -> None:
 _METRICS = {"exact_match": ("EM", 1.0), "f1": ("F1", 1.0), "acc": ("acc", 100.0), "acc_norm": ("acc_norm", 100.0)}
 
 
+def _positions(picks: list[int]) -> dict[str, int]:
+    """How often each option letter (A, B, ...) was picked."""
+    return {"ABCDEFGH"[i]: picks.count(i) for i in range(max(picks) + 1)} if picks else {}
+
+
 def length_bias(items: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
-    """How option length steers a multiple-choice pick: the share of items where ``acc`` (argmax of the summed
-    log-likelihood) and ``acc_norm`` (argmax per byte) pick the shortest option, and where the gold one is the
-    shortest or the longest. A summed log-likelihood falls with every token, so ``acc`` prefers short options; when
-    gold options run long, ``acc`` sits below chance while ``acc_norm`` does not."""
+    """How option length and position steer a multiple-choice pick: the share of items where ``acc`` (argmax of the
+    summed log-likelihood) and ``acc_norm`` (argmax per byte) pick the shortest option, where the gold one is the
+    shortest or the longest, and the picks and golds per option letter. A summed log-likelihood falls with every
+    token, so ``acc`` prefers short options; a small model also prefers the option it read first. When gold options
+    run long, or the answer key avoids the favoured letter (GerMedBench med_qa's first 30 golds are all B or C),
+    ``acc`` sits below chance while ``acc_norm`` does not."""
     rows = [r for r in items.values() if r.get("option_ll") and r.get("option_bytes") and r.get("label") is not None]
     if not rows:
         return None
@@ -172,6 +179,9 @@ def length_bias(items: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
             "acc_norm_picks_shortest": share([pick(r, True) == s for r, s in zip(rows, shortest)]),
             "gold_is_shortest": share([r["label"] == s for r, s in zip(rows, shortest)]),
             "gold_is_longest": share([r["label"] == g for r, g in zip(rows, longest)]),
+            "acc_picks_by_position": _positions([pick(r, False) for r in rows]),
+            "acc_norm_picks_by_position": _positions([pick(r, True) for r in rows]),
+            "gold_by_position": _positions([r["label"] for r in rows]),
             "gold_bytes": round(float(np.mean([r["option_bytes"][r["label"]] for r in rows])), 1),
             "other_bytes": round(float(np.mean([b for r in rows for i, b in enumerate(r["option_bytes"])
                                                 if i != r["label"]])), 1)}

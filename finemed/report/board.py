@@ -50,6 +50,10 @@ def _signed(v: float) -> str:
     return ("+" if v > 0 else "") + _num(v, 3)
 
 
+def _letters(counts: dict[str, int] | None) -> str:
+    return " ".join(f"{k}:{v}" for k, v in (counts or {}).items()) or "-"
+
+
 def board_view(board: dict[str, Any]) -> BoardView:
     """Text cells of ``scoreboard.json``: models in chain order, measures in the order they were read."""
     models = [r for r in ROLES if r in board["models"]]
@@ -77,7 +81,9 @@ def board_view(board: dict[str, Any]) -> BoardView:
     notes = [f"{task} {role}: acc picks the shortest option in {100 * b['acc_picks_shortest']:.0f}% of "
              f"{b['n']} items, acc_norm in {100 * b['acc_norm_picks_shortest']:.0f}%; the gold option is the "
              f"shortest in {100 * b['gold_is_shortest']:.0f}%, the longest in {100 * b['gold_is_longest']:.0f}% "
-             f"({b['gold_bytes']:g} bytes against {b['other_bytes']:g})"
+             f"({b['gold_bytes']:g} bytes against {b['other_bytes']:g}); acc picks by letter "
+             f"{_letters(b.get('acc_picks_by_position'))}, acc_norm {_letters(b.get('acc_norm_picks_by_position'))}, "
+             f"gold {_letters(b.get('gold_by_position'))}"
              for task, by_role in board.get("mcq_length_bias", {}).items() for role, b in by_role.items()]
     return BoardView(models=models, baseline=base, rows=rows, judge=text, judge_plumbing=plumbing, notes=notes,
                      judge_stage=judge.get("stage", ""),

@@ -203,6 +203,7 @@ def test_report_shows_the_board_the_stage_wrote(chain):
     assert "xquad en 0shot EM" in board and '<td class="worse"><b>0</b> <span class="delta">-50' in board
     assert "judge: not run" in html
     assert "germedbench_medqa instruct: acc picks the shortest option in 100% of 30 items" in html
+    assert "acc picks by letter A:30, acc_norm A:30, gold A:30" in html
 
 
 def test_length_bias_shows_acc_preferring_short_options():
@@ -212,7 +213,8 @@ def test_length_bias_shows_acc_preferring_short_options():
     lb = length_bias({"a": long_gold, "b": dict(long_gold), "c": short_gold, "qa": {"f1": 1.0}})
     assert lb == {"n": 3, "acc_picks_shortest": 1.0, "acc_norm_picks_shortest": pytest.approx(1 / 3, abs=1e-4),
                   "gold_is_shortest": pytest.approx(1 / 3, abs=1e-4), "gold_is_longest": pytest.approx(2 / 3, abs=1e-4),
-                  "gold_bytes": 30.0, "other_bytes": 20.0}
+                  "acc_picks_by_position": {"A": 3}, "acc_norm_picks_by_position": {"A": 1, "B": 2},
+                  "gold_by_position": {"A": 1, "B": 2}, "gold_bytes": 30.0, "other_bytes": 20.0}
     assert length_bias({"qa": {"f1": 1.0}}) is None
 
 
@@ -243,3 +245,18 @@ def test_a_sweep_that_chose_t1_scores_the_probe_for_cpt_and_merge_alike(chain):
     board = _board(m, evals)
     assert board["models"]["cpt"]["probe.pass_rate"] == board["models"]["merge"]["probe.pass_rate"] == 0.0
     assert board["deltas"]["merge"]["probe.pass_rate"]["verdict"] == "worse"
+
+
+def test_germedbench_answer_key_explains_acc_below_chance():
+    """Why the quickstart's MCQ acc was 1 of 30 while acc_norm sat at 20%: the first 30 GerMedBench med_qa golds are
+    all B or C, and SmolLM2's summed log-likelihood mostly favours option A's text (8 of 10 items measured by plain
+    forwards; see the report). A picker that always takes A scores 0 here, not the 20% a uniform key would give."""
+    from finemed.data.mcq import load_germedbench_mcq, mcq_rows
+
+    rows = mcq_rows(load_germedbench_mcq()[:30])
+    items = {r["id"]: {"label": r["label"], "option_ll": [-1.0] + [-2.0] * (len(r["choices"]) - 1),
+                       "option_bytes": [len(c.encode("utf-8")) for c in r["choices"]]} for r in rows}
+    lb = length_bias(items)
+    assert lb["gold_by_position"] == {"A": 0, "B": 14, "C": 16}
+    assert lb["acc_picks_by_position"] == {"A": 30}
+    assert sum(r["label"] == 0 for r in rows) == 0  # an A-picker is right on none of them
