@@ -1,16 +1,16 @@
-"""The instruction probe: 50 bilingual items, each check on hand-written answers, scoring, and generation."""
+"""The instruction probe: 128 bilingual items, each check on hand-written answers, scoring, and generation."""
 
 from __future__ import annotations
 
 import pytest
 
-from finemed.merging.probe import check, instructions, run_probe, score
+from finemed.merging.probe import check, instructions, probe_items, run_probe, score
 
 
-def test_fifty_items_half_german_half_english_all_check_eos():
+def test_items_half_german_half_english_all_check_eos():
     items = instructions()
-    assert len(items) == 50 and len({i.id for i in items}) == 50
-    assert sum(i.lang == "de" for i in items) == 25
+    assert len(items) == 128 and len({i.id for i in items}) == 128
+    assert sum(i.lang == "de" for i in items) == 64
     assert all(i.checks[-1] == "eos" for i in items)
     kinds = {c.split(":")[0] for i in items for c in i.checks}
     assert {"lang", "max_words", "bullets", "numbered", "json", "yes_no", "eos"} <= kinds
@@ -65,7 +65,8 @@ def test_probe_generates_through_the_shared_loop():
     tok = tiny_tokenizer()
     model = tiny_llama(vocab_size=len(tok))
     res = run_probe(model, tok, max_new_tokens=6, batch_size=2, limit=3)
-    assert [i.id for i in res.items] == [i.id for i in instructions()[:3]]
+    assert [i.id for i in res.items] == [i.id for i in probe_items("all", 3)]
+    assert [i.split for i in res.items].count("dev") == 2 and set(res.splits) == {"dev", "test"}  # a limit keeps both
     for item in res.items:
         assert isinstance(item.answer, str) and item.checks["eos"] is item.stopped
         assert item.passed is all(item.checks.values())
