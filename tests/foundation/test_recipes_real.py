@@ -123,7 +123,9 @@ def test_definemed_rehearsal(name, tmp_path):
 @pytest.mark.parametrize("name", ["kd-qa-qwen2.5", "kd-qa-pythia"])
 def test_kd_qa_rehearsal(name, tmp_path):
     root, outcomes, _, _ = _rehearse(name, tmp_path)
-    assert {o.status for o in outcomes} == {"complete"} and len(outcomes) == 4  # two students, two QA evals
+    recipe = load_recipe(REPO / "recipes" / f"{name}.yaml")
+    assert {o.status for o in outcomes} == {"complete"} and len(outcomes) == len(recipe.stages)
+    assert sum(s.kind == "train.distill" for s in recipe.stages) == 2  # two students, each scored by eval.qa
     for o in outcomes:
         if "parameter_reduction_pct" in o.result:  # the two distill stages
             assert 0 < o.result["parameter_reduction_pct"] < 100 and o.result["retention"]
