@@ -252,10 +252,9 @@ def run(config: CptConfig, run_dir: Path, callbacks: list | None = None) -> CptR
     before: dict[str, float] = {}
     if resume_from is not None and before_path.is_file():
         before = read_json(before_path)
-    elif resume_from is None and not sharded:
-        before = bpb_sets(model, tok, sets, config, rt)
-        if rank() == 0:
-            atomic_write_json(before_path, before)
+    elif not sharded and rank() == 0:  # the loaded weights (a checkpoint is restored inside train()); only rank
+        before = bpb_sets(model, tok, sets, config, rt)  # 0's result is kept
+        atomic_write_json(before_path, before)
     # under FSDP nobody holds the whole model on a GPU: every rank scores "before" through the sharded model, at
     # the start of training (BpbEval)
     score_before = before_path if sharded and resume_from is None else None
