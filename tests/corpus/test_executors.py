@@ -52,7 +52,8 @@ def test_slurm_submits_through_datatrove_with_ranks_file_and_array_offsets(small
     assert submissions(state)[-1]["deps"] == [f"afterok:{jobs['final']}"] and not (run_dir / "output").exists()
 
 
-@pytest.mark.slow  # ~16 task processes: ~1 min alone, ~5 min on the shared 2-core box
+@pytest.mark.slow  # ~16 task processes: ~1 min alone; smoke: the one Slurm rehearsal make test runs
+@pytest.mark.smoke
 def test_slurm_rehearsal_runs_every_array_task_and_matches_local(small_dev, small_clf, tmp_path, monkeypatch):
     """datatrove's launch_job through sbatch/srun stand-ins; max_array_size 3 < 4 input files: two arrays, offsets."""
     state = tmp_path / "slurm-state"
