@@ -260,3 +260,19 @@ def test_germedbench_answer_key_explains_acc_below_chance():
     assert lb["gold_by_position"] == {"A": 0, "B": 14, "C": 16}
     assert lb["acc_picks_by_position"] == {"A": 30}
     assert sum(r["label"] == 0 for r in rows) == 0  # an A-picker is right on none of them
+
+
+def test_a_split_probe_is_read_on_its_test_half_only(chain):
+    """The sweep selects t on the probe's dev half; the board scores the test half (items tagged split)."""
+    m, evals, root = chain
+    for label, dev_pass, test_pass in (("t0", True, True), ("t1", True, False), ("t0.5", False, True)):
+        items = [{"id": f"d{i}", "split": "dev", "passed": dev_pass} for i in range(10)]
+        items += [{"id": f"t{i}", "split": "test", "passed": test_pass} for i in range(10)]
+        atomic_write_json(root / "merge" / "probe" / f"{label}.json",
+                          {"pass_rate": 0.5, "splits": {"dev": {"pass_rate": float(dev_pass)},
+                                                        "test": {"pass_rate": float(test_pass)}}, "items": items})
+    board = _board(m, evals)
+    assert [board["models"][r]["probe.pass_rate"] for r in ("instruct", "cpt", "merge")] == [1.0, 0.0, 1.0]
+    assert board["deltas"]["cpt"]["probe.pass_rate"]["n"] == 10  # test items only
+    assert board["deltas"]["cpt"]["probe.pass_rate"]["verdict"] == "worse"
+    assert board["deltas"]["merge"]["probe.pass_rate"]["verdict"] == "unchanged"
