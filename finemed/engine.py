@@ -136,6 +136,17 @@ def _cuda_visible() -> bool:
         return False
 
 
+def _die_with_parent() -> None:
+    """In the server's child before exec (Linux): SIGTERM it when finemed's process dies, even by SIGKILL, so a
+    killed run leaves no server holding a port and memory (atexit does not run then)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def failure_line(log_text: str) -> str:
     """The one line that says why a vLLM server stopped, from its log: a taken port, else vLLM's last ``ERROR``
     log record (without its pid/time/file prefix), else the last exception line."""
@@ -241,7 +252,8 @@ class VLLMServer:
         t0 = time.perf_counter()
         with open(self.log_path, "wb") as out:
             self.proc = subprocess.Popen(self.command(python), stdout=out, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, env=self.environment(), start_new_session=True)
+                                         stdin=subprocess.DEVNULL, env=self.environment(), start_new_session=True,
+                                         preexec_fn=_die_with_parent)
         log.info("vllm: starting %s on %s (log %s)", self.model, self.base_url, self.log_path)
         self._wait_ready(t0)
         log.info("vllm: %s ready on %s in %.0f s", self.name, self.base_url, time.perf_counter() - t0)

@@ -1,6 +1,7 @@
 """Run lm-eval tasks on a model *object* (DESIGN.md tokenizer trap: never let lm-eval reload a path).
 
 ``make_lm`` wraps an already-loaded (model, tokenizer) in lm-eval's ``HFLM`` on the model's device;
+``make_server_lm`` points lm-eval's ``local-completions`` at a managed vLLM server (``backend: vllm``);
 ``resolve_tasks`` maps task names to lm-eval names through lm-eval's own index: finemed's tasks are the YAMLs
 in ``finemed/evaluation/tasks`` (and any extra ``task_dirs``) tagged ``finemed_qa`` / ``finemed_mcq``, named
 short (``xquad_de_0shot``) or full (``finemed_xquad_de_0shot``); any other name is looked up among lm-eval's
@@ -9,13 +10,13 @@ stock tasks (indexing those is slow, so only then). ``evaluate`` runs them throu
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from finemed.config import FinemedError
+from finemed.engine import VLLMSettings, choose_engine, serve
 from finemed.runtime import Runtime
 
 TASKS_DIR = Path(__file__).parent / "tasks"
@@ -29,29 +30,26 @@ def make_lm(model, tokenizer, *, batch_size: int = 8, max_length: int | None = N
                 device=str(model.device), mixed_precision_dtype=mixed_precision)
 
 
-def vllm_available() -> bool:
-    return importlib.util.find_spec("vllm") is not None
+def choose_backend(backend: str, rt: Runtime | None = None) -> str:
+    """``hf`` (lm-eval's HFLM on our model object) or ``vllm`` (lm-eval's ``local-completions`` against a managed
+    vLLM server): the engine policy of :func:`finemed.engine.choose_engine`, for CPU and GPU alike."""
+    return choose_engine(backend, "eval qa/mcq backend")
 
 
-def choose_backend(backend: str, rt: Runtime) -> str:
-    """``hf`` (lm-eval's HFLM on our model object) or ``vllm`` (lm-eval's vLLM backend); ``auto`` takes vLLM where it
-    is installed and the runtime has a GPU."""
-    if backend == "auto":
-        return "vllm" if vllm_available() and rt.is_cuda else "hf"
-    if backend == "vllm" and not vllm_available():
-        raise FinemedError("backend vllm: the vllm package is not installed; `pip install vllm` on a GPU machine, "
-                           "or set backend: hf")
-    if backend == "vllm" and not rt.is_cuda:
-        raise FinemedError(f"backend vllm needs a CUDA device, but the runtime is {rt.device}; set backend: hf")
-    return backend
+def make_server_lm(model_dir: str | Path, *, vllm: VLLMSettings | None = None, batch_size: int = 8,
+                   concurrency: int = 8, max_length: int | None = None):
+    """lm-eval's ``local-completions`` model on a managed vLLM server for ``model_dir`` (:func:`finemed.engine.serve`):
+    generation through ``/v1/completions``; log-likelihoods from the prompt's logprobs (``echo: true``), the
+    requests sent as token ids of the model's own tokenizer. Returns ``(lm, server)``."""
+    from lm_eval.models.openai_completions import LocalCompletionsAPI
 
-
-def make_vllm_lm(model_dir: str, *, dtype: str, batch_size: int | str = "auto", max_length: int | None = None):
-    """lm-eval's vLLM backend on a local model dir (vLLM loads weights and tokenizer itself; safetensors only)."""
-    from lm_eval.models.vllm_causallms import VLLM
-
-    return VLLM(pretrained=model_dir, tokenizer=model_dir, dtype=dtype, batch_size=batch_size,
-                max_model_len=max_length, trust_remote_code=False)
+    settings = vllm or VLLMSettings()
+    server = serve(model_dir, settings)
+    lm = LocalCompletionsAPI(base_url=f"{server.base_url}/completions", model=server.name, tokenizer=str(server.model),
+                             tokenizer_backend="huggingface", tokenized_requests=True, num_concurrent=concurrency,
+                             batch_size=batch_size, max_retries=3, timeout=600,
+                             max_length=max_length or settings.max_model_len or 2048)
+    return lm, server
 
 
 def task_manager(metadata: dict[str, Any] | None = None, *, task_dirs: list[str | Path] = (),

@@ -20,8 +20,9 @@ from pydantic import Field
 from finemed.artifacts import atomic_write_json
 from finemed.config import FinemedError, StageConfig
 from finemed.data.registry import require_file
+from finemed.engine import VLLMSettings
 from finemed.evaluation.lmeval_plan import lmeval_estimate
-from finemed.evaluation.lmeval_runner import TaskPlan, choose_backend, evaluate, make_lm, make_vllm_lm, resolve_tasks
+from finemed.evaluation.lmeval_runner import TaskPlan, choose_backend, evaluate, make_lm, make_server_lm, resolve_tasks
 from finemed.evaluation.qa_empty import KINDS, explain_empty
 from finemed.logs import get_logger
 from finemed.models.loading import check_weights, load_causal_lm
@@ -45,7 +46,10 @@ class QaEvalConfig(StageConfig):
     data: str | None = Field(None, description="SQuAD-format file for squad_v1_*, CSV/JSON for mcq_file")
     max_length: int | None = None
     allow_pickle: bool = False
-    backend: Literal["auto", "hf", "vllm"] = "auto"  # auto: vLLM where installed and a GPU is present, else hf
+    # auto: vLLM (a managed server, lm-eval's local-completions) where `make vllm` ran, else hf (HFLM in-process)
+    backend: Literal["auto", "hf", "vllm"] = "auto"
+    vllm: VLLMSettings = Field(default_factory=VLLMSettings)
+    concurrency: int = Field(8, ge=1, description="parallel requests to the vLLM server")
 
 
 class QaEvalResult(StageResult):
@@ -129,15 +133,23 @@ def run_eval(config: QaEvalConfig, run_dir: Path) -> QaEvalResult:
     if config.data:
         require_file(config.data, "--data file (SQuAD-format JSON, or MCQ CSV/JSON)")
 
-    rt = resolve(config.device, config.dtype)
-    backend = choose_backend(config.backend, rt)
-    log.info("eval %s on %s with the %s backend", ", ".join(config.tasks), rt.describe(), backend)
+    backend = choose_backend(config.backend)
     if backend == "vllm":
         path = resolve_model_path(config.model)
         check_weights(path, allow_pickle=False)
-        lm = make_vllm_lm(str(path), dtype=rt.compute, max_length=config.max_length)
-        scores = evaluate_model(None, None, config, run_dir, plan=plan, lm=lm)
+        lm, server = make_server_lm(path, vllm=config.vllm, batch_size=config.batch_size,
+                                    concurrency=config.concurrency, max_length=config.max_length)
+        log.info("eval %s on vLLM %s", ", ".join(config.tasks), server.base_url)
+        try:
+            scores = evaluate_model(None, None, config, run_dir, plan=plan, lm=lm)
+        except Exception:
+            dead = server.died()  # the server's one line, not lm-eval's retry traceback
+            if dead:
+                raise FinemedError(dead) from None
+            raise
     else:
+        rt = resolve(config.device, config.dtype)
+        log.info("eval %s on %s with the hf backend", ", ".join(config.tasks), rt.describe())
         model, tok = load_causal_lm(config.model, runtime=rt, allow_pickle=config.allow_pickle)
         scores = evaluate_model(model, tok, config, run_dir, plan=plan, runtime=rt)
     result = QaEvalResult(model=config.model, backend=backend, **scores)
