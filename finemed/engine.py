@@ -229,9 +229,6 @@ class VLLMServer:
                 f"log: {self.log_path}")
 
     def start(self) -> "VLLMServer":
-        python = vllm_python()
-        if python is None:
-            raise FinemedError(f"vllm: no vLLM venv at {vllm_venv()}; run `make vllm`, or set engine: hf")
         if not (self.model / "config.json").is_file():
             raise FinemedError(f"vllm: model dir {self.model} has no config.json; pass an HF model directory")
         if self.port is None:
@@ -239,6 +236,9 @@ class VLLMServer:
         elif not port_free(self.port, self.host):
             raise FinemedError(f"vllm: port {self.port} on {self.host} is already in use; pick another --port or "
                                f"leave it out for a free one")
+        python = vllm_python()
+        if python is None:
+            raise FinemedError(f"vllm: no vLLM venv at {vllm_venv()}; run `make vllm`, or set engine: hf")
         if self.settings.tensor_parallel_size * self.settings.data_parallel_size > 1 and not _cuda_visible():
             raise FinemedError(f"vllm: tensor_parallel_size={self.settings.tensor_parallel_size} x "
                                f"data_parallel_size={self.settings.data_parallel_size} needs GPUs and none is "

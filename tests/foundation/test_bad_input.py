@@ -130,6 +130,12 @@ TOK_EVAL = ["tokenizer", "eval", "--out", "{out}"]
 RECIPE_BPB = ("name: r\nstages:\n  - name: a\n    kind: eval.bpb\n"
               "    config: {{model: '{model}', sets: {{x: '{data}'}}}}\n")
 
+# a port held open for the whole session: `finemed serve --port` on it must refuse in one line
+HELD = socket.socket()
+HELD.bind(("127.0.0.1", 0))
+HELD.listen()
+NOSUCH_MODEL = {"m/config.json": json.dumps({"architectures": ["NoSuchForCausalLM"], "model_type": "nosuch"})}
+
 CASES: dict[str, Case] = {
     # config plumbing, shared by every stage command
     "config-unknown-key": Case([*BPB_CFG, "--set", "bogus=1"], r"unknown key 'bogus'"),
@@ -293,6 +299,14 @@ CASES: dict[str, Case] = {
     "models-student-missing-teacher": Case(["models", "student", "{in}/nomodel", "--out", "{out}/s"],
                                            r"not a registered name"),
 }
+CASES.update({
+    "serve-port-in-use": Case(["serve", "{M}", "--port", str(HELD.getsockname()[1]), "--ready-only"],
+                              rf"port {HELD.getsockname()[1]} on 127.0.0.1 is already in use; pick another --port"),
+    # with .venv-vllm: vLLM's own ERROR line and the log path; without: the line saying how to build it
+    "serve-model-it-cannot-load": Case(["serve", "{in}/m", "--ready-only"], r"vLLM server for .*/m failed to start "
+                                       r"\(exit \d+\): .*nosuch.*log: |no vLLM venv at .*make vllm",
+                                       files=NOSUCH_MODEL, heavy=True),
+})
 XFAIL: dict[str, str] = {}  # case -> why it still fails (none left)
 
 
