@@ -19,21 +19,31 @@ PAIRS = {"qwen": ("Qwen/Qwen2.5-7B-Instruct", 152064, "Qwen/Qwen2.5-3B-Instruct"
          "pythia": ("EleutherAI/pythia-6.9b", 50432, "EleutherAI/pythia-160m", 50304)}
 
 
-def _build(name: str, root):
-    t_spec, t_vocab, s_spec, s_vocab = PAIRS[name]
-    teacher = tiny_standin(t_spec, root / "teacher", layers=2, hidden=16, heads=2, vocab_size=t_vocab)
-    student = tiny_standin(s_spec, root / "student", layers=1, hidden=16, heads=2, vocab_size=s_vocab, seed=1)
-    return name, teacher, student, min(t_vocab, s_vocab)
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """``name -> (name, teacher dir, student dir, shared width)``, each pair built once for the module."""
+    cache: dict[str, tuple] = {}
+
+    def get(name: str):
+        if name not in cache:
+            t_spec, t_vocab, s_spec, s_vocab = PAIRS[name]
+            root = tmp_path_factory.mktemp(name)
+            teacher = tiny_standin(t_spec, root / "teacher", layers=2, hidden=16, heads=2, vocab_size=t_vocab)
+            student = tiny_standin(s_spec, root / "student", layers=1, hidden=16, heads=2, vocab_size=s_vocab, seed=1)
+            cache[name] = (name, teacher, student, min(t_vocab, s_vocab))
+        return cache[name]
+
+    return get
 
 
 @pytest.fixture(scope="module", params=sorted(PAIRS))
-def pair(request, tmp_path_factory):
-    return _build(request.param, tmp_path_factory.mktemp(request.param))
+def pair(request, built):
+    return built(request.param)
 
 
 @pytest.fixture(scope="module")
-def qwen_pair(tmp_path_factory):
-    return _build("qwen", tmp_path_factory.mktemp("qwen_stage"))
+def qwen_pair(built):
+    return built("qwen")
 
 
 def test_both_pairs_distil_a_wider_teacher_into_a_narrower_student():
