@@ -70,6 +70,6 @@ def test_kd_qa_mini_rehearsal(rehearsal_runs, tmp_path):
     md = (root / "findings" / "findings.md").read_text()
     assert "## KD − CE" in md and "Students retain a large share" in md
     assert all(v.split(":")[0] in WORDS for v in found["claims"].values()) and len(found["claims_hash"]) == 16
-    assert (tmp_path / "docs" / "results" / "kd-qa.md").read_text() == md
+    assert not (tmp_path / "docs").exists()  # a rehearsal never overwrites docs/results
     sft = json.loads((root / "teacher" / "metrics.json").read_text())
     assert sft["steps"] == 2 and sft["eval_loss_after"] is not None
