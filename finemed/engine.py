@@ -54,7 +54,7 @@ class VLLMSettings(StageConfig):
     tensor_parallel_size: int = Field(1, ge=1)
     data_parallel_size: int = Field(1, ge=1)
     gpu_memory_utilization: float = Field(0.9, gt=0.0, le=1.0)
-    cpu_kvcache_gib: float = Field(2.0, gt=0.0, description="KV cache on a CPU server (VLLM_CPU_KVCACHE_SPACE)")
+    cpu_kvcache_gib: float = Field(1.0, gt=0.0, description="KV cache on a CPU server (VLLM_CPU_KVCACHE_SPACE)")
     enforce_eager: bool = Field(True, description="skip compilation: starts in ~33 s instead of ~75 s on CPU")
     max_logprobs: int = Field(20, ge=1)
     start_timeout_s: float = Field(600.0, gt=0.0)
@@ -312,16 +312,23 @@ _lock = threading.Lock()
 
 def serve(model: str | Path, settings: VLLMSettings | None = None) -> VLLMServer:
     """The running server for ``model`` (a registered name or an HF dir) with these settings, started once per
-    process; a server that has died is started again."""
+    process; a server that has died is started again. At most ``FINEMED_VLLM_MAX_SERVERS`` (default 2) run at
+    once: starting another stops the least recently used."""
     from finemed.models.registry import resolve_model_path
 
     settings = settings or VLLMSettings()
     path = resolve_model_path(str(model).removeprefix("local:")).resolve()
     key = (str(path), settings.model_dump_json())
     with _lock:
-        server = _servers.get(key)
+        server = _servers.pop(key, None)
         if server is not None and server.alive():
+            _servers[key] = server  # most recently used last
             return server
+        limit = max(1, int(os.environ.get("FINEMED_VLLM_MAX_SERVERS", "2")))
+        while len(_servers) >= limit:  # a recipe walks through models: keep the last few, not one per model
+            old = _servers.pop(next(iter(_servers)))
+            log.info("vllm: stopping the least recently used server (%s) for %s", old.name, path.name)
+            old.stop()
         server = VLLMServer(path, settings).start()
         _servers[key] = server
         return server

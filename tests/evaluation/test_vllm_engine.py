@@ -175,3 +175,26 @@ def test_a_model_vllm_cannot_load_is_one_line(tmp_path):
     msg = str(err.value)
     assert "\n" not in msg and msg.startswith(f"vLLM server for {bad} failed to start (exit ")
     assert "log: " in msg and time.perf_counter() - t0 < 300
+
+
+def test_serve_reuses_a_server_and_keeps_at_most_two(tmp_path, monkeypatch):
+    def fake_start(self):
+        self.proc = subprocess.Popen(["sleep", "60"], start_new_session=True)
+        return self
+
+    monkeypatch.setattr(VLLMServer, "start", fake_start)
+    monkeypatch.delenv("FINEMED_VLLM_MAX_SERVERS", raising=False)
+    dirs = []
+    for name in ("a", "b", "c"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config.json").write_text("{}")
+        dirs.append(tmp_path / name)
+    try:
+        first = engine.serve(dirs[0])
+        assert engine.serve(dirs[0]) is first  # same model and settings: the same server
+        second = engine.serve(dirs[1])
+        engine.serve(dirs[0])  # a is now the most recently used
+        engine.serve(dirs[2])  # the third stops the least recently used: b
+        assert first.alive() and not second.alive() and len(engine._servers) == 2
+    finally:
+        engine.stop_all()
