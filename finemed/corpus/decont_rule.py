@@ -37,12 +37,21 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from finemed.corpus.decont import DecontConfig
+
+class RuleSettings(Protocol):
+    """The thresholds the rule reads (``finemed.corpus.decont.DecontConfig`` has them, with their defaults)."""
+
+    n_grams: int
+    max_item_df: int
+    max_numeric_share: float
+    leak_share: float
+    window_chars: int
+    max_cuts: int
+
 
 _WORD = re.compile(r"\S+")
 _STRIP = re.compile(r"[\W_]+")
@@ -144,14 +153,14 @@ class Match:
     item: str | None = None
     coverage: float = 0.0
 
-    def candidates(self, index: DecontIndex, cfg: "DecontConfig") -> set[int]:
+    def candidates(self, index: DecontIndex, cfg: RuleSettings) -> set[int]:
         """Index positions of the shared n-grams the rule would cut (not boilerplate, not mostly numbers)."""
         words = [w for w, _, _ in self.toks]
         return {int(p) for i, p in zip(self.at, self.pos) if index.item_df[p] < cfg.max_item_df
                 and numeric_share(words[i:i + cfg.n_grams]) < cfg.max_numeric_share}
 
 
-def match(text: str, index: DecontIndex, cfg: "DecontConfig", hasher) -> Match | None:
+def match(text: str, index: DecontIndex, cfg: RuleSettings, hasher) -> Match | None:
     """The doc's shared n-grams and its most-covered item, or None when it shares none."""
     n = cfg.n_grams
     toks = tokens(text)
@@ -171,7 +180,7 @@ def match(text: str, index: DecontIndex, cfg: "DecontConfig", hasher) -> Match |
     return Match(toks, at, pos[at], name, round(found[best] / max(int(index.item_ngrams[best]), 1), 4))
 
 
-def resolve(text: str, m: Match | None, index: DecontIndex, cfg: "DecontConfig",
+def resolve(text: str, m: Match | None, index: DecontIndex, cfg: RuleSettings,
             frequent: set[int] | frozenset = frozenset()) -> Decision:
     """Drop, cut or keep a doc from its :class:`Match`; ``frequent``: index positions to ignore (corpus boilerplate)."""
     if m is None:
@@ -206,7 +215,7 @@ def resolve(text: str, m: Match | None, index: DecontIndex, cfg: "DecontConfig",
     return Decision("cut", kept, cuts=len(spans), cut_chars=cut_chars, **info)
 
 
-def decide(text: str, index: DecontIndex, cfg: "DecontConfig", hasher,
+def decide(text: str, index: DecontIndex, cfg: RuleSettings, hasher,
            frequent: set[int] | frozenset = frozenset()) -> Decision:
     """What the rule (module docstring) does with one doc."""
     return resolve(text, match(text, index, cfg, hasher), index, cfg, frequent)
