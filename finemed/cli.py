@@ -14,10 +14,12 @@ from typing import Optional
 
 import typer
 
-from finemed.config import FinemedError
+from finemed.config import FinemedError, apply_overrides, validate
 from finemed.data.debian_text import fetch
+from finemed.engine import VLLMServer, VLLMSettings
 from finemed.logs import setup_logging
 from finemed.models.loading import load_causal_lm, save_model
+from finemed.models.registry import resolve_model_path
 from finemed.models.smollm2 import ensure_model
 from finemed.models.student import init_student
 from finemed.plan import make_plan
@@ -182,9 +184,6 @@ def serve_cmd(model: str = typer.Argument(..., help="HF model dir or registered 
     """Serve a model with vLLM (from .venv-vllm; `make vllm`) until Ctrl-C; prints its LLM spec URL#MODEL."""
     import time
 
-    from finemed.config import apply_overrides, validate
-    from finemed.engine import VLLMServer, VLLMSettings
-    from finemed.models.registry import resolve_model_path
 
     settings = validate(VLLMSettings, apply_overrides({}, sets), "--set")
     with VLLMServer(resolve_model_path(model), settings, port=port, host=host) as server:

@@ -36,7 +36,9 @@ from typing import Literal
 from pydantic import Field
 
 from finemed.config import FinemedError, StageConfig
+from finemed.data.registry import cache_dir
 from finemed.logs import get_logger
+from finemed.models.registry import resolve_model_path
 
 log = get_logger(__name__)
 Engine = Literal["auto", "hf", "vllm"]
@@ -199,7 +201,6 @@ class VLLMServer:
         return cmd + list(s.extra_args)
 
     def environment(self) -> dict[str, str]:
-        from finemed.data.registry import cache_dir
 
         env = dict(os.environ)
         env.setdefault("VLLM_CACHE_ROOT", str(cache_dir() / "vllm"))
@@ -245,7 +246,6 @@ class VLLMServer:
                                f"visible; set both to 1 on a CPU machine")
         free_gpu_memory()
         if self.log_path is None:
-            from finemed.data.registry import cache_dir
 
             self.log_path = cache_dir() / "vllm" / "logs" / f"server-{self.port}.log"
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -314,7 +314,6 @@ def serve(model: str | Path, settings: VLLMSettings | None = None) -> VLLMServer
     """The running server for ``model`` (a registered name or an HF dir) with these settings, started once per
     process; a server that has died is started again. At most ``FINEMED_VLLM_MAX_SERVERS`` (default 2) run at
     once: starting another stops the least recently used."""
-    from finemed.models.registry import resolve_model_path
 
     settings = settings or VLLMSettings()
     path = resolve_model_path(str(model).removeprefix("local:")).resolve()
