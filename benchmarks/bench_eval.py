@@ -51,8 +51,8 @@ def qa_side(side: str, n: int, batch_size: int) -> dict:
     import lm_eval
 
     from finemed.evaluation.lmeval_runner import task_manager
-    from finemed.evaluation.qa import QaEvalConfig, run_eval
     from finemed.models.registry import resolve_model_path
+    from finemed.qa_eval import QaEvalConfig, run_eval
     from finemed.runtime import resolve
 
     path = resolve_model_path("smollm2")

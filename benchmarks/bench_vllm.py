@@ -55,10 +55,10 @@ def main() -> None:
     from finemed.evaluation.answers import AnswerRow, load_prompts
     from finemed.evaluation.judge import judge_llm
     from finemed.evaluation.lmeval_runner import make_lm, make_server_lm
-    from finemed.evaluation.qa import QaEvalConfig, evaluate_model
     from finemed.llm import LLMClient
     from finemed.models.generate import generate
     from finemed.models.registry import resolve_model_path
+    from finemed.qa_eval import QaEvalConfig, evaluate_model
     from finemed.verdicts import verdicts
 
     if engine.vllm_python() is None:

@@ -15,7 +15,7 @@ from pathlib import Path
 from pydantic import Field
 
 from finemed.evaluation.lmeval_plan import lmeval_estimate
-from finemed.evaluation.qa import QaEvalConfig, QaEvalResult, run_eval
+from finemed.qa_eval import QaEvalConfig, QaEvalResult, run_eval
 from finemed.stages import planner, stage
 
 

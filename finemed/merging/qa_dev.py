@@ -4,13 +4,13 @@ The t-sweep must not hand on a model that lost the extractive QA its instruct mo
 the QA measure above its floor at 135M (SmolLM2 scores 0 on German extractive QA, so German QA cannot show a
 loss). Selection reads only this dev set; the scoreboard and findings read test items, which it never touches:
 
-- **Articles.** The split is :func:`finemed.sft.data.split_articles` (the one the ``data.qa_split`` stage uses),
+- **Articles.** The split is :func:`finemed.data.qa_splits.split_articles` (the one the ``data.qa_split`` stage uses),
   applied twice: first exactly as ``data.qa_split`` splits with its defaults (bare title, ``avoid_test_fraction``
   0.25, seed) and the test articles are dropped; then the remaining articles are split again with the salt
   ``"merge.sweep:"`` and ``fraction`` (0.25): the held side are the dev articles. For XQuAD-en with seed 0 these are
   9 of its 48 articles, none of them ``Super_Bowl_50``, the article of the first 20 questions that the
   quickstart's ``eval.qa`` stages score (``tests/merging/test_qa_dev.py`` asserts it from the recipe).
-- **Questions.** :func:`finemed.sft.split.sample_test`: up to ``limit`` (16) answered questions, round-robin over
+- **Questions.** :func:`finemed.data.qa_splits.sample_test`: up to ``limit`` (16) answered questions, round-robin over
   the shuffled dev articles, paragraphs up to ``max_context_chars`` (700) only: short prompts, a CPU budget.
 - **Scoring.** The same lm-eval path as ``eval.qa`` (:mod:`finemed.evaluation.qa`): the ``squad_v1_{shots}shot``
   task on the dev file written here (the 1-shot exemplar comes from another dev article), greedy, stop at the
@@ -29,11 +29,10 @@ from pydantic import Field
 from finemed.artifacts import atomic_write_text
 from finemed.config import FinemedError, StageConfig
 from finemed.data.loaders import QAExample
+from finemed.data.qa_splits import load_qa_source, sample_test, split_articles, to_squad
 from finemed.engine import VLLMSettings
-from finemed.evaluation.qa import QaEvalConfig, evaluate_model, run_eval
+from finemed.qa_eval import QaEvalConfig, evaluate_model, run_eval
 from finemed.runtime import Runtime
-from finemed.sft.data import load_qa_source, split_articles
-from finemed.sft.split import sample_test, to_squad
 
 DEV_SALT = "merge.sweep:"
 

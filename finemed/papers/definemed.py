@@ -92,7 +92,7 @@ def cpt_sweep_rows(cfg: DefinemedConfig, sweep_dir: Path, run_dir: Path) -> list
         rows.append({"run": d.name, "lr": conf.get("lr"), "steps": res.get("steps"),
                      "tokens": res.get("steps", 0) * conf.get("batch_size", 0) * conf.get("seq_len", 0),
                      "domain_bpb_before": res["bpb_before"].get("domain"),
-                     "domain_bpb": res["bpb_after"].get("domain"), "probe": probe["pass_rate"],
+                     "domain_bpb": res["bpb_after"].get("domain"), "probe": C.verdict_rate(probe),
                      "chosen": Path(d).resolve() == Path(cfg.chosen_cpt).resolve()})
     return rows
 
@@ -224,7 +224,7 @@ def run(cfg: DefinemedConfig, run_dir: Path) -> DefinemedResult:
     chosen_label = sweep["chosen"]
     probes = {"instruct": read_json(_probe_file(sweep_dir, "t=0")), "cpt": read_json(_probe_file(sweep_dir, "t=1")),
               "merge": read_json(_probe_file(sweep_dir, chosen_label))}
-    rates = {r: probes[r]["pass_rate"] for r in ROLES}
+    rates = {r: C.verdict_rate(probes[r]) for r in ROLES}  # the test half
     rows = cpt_sweep_rows(cfg, sweep_dir, run_dir)
     pick = rule_pick(rows, rates["instruct"], cfg.min_probe_drop)
     plot = plot_bpb_vs_probe(sweep["points"], chosen_label, run_dir / "bpb_vs_probe.png")

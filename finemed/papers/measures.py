@@ -73,12 +73,24 @@ def probe_model(model_dir: Path, cache: Path, cfg: Any) -> dict[str, Any]:
     return res
 
 
+def verdict_items(run: dict[str, Any]) -> list[dict[str, Any]]:
+    """The probe items a verdict may use: the test half where the probe is split (the sweep selects on dev)."""
+    items = run["items"]
+    return [i for i in items if i.get("split", "test") == "test"]
+
+
+def verdict_rate(run: dict[str, Any]) -> float:
+    """The pass rate on :func:`verdict_items` (the whole probe where it is not split)."""
+    items = verdict_items(run)
+    return sum(bool(i["passed"]) for i in items) / len(items) if items else float("nan")
+
+
 def mcnemar(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
-    """Exact McNemar test on the probe items both runs answered: items only ``a`` passes vs only ``b`` passes."""
+    """Exact McNemar test on the test-half probe items both runs answered: only ``a`` passes vs only ``b``."""
     from scipy.stats import binomtest
 
-    pa = {i["id"]: i["passed"] for i in a["items"]}
-    pb = {i["id"]: i["passed"] for i in b["items"]}
+    pa = {i["id"]: i["passed"] for i in verdict_items(a)}
+    pb = {i["id"]: i["passed"] for i in verdict_items(b)}
     ids = sorted(set(pa) & set(pb))
     only_a = sum(pa[i] and not pb[i] for i in ids)
     only_b = sum(pb[i] and not pa[i] for i in ids)
@@ -104,9 +116,9 @@ def paired_diff(x: list[float], y: list[float], n: int, seed: int = 0, alpha: fl
 
 
 def probe_items(a: dict[str, Any], b: dict[str, Any]) -> tuple[list[float], list[float]]:
-    """The passed flags (0/1) of the probe items both runs answered, in one order."""
-    pa = {i["id"]: float(i["passed"]) for i in a["items"]}
-    pb = {i["id"]: float(i["passed"]) for i in b["items"]}
+    """The passed flags (0/1) of the test-half probe items both runs answered, in one order."""
+    pa = {i["id"]: float(i["passed"]) for i in verdict_items(a)}
+    pb = {i["id"]: float(i["passed"]) for i in verdict_items(b)}
     ids = sorted(set(pa) & set(pb))
     return [pa[i] for i in ids], [pb[i] for i in ids]
 

@@ -123,7 +123,7 @@ def run(cfg: TargetedSftConfig, run_dir: Path) -> TargetedSftResult:
     run_dir = Path(run_dir)
     models = C.require_models(cfg.models, ROLES, "papers.targeted_sft")
     probes = {r: C.probe_model(Path(models[r]), run_dir / "probe" / f"{r}.json", cfg) for r in ROLES}
-    rates = {r: probes[r]["pass_rate"] for r in ROLES}
+    rates = {r: C.verdict_rate(probes[r]) for r in ROLES}  # the test half
     mc = C.mcnemar(probes["before"], probes["after"])
     fail = C.failure_pairs(Path(cfg.failures), models, cfg.bootstrap, cfg.seed, pairs=[("before", "after")])
     off = fail["diff"]["after-before"]["off_lang_sentence_share"]

@@ -25,7 +25,8 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from finemed.config import FinemedError, StageConfig
-from finemed.data.loaders import QAExample, load_germediq, load_squad
+from finemed.data.loaders import QAExample, load_germediq
+from finemed.data.qa_splits import load_qa_source, split_articles
 from finemed.evaluation.qa_prompts import TARGET_DELIMITER, build_prompt
 from finemed.texts import heldout_score
 
@@ -55,36 +56,6 @@ class SftData(StageConfig):
         if not (self.qa or self.germediq or self.files):
             raise ValueError("no SFT data: set qa, germediq or files")
         return self
-
-
-def load_qa_source(spec: str) -> list[QAExample]:
-    """SQuAD-format examples from a file path or a bundled name."""
-    path = Path(spec).expanduser()
-    return load_squad(path) if path.is_file() else load_squad(name=spec)
-
-
-def split_articles(examples: list[QAExample], fraction: float, seed: int = 0,
-                   salt: str = "") -> tuple[list, list]:
-    """(train, held) with whole articles on one side: a title is held out when the hash score of ``salt + title``
-    is below ``fraction``; with two or more titles each side keeps at least one. Asserts that no title is shared.
-
-    ``data.qa_split`` (the test split) hashes the bare title; ``train.sft`` salts it, so its held-out articles
-    are a fresh sample of the train side (with the same hash they would all score above the test fraction)."""
-    titles = sorted({e.title for e in examples})
-    if len(titles) < 2:
-        raise FinemedError(f"QA split: {len(titles)} article title(s); splitting by article needs at least two")
-    scores = {t: heldout_score(salt + t, seed) for t in titles}
-    held = {t for t in titles if scores[t] < fraction}
-    ranked = sorted(titles, key=scores.get)
-    if not held:
-        held = {ranked[0]}
-    if len(held) == len(titles):
-        held.discard(ranked[-1])
-    train = [e for e in examples if e.title not in held]
-    test = [e for e in examples if e.title in held]
-    shared = {e.title for e in train} & {e.title for e in test}
-    assert not shared, f"QA split: articles on both sides: {sorted(shared)[:3]}"
-    return train, test
 
 
 def qa_rows(examples: list[QAExample], shots: list[int], seed: int = 0, source: str = "qa",

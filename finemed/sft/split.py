@@ -1,6 +1,6 @@
 """Stage ``data.qa_split``: SQuAD-format QA sets split by article into a train file and a test file.
 
-Every source (XQuAD-en, MLQA-de, any SQuAD-format file) is split with :func:`finemed.sft.data.split_articles`
+Every source (XQuAD-en, MLQA-de, any SQuAD-format file) is split with :func:`finemed.data.qa_splits.split_articles`
 (a title's hash decides its side; no article on both, asserted here again over the written files). The test
 file keeps a seeded sample of at most ``max_test`` questions per source, spread over the test articles
 (round-robin) and, with ``max_context_chars``, only paragraphs up to that length (shorter prompts: a CPU budget;
@@ -15,7 +15,6 @@ as plain text) and ``split.json`` (each test question's language and source, the
 from __future__ import annotations
 
 import json
-import random
 from itertools import zip_longest
 from pathlib import Path
 from typing import ClassVar
@@ -25,8 +24,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from finemed.artifacts import atomic_write_json, atomic_write_text
 from finemed.config import FinemedError, StageConfig
 from finemed.data.loaders import QAExample, load_squad
+from finemed.data.qa_splits import load_qa_source, sample_test, split_articles, to_squad
 from finemed.plan_estimates import cpu
-from finemed.sft.data import load_qa_source, split_articles
 from finemed.stages import StageResult, planner, stage
 
 
@@ -51,38 +50,6 @@ class QASplitResult(StageResult):
     train_questions: int
     test_questions: int
     per_source: dict[str, dict[str, int]]
-
-
-def to_squad(examples: list[QAExample]) -> dict:
-    """SQuAD v1.1 layout, articles and paragraphs in first-seen order."""
-    articles: dict[str, dict[str, list]] = {}
-    for e in examples:
-        paras = articles.setdefault(e.title, {})
-        paras.setdefault(e.context, []).append({
-            "id": e.id, "question": e.question,
-            "answers": [{"text": t, "answer_start": s} for t, s in zip(e.answers, e.answer_starts or [])]
-            or [{"text": t, "answer_start": -1} for t in e.answers]})
-    return {"version": "1.1", "data": [{"title": t, "paragraphs": [{"context": c, "qas": q} for c, q in p.items()]}
-                                       for t, p in articles.items()]}
-
-
-def sample_test(test: list[QAExample], n: int | None, max_chars: int | None, seed: int) -> list[QAExample]:
-    """Up to ``n`` answered questions, round-robin over the (shuffled) test articles; grouped by article."""
-    pool = [e for e in test if e.answers and (max_chars is None or len(e.context) <= max_chars)]
-    by_title: dict[str, list[QAExample]] = {}
-    for e in pool:
-        by_title.setdefault(e.title, []).append(e)
-    rng = random.Random(seed)
-    titles = sorted(by_title)
-    rng.shuffle(titles)
-    for t in titles:
-        rng.shuffle(by_title[t])
-    picked: list[QAExample] = []
-    for row in zip_longest(*(by_title[t] for t in titles)):
-        picked += [e for e in row if e is not None]
-    picked = picked[:n] if n else picked
-    keep = {e.id for e in picked}
-    return [e for t in titles for e in by_title[t] if e.id in keep]
 
 
 def _interleave_articles(parts: list[list[QAExample]]) -> list[QAExample]:

@@ -8,8 +8,8 @@ import json
 from mc_reference import accuracy
 
 from finemed.evaluation.mcq import McqEvalConfig
-from finemed.evaluation.qa import QaEvalConfig
 from finemed.models.loading import load_causal_lm
+from finemed.qa_eval import QaEvalConfig
 from finemed.stages import run_stage
 
 QA_YAML = """tag: finemed_qa

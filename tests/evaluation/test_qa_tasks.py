@@ -156,9 +156,9 @@ def test_mcq_loaders(tmp_path):
 
 
 def test_tiny_model_through_lm_eval(tmp_path):
-    from finemed.evaluation.qa import QaEvalConfig, evaluate_model
     from finemed.models.loading import load_causal_lm
     from finemed.models.tiny import save_tiny
+    from finemed.qa_eval import QaEvalConfig, evaluate_model
     from finemed.runtime import Runtime
 
     model, tok = load_causal_lm(save_tiny(tmp_path / "tiny"), device="cpu")
@@ -211,7 +211,7 @@ def test_qa_score_cli(tmp_path):
 def test_backend_choice_is_recorded_and_follows_the_engine_policy(tiny_model_dir, tmp_path, monkeypatch):
     from finemed.config import FinemedError
     from finemed.evaluation import lmeval_runner
-    from finemed.evaluation.qa import QaEvalConfig
+    from finemed.qa_eval import QaEvalConfig
     from finemed.stages import run_stage
 
     # one policy (finemed.engine): vLLM wherever `make vllm` ran (CPU included), else hf

@@ -74,8 +74,8 @@ def _teach(model_dir, data_file, steps: int = 60):
 
 
 def test_lm_eval_em_f1_equal_official_scoring_of_the_predictions_file(tmp_path):
-    from finemed.evaluation.qa import QaEvalConfig
     from finemed.models.tiny import save_tiny
+    from finemed.qa_eval import QaEvalConfig
     from finemed.stages import run_stage
 
     data = _squad_file(tmp_path / "qa.json")

@@ -12,7 +12,7 @@ pytestmark = pytest.mark.slow
 
 def test_smollm2_xquad_en_1shot(tmp_path):
     from finemed.data.loaders import load_squad
-    from finemed.evaluation.qa import QaEvalConfig
+    from finemed.qa_eval import QaEvalConfig
     from finemed.stages import run_stage
 
     res = run_stage("eval.qa", QaEvalConfig(model="smollm2", tasks=["xquad_en_1shot"], limit=30), tmp_path).result

@@ -9,9 +9,9 @@ import pytest
 import yaml
 
 from finemed.config import FinemedError
+from finemed.data.qa_splits import load_qa_source, split_articles
 from finemed.evaluation.tasks.utils import QA_DATASETS, qa_rows
 from finemed.merging.qa_dev import QADevConfig, dev_examples, write_dev_set
-from finemed.sft.data import load_qa_source, split_articles
 
 RECIPES = Path(__file__).resolve().parents[2] / "recipes"
 

@@ -8,8 +8,9 @@ import pytest
 
 from finemed.config import FinemedError
 from finemed.data.loaders import load_squad
+from finemed.data.qa_splits import split_articles
 from finemed.evaluation.qa_prompts import build_prompt
-from finemed.sft.data import SFT_SALT, SftData, build_rows, fit_length, germediq_rows, split_articles, to_trl
+from finemed.sft.data import SFT_SALT, SftData, build_rows, fit_length, germediq_rows, to_trl
 from finemed.texts import heldout_score
 
 
