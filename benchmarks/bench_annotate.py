@@ -3,11 +3,11 @@
 The peer is finemed's own generate-and-parse path, not an outside library: no library labels docs offline on a
 CPU with a local model (datatrove's inference runner needs a vLLM, SGLang or HTTP endpoint server), so the peer
 is the method FineWeb-Edu-style annotation uses (the LLM writes its answer, a parser reads the label), on
-finemed's local generation (:meth:`finemed.llm.LLMClient.chat`: transformers ``generate``, batched).
+finemed's local generation (:meth:`finemed.core.llm.LLMClient.chat`: transformers ``generate``, batched).
 
 Same docs (drawn from the dev input), same German prompt, same local SmolLM2, same batch size, no cache.
 Differences in work, by design (that is the method compared): the verdict path is one forward pass per batch
-with logits at the last position only (:func:`finemed.verdicts.local_verdicts`); the peer generates up to
+with logits at the last position only (:func:`finemed.core.verdicts.local_verdicts`); the peer generates up to
 ``--max-tokens`` tokens per doc and parses ja/nein. One untimed call of each side, then ``--rounds`` (>= 3)
 rounds in alternating order (:mod:`_rounds`). Prints docs/s of each side (min/median/max), the share of docs
 each path labels, the per-round ratio, and last ``ratio means: ...`` and ``ratio=<median>``.
@@ -34,12 +34,12 @@ def main() -> None:
     ap.add_argument("--max-chars", type=int, default=600)
     args = ap.parse_args()
 
+    from finemed.core.llm import LLMClient
+    from finemed.core.verdicts import local_verdicts, parse_verdict
     from finemed.corpus.annotate import build_prompt, reservoir
     from finemed.corpus.readers import read_rows
     from finemed.corpus.sample_input import default_dev_input
-    from finemed.llm import LLMClient
     from finemed.models.smollm2 import ensure_model
-    from finemed.verdicts import local_verdicts, parse_verdict
 
     docs = reservoir(read_rows(default_dev_input()), args.docs, seed=0)
     msgs = [[{"role": "user", "content": build_prompt("de", d["text"], [], args.max_chars, 0)}] for d in docs]

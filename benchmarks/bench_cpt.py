@@ -2,7 +2,7 @@
 
 1. data: tokens/s of the data pipeline alone (tokenise the bundled medical text into a token file, pack,
    mix, shuffle, collate through a DataLoader) vs the tokens/s a training step consumes. Goal >= 20x.
-2. step: tokens/s of a CPT training step (our HF Trainer setup, ``finemed.cpt.trainer``) vs a bare
+2. step: tokens/s of a CPT training step (our HF Trainer setup, ``finemed.core.training``) vs a bare
    PyTorch loop on the same model, data, batch shape, AdamW, linear schedule, clipping and autocast.
    Goal >= 0.9x. Both run once untimed, then ``--rounds`` (>= 3) times in alternating order from the same
    initial weights (:mod:`_rounds`); the per-round ratio ours/bare tokens/s (= bare seconds / ours) is
@@ -32,8 +32,8 @@ def data_pipeline_tps(tok, seq_len: int, batch_size: int, workdir: Path) -> tupl
     """Raw texts → token file → packed/mixed/shuffled blocks → collated batches; tokens/s end to end."""
     import torch
 
+    from finemed.core.texts import iter_texts
     from finemed.data.packing import MixedBlocks, PackCollator, PackedBlocks, write_token_file
-    from finemed.texts import iter_texts
 
     texts = list(iter_texts("builtin:medical"))
     start = time.perf_counter()
@@ -49,9 +49,9 @@ def trainer_tps(model, tok, dataset, config, steps: int, warmup: int, workdir: P
     """Tokens/s of our Trainer-based CPT steps, timed from the end of step ``warmup`` to the last step."""
     from transformers import TrainerCallback
 
-    from finemed.cpt.trainer import trainer_classes, training_args
+    from finemed.core.runtime import resolve
+    from finemed.core.training import trainer_classes, training_args
     from finemed.data.packing import PackCollator
-    from finemed.runtime import resolve
 
     marks: dict[int, float] = {}
 
@@ -75,8 +75,8 @@ def bare_tps(model, tok, dataset, config, steps: int, warmup: int) -> float:
     import torch
     from torch.optim.lr_scheduler import LambdaLR
 
+    from finemed.core.runtime import resolve
     from finemed.data.packing import PackCollator
-    from finemed.runtime import resolve
 
     loader = torch.utils.data.DataLoader(dataset, batch_size=config.batch_size, shuffle=True,
                                          collate_fn=PackCollator(tok.eos_token_id),
@@ -117,11 +117,11 @@ def main() -> None:
 
     import torch
 
+    from finemed.core.runtime import resolve
+    from finemed.core.texts import iter_texts
     from finemed.cpt.train import CptConfig
     from finemed.data.packing import MixedBlocks, PackedBlocks, write_token_file
     from finemed.models.loading import load_causal_lm
-    from finemed.runtime import resolve
-    from finemed.texts import iter_texts
 
     config = CptConfig(seq_len=args.seq_len, batch_size=args.batch_size, lr=1e-4, warmup_steps=2,
                        save_steps=10_000, logging_steps=10_000, report_to=[])

@@ -180,13 +180,13 @@ def main() -> None:
     ap.add_argument("--model", default="smollm2", help="teacher (HF dir or name); a tiny dir smoke-tests the script")
     args = ap.parse_args()
 
+    from finemed.core.qa_prompts import zero_shot_prompt
+    from finemed.core.runtime import resolve
     from finemed.data.loaders import load_squad
     from finemed.distill.logit_cache import teacher_topk
     from finemed.distill.trainer import kd_step_loss
-    from finemed.evaluation.qa_prompts import zero_shot_prompt
     from finemed.models.loading import load_causal_lm
     from finemed.models.student import init_student
-    from finemed.runtime import resolve
 
     torch.manual_seed(0)
     rt = resolve("cpu", "auto", train=True)  # CPU benchmark: fp32 weights, bf16 autocast where supported

@@ -14,7 +14,7 @@
 2. Client ceiling: the same judge requests against a local server that answers in parallel after a fixed
    latency (the test suite's FaultServer), concurrency 8 vs 1.
 3. Judge throughput against a real local ``transformers serve --continuous-batching`` (SmolLM2): the same N
-   unique pairwise judge requests through :class:`finemed.llm.LLMClient` at concurrency 8 vs 1 (no cache),
+   unique pairwise judge requests through :class:`finemed.core.llm.LLMClient` at concurrency 8 vs 1 (no cache),
    and the prefill share of a request with the Amdahl bound it sets (skip with ``--skip-judge``).
 
 Every comparison has an untimed warm-up of each side (:mod:`_rounds`). The last two lines are ``ratio means:
@@ -50,10 +50,10 @@ def qa_side(side: str, n: int, batch_size: int) -> dict:
     """Child process: one side of the QA comparison; returns seconds (load + evaluate), EM/F1, predictions."""
     import lm_eval
 
-    from finemed.evaluation.lmeval_runner import task_manager
+    from finemed.core.lmeval import task_manager
+    from finemed.core.qa_eval import QaEvalConfig, run_eval
+    from finemed.core.runtime import resolve
     from finemed.models.registry import resolve_model_path
-    from finemed.qa_eval import QaEvalConfig, run_eval
-    from finemed.runtime import resolve
 
     path = resolve_model_path("smollm2")
     rt = resolve("cpu", "auto")
@@ -122,7 +122,7 @@ def bench_client_ceiling(rounds: int, n: int = 32, latency_s: float = 0.25) -> l
     latency, concurrency 8 vs 1; per-round ratio of request rates."""
     from eval_servers import FaultServer
 
-    from finemed.llm import LLMClient
+    from finemed.core.llm import LLMClient
 
     server = FaultServer(delay_s=latency_s)
     server.start()
@@ -151,8 +151,8 @@ def bench_client_ceiling(rounds: int, n: int = 32, latency_s: float = 0.25) -> l
 def bench_judge(judge_n: int, rounds: int, continuous_batching: bool = True) -> list[float]:
     from eval_servers import smollm2_dir, start_transformers_serve, stop_process
 
+    from finemed.core.llm import LLMClient
     from finemed.evaluation.judge import PROMPTS
-    from finemed.llm import LLMClient
 
     model_dir = smollm2_dir()
     if model_dir is None:

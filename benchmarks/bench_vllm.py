@@ -2,15 +2,15 @@
 
 Both sides run in this process against state prepared once, untimed: the HF side holds the model loaded by
 finemed's loader on the runtime policy's device/precision (CPU: fp32 weights under bf16 autocast where the CPU
-has bf16); the vLLM side is ONE managed server (``finemed.engine.serve``; its start time is printed apart,
+has bf16); the vLLM side is ONE managed server (``finemed.core.engine.serve``; its start time is printed apart,
 since a recipe pays it once). Caches are off on both sides. Comparisons, each its own rounds:
 
 1. generation tokens/s: the same ``--gen`` germediq prompts, ``--max-tokens`` new tokens, through
-   :func:`finemed.models.generate.generate` (batch 8) vs :class:`finemed.llm.LLMClient` on the server
+   :func:`finemed.models.generate.generate` (batch 8) vs :class:`finemed.core.llm.LLMClient` on the server
    (concurrency 16). Tokens are counted the same way on both sides: the answers re-tokenised.
 2. judge pairs/s at concurrency 8: ``--pairs`` pairwise judge requests (both orders) through
    :func:`finemed.evaluation.judge.judge_llm`, a ``local:`` judge on HF (batch 8) vs on vLLM (concurrency 8).
-3. annotate docs/s: ``--docs`` yes/no verdicts through :func:`finemed.verdicts.verdicts` (HF: next-token
+3. annotate docs/s: ``--docs`` yes/no verdicts through :func:`finemed.core.verdicts.verdicts` (HF: next-token
    probabilities, batch 8; vLLM: top_logprobs, concurrency 8).
 4. QA examples/s through lm-eval: XQuAD-de 0-shot, ``--qa`` examples, HFLM on our model object vs
    ``local-completions`` on the server (:func:`finemed.evaluation.qa.evaluate_model`).
@@ -48,18 +48,18 @@ def main() -> None:
     ap.add_argument("--qa", type=int, default=16)
     args = ap.parse_args()
 
-    from finemed import engine
+    from finemed.core import engine
+    from finemed.core.llm import LLMClient
+    from finemed.core.lmeval import make_lm, make_server_lm
+    from finemed.core.qa_eval import QaEvalConfig, evaluate_model
+    from finemed.core.verdicts import verdicts
     from finemed.corpus.annotate import build_prompt
     from finemed.corpus.rows import read_rows
     from finemed.corpus.sample_input import default_dev_input
     from finemed.evaluation.answers import AnswerRow, load_prompts
     from finemed.evaluation.judge import judge_llm
-    from finemed.evaluation.lmeval_runner import make_lm, make_server_lm
-    from finemed.llm import LLMClient
     from finemed.models.generate import generate
     from finemed.models.registry import resolve_model_path
-    from finemed.qa_eval import QaEvalConfig, evaluate_model
-    from finemed.verdicts import verdicts
 
     if engine.vllm_python() is None:
         raise SystemExit(f"no vLLM venv at {engine.vllm_venv()}; run `make vllm` first")

@@ -42,8 +42,8 @@ def cpt_mfu(cpu: bool) -> str:
 
 
 def qa_backends(cpu: bool, tmp: Path) -> str:
+    from finemed.core.qa_eval import QaEvalConfig
     from finemed.evaluation.qa import run
-    from finemed.qa_eval import QaEvalConfig
 
     task = "xquad_de_0shot"
     common = dict(model="smollm2", tasks=[task], limit=4 if cpu else 200, batch_size=4 if cpu else 32,

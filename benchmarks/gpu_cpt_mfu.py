@@ -54,12 +54,12 @@ def main() -> None:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM, TrainerCallback
 
+    from finemed.core.runtime import resolve
+    from finemed.core.training import trainer_classes, training_args
     from finemed.cpt.train import CptConfig
-    from finemed.cpt.trainer import trainer_classes, training_args
     from finemed.data.packing import MixedBlocks, PackCollator, PackedBlocks
     from finemed.models.arch import parameter_counts
     from finemed.models.compute import PEAK_TFLOPS
-    from finemed.runtime import resolve
 
     cuda = torch.cuda.is_available()
     if not cuda and not args.dry_run_cpu:

@@ -1,7 +1,7 @@
 """Cost curves: how each stage's wall time and peak memory grow with its work.
 
 Every stage runs on inputs growing by a factor of 4, each point in a FRESH child process (this file run as
-``--child JOB.json``: it calls ``finemed.stages.run_stage(kind, cfg, run_dir)`` or, for a step that is not a
+``--child JOB.json``: it calls ``finemed.core.stages.run_stage(kind, cfg, run_dir)`` or, for a step that is not a
 stage, the function itself). The parent measures the child's wall time and its peak RSS (``os.wait4``
 ``ru_maxrss``: the largest single process among the child and its waited-for descendants, e.g. datatrove
 workers). Per stage a baseline child imports the stage module and its heavy libraries, validates the
@@ -208,8 +208,8 @@ def _child(job_path: Path) -> None:
     if job.get("func") == "pack":
         from transformers import AutoTokenizer
 
+        from finemed.core.texts import iter_texts
         from finemed.data.packing import pack_texts
-        from finemed.texts import iter_texts
 
         if job.get("baseline"):
             return
@@ -218,7 +218,7 @@ def _child(job_path: Path) -> None:
         blocks = pack_texts(iter_texts(a["source"]), tok, a["seq_len"], job["run_dir"])
         (Path(job["run_dir"]) / "work.json").write_text(json.dumps({"tokens": len(blocks) * a["seq_len"]}))
         return
-    from finemed.stages import get, run_stage
+    from finemed.core.stages import get, run_stage
 
     sdef = get(job["kind"])
     cfg = sdef.config.model_validate(job["config"])

@@ -34,8 +34,8 @@ def _kind(row: dict) -> str:
 
 @lru_cache(maxsize=1)
 def _pools() -> tuple[list[dict], dict[str, list[str]]]:
+    from finemed.core.texts import read_texts
     from finemed.corpus.sample_input import build_rows
-    from finemed.texts import read_texts
 
     rows = build_rows()
     pools: dict[str, list[str]] = {}
@@ -106,7 +106,7 @@ def text_file(path: Path, n_bytes: int, seed: int = 0, sentences_per_block: int 
 
 def parallel_folder(out: Path, n: int, seed: int = 0) -> Path:
     """``eng_Latn.txt`` and ``deu_Latn.txt`` with ``n`` aligned lines each (English and German sentences)."""
-    from finemed.texts import read_texts
+    from finemed.core.texts import read_texts
 
     _, pools = _pools()
     de = pools["1"] + pools["0"]

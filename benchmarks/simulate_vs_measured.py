@@ -33,7 +33,7 @@ def build(model: str):
 
 
 def step(model_name: str, world: int, seq_len: int, batch: int) -> dict[str, int]:
-    from finemed.simulate import phases as P
+    from finemed.orchestrate.simulate import phases as P
 
     model = build(model_name)
     policy = P.wrap_policy(model, ",".join(model._no_split_modules), "bench")
@@ -61,7 +61,7 @@ def main() -> None:
     world = 2
     from torch._subclasses.fake_tensor import FakeTensorMode
 
-    from finemed.simulate.fakes import fake_process_group
+    from finemed.orchestrate.simulate.fakes import fake_process_group
 
     with fake_process_group(world), FakeTensorMode(allow_non_fake_inputs=True):
         sim = step(args.model, world, args.seq_len, args.batch_size)["total"]

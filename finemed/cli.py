@@ -1,7 +1,7 @@
 """The thin ``finemed`` CLI: parse, load config, call the stage's entry function.
 
 Stage sub-apps live beside their stage (``finemed/<stage>/cli.py``) and are mounted here. A
-:class:`~finemed.config.FinemedError` is printed as one line and exits with status 2.
+:class:`~finemed.core.config.FinemedError` is printed as one line and exits with status 2.
 """
 
 from __future__ import annotations
@@ -14,21 +14,21 @@ from typing import Optional
 
 import typer
 
-from finemed.config import FinemedError, apply_overrides, validate
+from finemed.core.config import FinemedError, apply_overrides, validate
+from finemed.core.engine import VLLMServer, VLLMSettings
+from finemed.core.logs import setup_logging
+from finemed.core.stages import discover
 from finemed.data.debian_text import fetch
-from finemed.engine import VLLMServer, VLLMSettings
-from finemed.logs import setup_logging
 from finemed.models.loading import load_causal_lm, save_model
 from finemed.models.registry import resolve_model_path
 from finemed.models.smollm2 import ensure_model
 from finemed.models.student import init_student
-from finemed.plan import make_plan
-from finemed.recipe import load_recipe, run_recipe, run_root
-from finemed.report.card import write_card
-from finemed.report.html import write_report
-from finemed.report.table import print_plan, print_summary
-from finemed.simulate.recipe import check, print_simulation, simulate_recipe
-from finemed.stages import discover
+from finemed.orchestrate.plan import make_plan
+from finemed.orchestrate.recipe import load_recipe, run_recipe, run_root
+from finemed.orchestrate.report.card import write_card
+from finemed.orchestrate.report.html import write_report
+from finemed.orchestrate.report.table import print_plan, print_summary
+from finemed.orchestrate.simulate.recipe import check, print_simulation, simulate_recipe
 
 for _var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
     os.environ.setdefault(_var, "1")
@@ -179,7 +179,7 @@ def serve_cmd(model: str = typer.Argument(..., help="HF model dir or registered 
               port: Optional[int] = typer.Option(None, "--port", help="Port on 127.0.0.1 (default: a free one)"),
               host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on"),
               sets: Optional[list[str]] = typer.Option(None, "--set", help="vLLM setting, e.g. "
-                                                       "tensor_parallel_size=2 (see finemed.engine.VLLMSettings)"),
+                                                       "tensor_parallel_size=2 (see finemed.core.engine.VLLMSettings)"),
               ready_only: bool = typer.Option(False, "--ready-only", help="Stop once it answers (a start check)")):
     """Serve a model with vLLM (from .venv-vllm; `make vllm`) until Ctrl-C; prints its LLM spec URL#MODEL."""
     import time

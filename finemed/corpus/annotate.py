@@ -8,7 +8,7 @@
 2. The prompt is a German or English template (``template``), optionally with a block of ``k_shot`` labelled
    examples drawn from the dev set. ``template: auto`` picks the template with the best F1 on the rest of the
    dev set, where the threshold on P(yes) is tuned for ``target_precision`` (as the classifier does).
-3. Verdicts come from next-token probabilities (:mod:`finemed.verdicts`): every scored doc gets a label
+3. Verdicts come from next-token probabilities (:mod:`finemed.core.verdicts`): every scored doc gets a label
    and P(yes); only an endpoint without logprobs falls back to parsing text (unparseable: counted, no label).
 4. Against gold labels: P/R/F1 with bootstrap CIs, the calibration of P(yes) (``calibration.png``) and the
    confusion matrix with examples of each error (:mod:`finemed.corpus.annotate_agreement`).
@@ -27,20 +27,20 @@ from typing import ClassVar
 import numpy as np
 from pydantic import Field
 
-from finemed.artifacts import atomic_path
-from finemed.config import FinemedError, StageConfig
+from finemed.core.artifacts import atomic_path
+from finemed.core.config import FinemedError, StageConfig
+from finemed.core.engine import Engine, VLLMSettings
+from finemed.core.llm import LLMClient
+from finemed.core.logs import get_logger
+from finemed.core.plan_estimates import CPU_S, cpu, decode_steps, gib, inference, is_remote
+from finemed.core.runtime import Device, DType
+from finemed.core.stages import StageResult, planner, stage
+from finemed.core.verdicts import Verdict, parse_verdict, verdicts
 from finemed.corpus.annotate_agreement import bootstrap_prf, calibration, confusion, plot_calibration, prf
 from finemed.corpus.classifier_eval import prf_at, tune_threshold
 from finemed.corpus.corpus_plan import DOC_BYTES, docs_in
 from finemed.corpus.rows import read_rows, sample_rows
 from finemed.corpus.sample_input import default_dev_input
-from finemed.engine import Engine, VLLMSettings
-from finemed.llm import LLMClient
-from finemed.logs import get_logger
-from finemed.plan_estimates import CPU_S, cpu, decode_steps, gib, inference, is_remote
-from finemed.runtime import Device, DType
-from finemed.stages import StageResult, planner, stage
-from finemed.verdicts import Verdict, parse_verdict, verdicts
 
 log = get_logger(__name__)
 TEMPLATES = {

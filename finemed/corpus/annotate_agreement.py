@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from finemed.artifacts import atomic_path
+from finemed.core.artifacts import atomic_path
 
 
 def prf(y: np.ndarray, p: np.ndarray) -> tuple[float, float, float]:

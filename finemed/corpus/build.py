@@ -18,8 +18,10 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
-from finemed.artifacts import atomic_write_json, read_json
-from finemed.config import FinemedError, StageConfig
+from finemed.core.artifacts import atomic_write_json, read_json
+from finemed.core.config import FinemedError, StageConfig
+from finemed.core.plan_estimates import earlier
+from finemed.core.stages import StageResult, planner, stage
 from finemed.corpus.corpus_plan import build_cost, docs_in
 from finemed.corpus.executors import ExecutorConfig, execute
 from finemed.corpus.pipeline import PipelineConfig
@@ -38,8 +40,6 @@ from finemed.corpus.stats import (
     source_survival,
 )
 from finemed.corpus.train_classifier import cached_default_classifier
-from finemed.plan_estimates import earlier
-from finemed.stages import StageResult, planner, stage
 
 BUILD_INFO = "build.json"
 STAGES = ("filter", "minhash_buckets", "minhash_cluster", "final")

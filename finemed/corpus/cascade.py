@@ -16,16 +16,16 @@ from typing import ClassVar
 import numpy as np
 from pydantic import Field
 
-from finemed.artifacts import atomic_write_json
-from finemed.config import StageConfig
+from finemed.core.artifacts import atomic_write_json
+from finemed.core.config import StageConfig
+from finemed.core.plan_estimates import earlier
+from finemed.core.runtime import Device, DType
+from finemed.core.stages import StageResult, planner, stage
 from finemed.corpus.classifier_eval import Prf, prf_at, recall_threshold, split_by_source
 from finemed.corpus.corpus_plan import docs_in, encoder_gpu
 from finemed.corpus.rows import read_rows
 from finemed.corpus.sample_input import default_dev_input
 from finemed.corpus.scorers import CLASSIFIER_JSON, CascadeScorer, classifier_threshold, load_scorer
-from finemed.plan_estimates import earlier
-from finemed.runtime import Device, DType
-from finemed.stages import StageResult, planner, stage
 
 
 class CascadeConfig(StageConfig):

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel
 
-from finemed.artifacts import atomic_path
+from finemed.core.artifacts import atomic_path
 
 
 class Prf(BaseModel):

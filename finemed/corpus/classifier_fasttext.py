@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel
 
-from finemed.artifacts import atomic_path
-from finemed.config import FinemedError
-from finemed.logs import get_logger
+from finemed.core.artifacts import atomic_path
+from finemed.core.config import FinemedError
+from finemed.core.logs import get_logger
 
 log = get_logger(__name__)
 

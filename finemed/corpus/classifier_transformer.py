@@ -1,7 +1,7 @@
 """The paper's classifier kind: a transformer sequence classifier (xlm-roberta-base for real runs).
 
 Trained with HF ``Trainer`` on (text, 0/1) pairs; scoring returns softmax P(label 1). Device and dtype come
-from :func:`finemed.runtime.resolve` (training: fp32 weights with mixed precision via ``trainer_kwargs``;
+from :func:`finemed.core.runtime.resolve` (training: fp32 weights with mixed precision via ``trainer_kwargs``;
 scoring: the runtime's weight dtype and autocast). Tests use :func:`save_tiny_base`, a 2-layer
 XLM-R-shaped model with the tiny bundled-text BPE. Tokenizers load through
 :func:`finemed.models.loading.load_tokenizer` (``PreTrainedTokenizerFast`` when a tokenizer.json exists),
@@ -16,11 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-from finemed.artifacts import atomic_path
-from finemed.logs import Counter, get_logger
+from finemed.core.artifacts import atomic_path
+from finemed.core.logs import Counter, get_logger
+from finemed.core.runtime import resolve
 from finemed.models.loading import load_tokenizer
 from finemed.models.tiny import tiny_tokenizer
-from finemed.runtime import resolve
 
 log = get_logger(__name__)
 

@@ -7,9 +7,9 @@ from typing import Optional
 
 import typer
 
-from finemed.artifacts import read_json
+from finemed.core.artifacts import read_json
 from finemed.corpus.build import finalize, format_funnel
-from finemed.stage_cli import CONFIG, FORCE, OUT, SET, echo_json, run_command
+from finemed.orchestrate.stage_cli import CONFIG, FORCE, OUT, SET, echo_json, run_command
 
 app = typer.Typer(help="Build a domain corpus from FineWeb2-style shards (datatrove).", no_args_is_help=True)
 

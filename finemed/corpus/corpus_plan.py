@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from finemed.core.plan_estimates import CPU_S, count_rows, cpu, earlier, gib, model_size, stage_hints
 from finemed.models.compute import PEAK_TFLOPS
-from finemed.plan_estimates import CPU_S, count_rows, cpu, earlier, gib, model_size, stage_hints
 
 DEV_INPUT_DOCS = 3122  # the dev input (corpus.sample_input's defaults), counted
 DOC_BYTES = 3000  # an average web doc (FineWeb2 German: ~3 KB of text)

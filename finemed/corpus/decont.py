@@ -12,7 +12,7 @@ n-gram is what tells boilerplate from a leak. datatrove's ``NGramsDecontIndexer`
 (no item frequency), declares ``lighteval`` as a required dependency and loads its tasks from the Hub. The
 index is cached by the fingerprint of the sets and the normalisation.
 
-``sets``: ``builtin:`` names and jsonl/parquet/txt paths (:mod:`finemed.texts`; ``PATH#field``), plus
+``sets``: ``builtin:`` names and jsonl/parquet/txt paths (:mod:`finemed.core.texts`; ``PATH#field``), plus
 ``benchmark:germedbench`` (every GerMedBench task: questions, options, explanations, case texts and the
 other string fields; ``benchmark:germedbench/TASK`` for one task) and ``benchmark:germediq`` (GerMedIQ
 questions). MMLU-de/MedQA-de: add their files as paths. Items shorter than ``n_grams``
@@ -30,12 +30,12 @@ from typing import Iterable, Iterator
 
 from pydantic import Field
 
-from finemed.config import ConfigError, StageConfig
+from finemed.core.config import ConfigError, StageConfig
+from finemed.core.logs import get_logger, progress
+from finemed.core.texts import iter_texts
 from finemed.corpus.decont_rule import DecontIndex, hash_func, item_hashes
 from finemed.data import loaders
 from finemed.data.registry import cache_dir
-from finemed.logs import get_logger, progress
-from finemed.texts import iter_texts
 
 log = get_logger(__name__)
 BENCHMARKS = ("benchmark:germedbench", "benchmark:germediq")

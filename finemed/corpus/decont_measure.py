@@ -3,7 +3,7 @@
 ``python -m finemed.corpus.decont_measure [--split dev|test] [--set max_item_df=5 ...]`` prints one JSON object.
 
 Clean docs: the 42 bundled GraSCCo letters, and half of GerMedBench's 150 case texts (``patient_text``,
-``med_extraction``, ``icd10_coding``; a row is held out when :func:`finemed.texts.heldout_score` of its task/id,
+``med_extraction``, ``icd10_coding``; a row is held out when :func:`finemed.core.texts.heldout_score` of its task/id,
 seed 1, is below 0.5). Held-out rows are taken OUT of the benchmark index for this measurement (it holds the
 other half, all MCQ items, GerMedIQ and XQuAD/MLQA), so they are unseen letters and case texts that share letter
 boilerplate, lab panels and doses with indexed items, the failure the rule must not repeat. Clean docs are split
@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from finemed.core.texts import heldout_score
 from finemed.corpus.decont import DecontConfig, eval_texts, index_from_items, named_items, row_items
 from finemed.corpus.decont_rule import (
     Decision,
@@ -40,7 +41,6 @@ from finemed.corpus.decont_rule import (
     tokens,
 )
 from finemed.data import loaders
-from finemed.texts import heldout_score
 
 EXCERPT_WORDS = (15, 25, 40, 80)
 BOILERPLATE = ("Sehr geehrte Frau Kollegin, sehr geehrter Herr Kollege, wir berichten über unseren gemeinsamen "

@@ -23,9 +23,9 @@ from typing import Literal
 
 from pydantic import Field
 
-from finemed.artifacts import atomic_write_json, atomic_write_text
-from finemed.config import StageConfig
-from finemed.logs import get_logger
+from finemed.core.artifacts import atomic_write_json, atomic_write_text
+from finemed.core.config import StageConfig
+from finemed.core.logs import get_logger
 
 log = get_logger(__name__)
 

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 from pydantic import Field
 
-from finemed.config import StageConfig
+from finemed.core.config import StageConfig
 from finemed.corpus.pii_lexicon import is_lexical, is_medical
 from finemed.corpus.pii_rules import (
     CAP,

@@ -25,14 +25,14 @@ from typing import ClassVar
 
 from pydantic import BaseModel, Field
 
-from finemed.artifacts import atomic_write_json
-from finemed.config import StageConfig
+from finemed.core.artifacts import atomic_write_json
+from finemed.core.config import StageConfig
+from finemed.core.logs import get_logger, progress
+from finemed.core.plan_estimates import cpu
+from finemed.core.stages import StageResult, planner, stage
 from finemed.corpus.pii import PiiConfig, redact
 from finemed.corpus.pii_lexicon import letter_text, load_negatives, load_surname_letters
 from finemed.data.loaders import GrasccoDoc, load_grascco
-from finemed.logs import get_logger, progress
-from finemed.plan_estimates import cpu
-from finemed.stages import StageResult, planner, stage
 
 log = get_logger(__name__)
 SPLIT_SEED = 20240

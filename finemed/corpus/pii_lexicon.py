@@ -14,8 +14,8 @@ import re
 from functools import lru_cache
 from pathlib import Path
 
-from finemed.config import FinemedError
-from finemed.logs import get_logger
+from finemed.core.config import FinemedError
+from finemed.core.logs import get_logger
 
 log = get_logger(__name__)
 DATA = Path(__file__).resolve().parent / "pii_data"

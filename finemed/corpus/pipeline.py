@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
-from finemed.config import StageConfig
+from finemed.core.config import StageConfig
 from finemed.corpus.decont import DecontConfig
 from finemed.corpus.pii import PiiConfig
 from finemed.corpus.quality import QualityConfig

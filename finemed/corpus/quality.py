@@ -25,7 +25,7 @@ from typing import Any
 
 from pydantic import Field
 
-from finemed.config import StageConfig
+from finemed.core.config import StageConfig
 
 GERMAN_STOP_WORDS = ["der", "die", "das", "und", "ist", "zu", "in", "den", "mit", "nicht", "von", "sie",
                      "es", "ein", "eine", "auf", "sich", "dem", "des", "für", "im", "auch", "wird",

@@ -16,7 +16,7 @@ from datatrove.data import Document
 from datatrove.pipeline.filters import C4QualityFilter, FineWebQualityFilter, GopherQualityFilter
 from datatrove.pipeline.filters.base_filter import BaseFilter, get_filter_result
 
-from finemed.config import ConfigError
+from finemed.core.config import ConfigError
 from finemed.corpus.registry import BlockContext, block, section
 
 FILTER_CLASSES = {"gopher": GopherQualityFilter, "c4": C4QualityFilter, "fineweb": FineWebQualityFilter}

@@ -16,8 +16,11 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from finemed.artifacts import atomic_write_json
-from finemed.config import StageConfig
+from finemed.core.artifacts import atomic_write_json
+from finemed.core.config import StageConfig
+from finemed.core.logs import progress
+from finemed.core.plan_estimates import CPU_S, cpu
+from finemed.core.stages import StageResult, planner, stage
 from finemed.corpus.corpus_plan import docs_in
 from finemed.corpus.quality import QUALITY_KINDS, QualityConfig
 from finemed.corpus.registry import heavy
@@ -25,9 +28,6 @@ from finemed.corpus.rows import read_rows
 from finemed.corpus.sample_input import default_dev_input
 from finemed.corpus.scorers import load_scorer
 from finemed.corpus.train_classifier import cached_default_classifier
-from finemed.logs import progress
-from finemed.plan_estimates import CPU_S, cpu
-from finemed.stages import StageResult, planner, stage
 
 SETTINGS = ("datatrove_default", "german_base", "domain_aware")
 CLASSES = {1: "medical", 0: "german_other"}

@@ -14,7 +14,7 @@ A class is built as ``cls(**params, exclusion_writer=...)`` (``params`` from ``-
 ``steps:``); a factory is called as ``factory(ctx, **params)`` with a :class:`BlockContext` and returns a
 step, a list of steps, or None (switched off by its config section).
 
-Discovery follows :mod:`finemed.stages`: the corpus package's own blocks are found by scanning its source
+Discovery follows :mod:`finemed.core.stages`: the corpus package's own blocks are found by scanning its source
 for ``@block("NAME")`` and imported on first use, so configs validate without importing datatrove. Blocks
 in other modules register when those are imported: list them under ``pipeline.imports``. ``minhash`` is a
 reserved step name, not a block (see :mod:`finemed.corpus.chain`).
@@ -31,7 +31,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Callable
 
-from finemed.config import ConfigError
+from finemed.core.config import ConfigError
 
 PACKAGE = Path(__file__).resolve().parent
 MINHASH = "minhash"  # the split point of the chain: steps before it run before MinHash dedup, the rest after

@@ -1,8 +1,8 @@
 """Rows of a corpus input for the in-process tools (classifier training, cascade, quality report, annotate).
 
 The one row reader of the corpus package: labelled rows keep every column (``id``, ``text``, ``source``,
-``medical``, ...), which :mod:`finemed.texts` (texts only) does not. Files are typed by
-:func:`finemed.texts.file_kind` (a folder with parquet is read for those only; hidden files are skipped),
+``medical``, ...), which :mod:`finemed.core.texts` (texts only) does not. Files are typed by
+:func:`finemed.core.texts.file_kind` (a folder with parquet is read for those only; hidden files are skipped),
 so a stage's ``metrics.json``/``manifest.json`` beside its shards is never read as data. Inputs are
 local paths or any fsspec URL (``s3://``, ``hf://``, ``memory://``, ``file://``) with ``storage_options``.
 """
@@ -18,8 +18,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterator
 
-from finemed.config import FinemedError
-from finemed.texts import file_kind
+from finemed.core.config import FinemedError
+from finemed.core.texts import file_kind
 
 _COMPRESSED = re.compile(r"\.(gz|zst)$")
 

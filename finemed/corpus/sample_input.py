@@ -32,14 +32,14 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from finemed.artifacts import atomic_path
-from finemed.config import StageConfig
+from finemed.core.artifacts import atomic_path
+from finemed.core.config import StageConfig
+from finemed.core.logs import progress
+from finemed.core.plan_estimates import CPU_S, cpu, gib
+from finemed.core.stages import StageResult, planner, stage
 from finemed.corpus.corpus_plan import DEV_INPUT_DOCS, DOC_BYTES
 from finemed.data import loaders
 from finemed.data.registry import cache_dir
-from finemed.logs import progress
-from finemed.plan_estimates import CPU_S, cpu, gib
-from finemed.stages import StageResult, planner, stage
 
 CONTAMINATED = ("germedbench/", "xquad-de", "mlqa-de")  # sources that are evaluation items (planted)
 NON_GERMAN = ("eng_Latn", "fra_Latn", "nld_Latn", "dan_Latn", "pol_Latn", "spa_Latn", "rus_Cyrl")

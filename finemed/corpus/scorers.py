@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from finemed.artifacts import read_json
-from finemed.config import FinemedError
+from finemed.core.artifacts import read_json
+from finemed.core.config import FinemedError
 from finemed.corpus.classifier_fasttext import FastTextScorer
 from finemed.corpus.registry import heavy
 
@@ -20,7 +20,7 @@ CLASSIFIER_JSON = "classifier.json"
 
 
 def load_scorer(clf_dir: Path | str, device: str = "auto", dtype: str = "auto"):
-    """The scorer of a classifier dir; transformer models run on ``device``/``dtype`` (:mod:`finemed.runtime`)."""
+    """The scorer of a classifier dir; transformer models run on ``device``/``dtype`` (:mod:`finemed.core.runtime`)."""
     clf_dir = Path(clf_dir)
     meta_path = clf_dir / CLASSIFIER_JSON
     meta = classifier_meta(clf_dir)

@@ -11,7 +11,7 @@ import json
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from finemed.artifacts import atomic_path, read_json
+from finemed.core.artifacts import atomic_path, read_json
 from finemed.data.registry import cache_dir
 
 

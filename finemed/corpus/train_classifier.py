@@ -4,7 +4,7 @@ Labels come from a column of the input (``medical`` in the dev input: 1/0, other
 counted) or from an ``annotate`` verdict file (``labels.jsonl`` with ``id`` and ``label``). Output dir:
 ``classifier.json`` (kind, threshold, metrics; written last, so its presence marks a complete dir), the
 model (``model.bin`` or ``model/``), ``pr_curve.png`` and ``test_scores.npz``. The transformer kind trains
-and scores on ``device``/``dtype`` (:mod:`finemed.runtime`).
+and scores on ``device``/``dtype`` (:mod:`finemed.core.runtime`).
 """
 
 from __future__ import annotations
@@ -15,8 +15,12 @@ from typing import ClassVar, Literal
 import numpy as np
 from pydantic import Field
 
-from finemed.artifacts import atomic_write_json, config_hash, fingerprint, read_json
-from finemed.config import FinemedError, StageConfig
+from finemed.core.artifacts import atomic_write_json, config_hash, fingerprint, read_json
+from finemed.core.config import FinemedError, StageConfig
+from finemed.core.logs import get_logger
+from finemed.core.plan_estimates import CPU_S, cpu, earlier, gib
+from finemed.core.runtime import Device, DType
+from finemed.core.stages import StageResult, planner, stage
 from finemed.corpus.classifier_eval import Prf, plot_pr_curve, prf_at, split_by_source, tune_threshold
 from finemed.corpus.classifier_fasttext import FastTextParams, FastTextScorer, train_fasttext
 from finemed.corpus.corpus_plan import docs_in, encoder_gpu
@@ -25,10 +29,6 @@ from finemed.corpus.rows import read_rows
 from finemed.corpus.sample_input import default_dev_input
 from finemed.corpus.scorers import CLASSIFIER_JSON
 from finemed.data.registry import cache_dir
-from finemed.logs import get_logger
-from finemed.plan_estimates import CPU_S, cpu, earlier, gib
-from finemed.runtime import Device, DType
-from finemed.stages import StageResult, planner, stage
 
 log = get_logger(__name__)
 

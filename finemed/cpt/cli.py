@@ -7,9 +7,9 @@ from typing import Optional
 
 import typer
 
-from finemed.config import FinemedError
+from finemed.core.config import FinemedError
 from finemed.cpt.launch import write_accelerate_config
-from finemed.stage_cli import CONFIG, FORCE, SET, build_config, echo_json, run_command
+from finemed.orchestrate.stage_cli import CONFIG, FORCE, SET, build_config, echo_json, run_command
 
 app = typer.Typer(help="Continual pre-training (packing, replay, bpb evals, exact resume).")
 SUMMARY = ("model_dir", "bpb_before", "bpb_after", "domain_bpb_drop", "steps", "final_loss", "tokens_per_second",

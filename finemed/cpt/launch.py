@@ -1,4 +1,4 @@
-"""``finemed train cpt --emit-accelerate-config F``: the accelerate FSDP config of :mod:`finemed.launch`, for
+"""``finemed train cpt --emit-accelerate-config F``: the accelerate FSDP config of :mod:`finemed.core.launch`, for
 running ``accelerate launch --config_file F -m finemed.cli train cpt ...`` by hand (``finemed run`` with
 ``launch:`` in the stage config does this itself)."""
 
@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from finemed.config import validate
-from finemed.launch import LaunchConfig, accelerate_config, decoder_layer_class
-from finemed.launch import write_accelerate_config as _write
+from finemed.core.config import validate
+from finemed.core.launch import LaunchConfig, accelerate_config, decoder_layer_class
+from finemed.core.launch import write_accelerate_config as _write
 
 __all__ = ["decoder_layer_class", "fsdp_accelerate_config", "write_accelerate_config"]
 

@@ -1,11 +1,11 @@
 """Stage ``train.cpt``: continual pre-training of a causal LM on domain text (the DeFineMed recipe).
 
-The HF ``Trainer`` trains (:mod:`finemed.cpt.trainer`); ``launch: {processes, machines, strategy}`` runs it in
-several processes (DDP or FSDP2 with sharded checkpoints, :mod:`finemed.launch`). What this stage adds:
+The HF ``Trainer`` trains (:mod:`finemed.core.training`); ``launch: {processes, machines, strategy}`` runs it in
+several processes (DDP or FSDP2 with sharded checkpoints, :mod:`finemed.core.launch`). What this stage adds:
 
 - the data: :mod:`finemed.data.packing` tokenises domain (+ replay) text once per tokenizer and data fingerprint
   (every rank and every resume reads that stream); held-out domain and general sets come
-  from the same seeded hash split (:mod:`finemed.texts`), so no evaluated text is ever trained on;
+  from the same seeded hash split (:mod:`finemed.core.texts`), so no evaluated text is ever trained on;
 - bpb on the held-out sets before, at ``eval_steps`` intervals (logged to TensorBoard) and after training;
 - resume only from checkpoints marked complete (a SIGKILL during a save leaves an unmarked one, removed);
 - a NaN/inf loss stops training at once with one line naming the last good checkpoint.
@@ -21,11 +21,10 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
-from finemed.artifacts import atomic_write_json, read_json
-from finemed.config import FinemedError, StageConfig
-from finemed.cpt import trainer as T
-from finemed.data.packing import MixedBlocks, PackCollator, PackedBlocks, token_stream
-from finemed.launch import (
+from finemed.core import training as T
+from finemed.core.artifacts import atomic_write_json, read_json
+from finemed.core.config import FinemedError, StageConfig
+from finemed.core.launch import (
     LaunchConfig,
     fault_callbacks,
     in_launched_process,
@@ -34,16 +33,17 @@ from finemed.launch import (
     rank,
     world_size,
 )
-from finemed.logs import get_logger
+from finemed.core.logs import get_logger
+from finemed.core.plan_estimates import sized
+from finemed.core.runtime import Device, DType, Runtime, resolve
+from finemed.core.stages import StageResult, planner, stage
+from finemed.core.texts import TextSet, general_eval_default, heldout_texts, train_texts
+from finemed.core.training_plan import check_memory, estimate
+from finemed.data.packing import MixedBlocks, PackCollator, PackedBlocks, token_stream
 from finemed.models.arch import from_scratch
 from finemed.models.bpb import compute_bpb
 from finemed.models.loading import attention_implementation, load_causal_lm, load_tokenizer
 from finemed.models.registry import resolve_model_path
-from finemed.plan_estimates import sized
-from finemed.runtime import Device, DType, Runtime, resolve
-from finemed.stages import StageResult, planner, stage
-from finemed.texts import TextSet, general_eval_default, heldout_texts, train_texts
-from finemed.training_plan import check_memory, estimate
 
 log = get_logger(__name__)
 
@@ -215,7 +215,7 @@ def run(config: CptConfig, run_dir: Path, callbacks: list | None = None) -> CptR
     """CPT ``config.model``; writes ``model/``, ``checkpoints/``, ``tb/`` and ``log_history.json``.
 
     With ``launch.processes * launch.machines > 1`` this process tokenises the data once, then launches the
-    processes (:func:`finemed.launch.launch_stage`), each running this function, and returns rank 0's result.
+    processes (:func:`finemed.core.launch.launch_stage`), each running this function, and returns rank 0's result.
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -14,7 +14,7 @@ A document is one man page, or one fortune. The held-out split is by document: a
 the hash of its name (package + path [+ index]) falls below :data:`HELDOUT_FRACTION`, so every text of a page is
 on one side. At run time nothing is fetched: a missing cache is one error line naming the make target.
 
-Text sources (:mod:`finemed.texts`): ``builtin:debian.de`` (the train split), ``builtin:debian.de@heldout``,
+Text sources (:mod:`finemed.core.texts`): ``builtin:debian.de`` (the train split), ``builtin:debian.de@heldout``,
 ``builtin:debian.de@all``, and ``builtin:debian.mix`` / ``builtin:debian.mix-BYTES`` (all five languages, round-robin
 by document, each cut to the same number of bytes: BYTES, or the smallest language's). Without ``groff`` (or with
 ``--no-groff``) a man page is rendered by :func:`strip_roff`, a documented fallback that drops requests and escapes
@@ -38,9 +38,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from finemed.config import FinemedError
+from finemed.core.config import FinemedError
+from finemed.core.logs import Counter, get_logger
 from finemed.data.registry import DataMissingError, cache_dir
-from finemed.logs import Counter, get_logger
 
 log = get_logger(__name__)
 

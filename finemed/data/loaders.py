@@ -13,7 +13,7 @@ from typing import Iterator
 
 from pydantic import BaseModel
 
-from finemed.config import FinemedError
+from finemed.core.config import FinemedError
 from finemed.data.registry import DataMissingError, bundled_path, require_file
 
 

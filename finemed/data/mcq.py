@@ -16,7 +16,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from finemed.config import FinemedError
+from finemed.core.config import FinemedError
 from finemed.data.loaders import load_germedbench
 from finemed.data.registry import require_file
 

@@ -1,6 +1,6 @@
 """Packed training data for CPT and KD: tokenise into a flat token file, cut into blocks, mix, collate.
 
-The pipeline is ``finemed.texts.train_texts`` → :func:`write_token_file` → :class:`PackedBlocks` →
+The pipeline is ``finemed.core.texts.train_texts`` → :func:`write_token_file` → :class:`PackedBlocks` →
 :class:`MixedBlocks` → :class:`PackCollator`:
 
 - **Streaming.** Texts are tokenised in batches straight into a flat ``uint16``/``uint32`` token file on
@@ -22,7 +22,7 @@ The pipeline is ``finemed.texts.train_texts`` → :func:`write_token_file` → :
 
 Why hand-written: TRL's ``pack_dataset`` and ``datasets.map`` pack in-memory Arrow tables, without EOS-aware
 document masks and without a memmap that a map-style dataset can index (which the HF Trainer needs for an
-exact resume). Text reading and held-out splits live in :mod:`finemed.texts`.
+exact resume). Text reading and held-out splits live in :mod:`finemed.core.texts`.
 """
 
 from __future__ import annotations
@@ -37,9 +37,9 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import numpy as np
 
-from finemed.artifacts import atomic_path, atomic_write_json, fingerprint, now_iso, read_json
-from finemed.config import FinemedError
-from finemed.logs import Counter, get_logger
+from finemed.core.artifacts import atomic_path, atomic_write_json, fingerprint, now_iso, read_json
+from finemed.core.config import FinemedError
+from finemed.core.logs import Counter, get_logger
 
 log = get_logger(__name__)
 TOKENIZE_LOG = "tokenize.log"  # one line per tokenisation actually run in a data dir

@@ -10,9 +10,9 @@ import random
 from itertools import zip_longest
 from pathlib import Path
 
-from finemed.config import FinemedError
+from finemed.core.config import FinemedError
+from finemed.core.texts import heldout_score
 from finemed.data.loaders import QAExample, load_squad
-from finemed.texts import heldout_score
 
 
 def load_qa_source(spec: str) -> list[QAExample]:

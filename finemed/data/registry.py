@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from finemed.config import FinemedError
+from finemed.core.config import FinemedError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

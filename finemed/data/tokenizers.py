@@ -31,7 +31,7 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Sequence
 
-from finemed.config import FinemedError
+from finemed.core.config import FinemedError
 from finemed.data.registry import bundled_path
 from finemed.models.smollm2 import ensure_model
 

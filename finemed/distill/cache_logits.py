@@ -16,14 +16,14 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from finemed.config import FinemedError, StageConfig
+from finemed.core.config import FinemedError, StageConfig
+from finemed.core.logs import get_logger
+from finemed.core.plan_estimates import DTYPE_BYTES, gib, inference, model_size
+from finemed.core.runtime import Device, DType, Runtime, resolve
+from finemed.core.stages import StageResult, planner, stage
 from finemed.distill.data import build_data
 from finemed.distill.logit_cache import CacheReport, build_cache
-from finemed.logs import get_logger
 from finemed.models.loading import load_causal_lm
-from finemed.plan_estimates import DTYPE_BYTES, gib, inference, model_size
-from finemed.runtime import Device, DType, Runtime, resolve
-from finemed.stages import StageResult, planner, stage
 
 log = get_logger(__name__)
 
@@ -31,7 +31,7 @@ log = get_logger(__name__)
 class KDDataConfig(StageConfig):
     """The KD training data: plain text (held out by hash) and QA-format prompts (held out by article)."""
 
-    text: list[str] = ["builtin:xquad.en"]  # plain-text KD sources (finemed.texts grammar)
+    text: list[str] = ["builtin:xquad.en"]  # plain-text KD sources (finemed.core.texts grammar)
     qa: str | None = "xquad.en"  # SQuAD-format file or bundled name for QA-format KD; split by title
     qa_shots: list[int] = [0, 1]
     heldout_fraction: float = Field(0.2, gt=0.0, lt=1.0)

@@ -11,8 +11,8 @@ from typing import Optional
 
 import typer
 
-from finemed.config import FinemedError
-from finemed.stage_cli import CONFIG, FORCE, OUT, SET, echo_json, run_command
+from finemed.core.config import FinemedError
+from finemed.orchestrate.stage_cli import CONFIG, FORCE, OUT, SET, echo_json, run_command
 
 app = typer.Typer(help="Teacher → student logit distillation (online, offline top-k, on-policy).")
 SUMMARY = ("mode", "parameter_reduction_pct", "bpb_teacher", "bpb_student_init", "bpb_student", "bpb_ce",

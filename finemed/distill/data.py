@@ -2,7 +2,7 @@
 
 Plain text reuses the CPT packing (:func:`finemed.data.packing.token_stream`, tokenised once). QA-format
 sequences are ``prompt + " " + answer + EOS`` where the prompt is the evaluation's own 0-/1-shot template
-(:mod:`finemed.evaluation.qa_prompts`), so the student is distilled on exactly what it is scored on; prompt
+(:mod:`finemed.core.qa_prompts`), so the student is distilled on exactly what it is scored on; prompt
 and padding positions get label -100, so only answer tokens count in the loss. SQuAD-format data is split by
 article title, so held-out evaluation never sees a training context.
 """
@@ -13,11 +13,11 @@ import random
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
-from finemed.config import FinemedError
+from finemed.core.config import FinemedError
+from finemed.core.qa_prompts import TARGET_DELIMITER, build_prompt
+from finemed.core.texts import read_texts, split_heldout
 from finemed.data.loaders import load_squad
 from finemed.data.packing import PackedBlocks, token_stream
-from finemed.evaluation.qa_prompts import TARGET_DELIMITER, build_prompt
-from finemed.texts import read_texts, split_heldout
 
 if TYPE_CHECKING:
     import torch

@@ -22,11 +22,11 @@ from typing import TYPE_CHECKING, Callable
 
 from pydantic import BaseModel
 
-from finemed.artifacts import atomic_path, atomic_write_json, read_json
-from finemed.config import FinemedError
+from finemed.core.artifacts import atomic_path, atomic_write_json, read_json
+from finemed.core.config import FinemedError
+from finemed.core.logs import Counter
+from finemed.core.runtime import Runtime, for_model
 from finemed.distill.losses import TopKTeacher
-from finemed.logs import Counter
-from finemed.runtime import Runtime, for_model
 
 FORMAT = "finemed-topk-v1"
 VALUE_DTYPES = ("float16", "bfloat16", "float32")  # torch dtype names for the cached top-k values

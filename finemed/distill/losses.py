@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Literal
 
-from finemed.config import FinemedError
+from finemed.core.config import FinemedError
 
 if TYPE_CHECKING:
     import torch

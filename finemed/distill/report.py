@@ -1,7 +1,7 @@
 """The KD retention report: teacher vs students on held-out bpb and QA EM/F1/ROUGE-L, and parameter reduction.
 
 QA numbers come from the same lm-eval task as stage ``eval.qa`` (``finemed_squad_v1_{0,1}shot``, the
-"any SQuAD-format file" task, through :mod:`finemed.evaluation.lmeval_runner`), so KD scores compare with
+"any SQuAD-format file" task, through :mod:`finemed.core.lmeval`), so KD scores compare with
 ``eval.qa`` runs: same prompts, greedy generation cut at the first newline, same metrics. The task reads a
 SQuAD file written here that lists the held-out questions first, then the training ones as the 1-shot
 exemplar pool; only the held-out ones are scored. Retention is student / teacher for the QA scores and
@@ -14,9 +14,9 @@ import contextlib
 import json
 from pathlib import Path
 
-from finemed.artifacts import atomic_write_text
-from finemed.evaluation.lmeval_runner import evaluate, make_lm
-from finemed.runtime import Runtime
+from finemed.core.artifacts import atomic_write_text
+from finemed.core.lmeval import evaluate, make_lm
+from finemed.core.runtime import Runtime
 
 QA_METRICS = ("exact_match", "f1", "rougeL")
 QA_TASK = "finemed_squad_v1_{shot}shot"

@@ -17,13 +17,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
-from finemed.cpt.trainer import consolidated_model, for_eval, release_training_state
-from finemed.distill.cache_logits import CacheLogitsConfig, CacheLogitsResult, cache_logits
-from finemed.distill.data import SequenceDataset, build_data
-from finemed.distill.logit_cache import LogitCache
-from finemed.distill.report import qa_scores, retention, write_report
-from finemed.distill.trainer import check_teacher, check_vocab, kd_trainer_class, run_on_policy
-from finemed.launch import (
+from finemed.core.launch import (
     LaunchConfig,
     in_launched_process,
     launch_stage,
@@ -32,14 +26,20 @@ from finemed.launch import (
     rank,
     world_size,
 )
-from finemed.logs import get_logger
+from finemed.core.logs import get_logger
+from finemed.core.plan_estimates import sized
+from finemed.core.runtime import Runtime, resolve
+from finemed.core.stages import StageResult, planner, stage
+from finemed.core.training import consolidated_model, for_eval, release_training_state
+from finemed.core.training_plan import check_memory, estimate
+from finemed.distill.cache_logits import CacheLogitsConfig, CacheLogitsResult, cache_logits
+from finemed.distill.data import SequenceDataset, build_data
+from finemed.distill.logit_cache import LogitCache
+from finemed.distill.report import qa_scores, retention, write_report
+from finemed.distill.trainer import check_teacher, check_vocab, kd_trainer_class, run_on_policy
 from finemed.models.bpb import compute_bpb
 from finemed.models.loading import count_parameters, load_causal_lm, resolve_dtype, save_model
 from finemed.models.student import init_student
-from finemed.plan_estimates import sized
-from finemed.runtime import Runtime, resolve
-from finemed.stages import StageResult, planner, stage
-from finemed.training_plan import check_memory, estimate
 
 log = get_logger(__name__)
 QA_LANGS = ("de", "en", "es")
@@ -232,7 +232,7 @@ def run(cfg: DistillConfig, run_dir: Path) -> DistillResult:
     student). The teacher is eval-only, in ``teacher_dtype``: online KD keeps it on every GPU, offline KD on rank 0
     alone, which builds the cache while the others wait (``launch.timeout_s``) and writes the report and the student.
     Under FSDP every rank joins the gather of the trained student; rank 0 alone then evaluates (bpb, QA) that
-    consolidated copy on its GPU in bf16 (:func:`finemed.cpt.trainer.for_eval`) and saves it; the other ranks
+    consolidated copy on its GPU in bf16 (:func:`finemed.core.training.for_eval`) and saves it; the other ranks
     report NaN (only rank 0's result is kept). The CE baseline's copy waits on the host until its turn.
     """
     import torch

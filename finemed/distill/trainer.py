@@ -19,10 +19,10 @@ import inspect
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
-from finemed.config import FinemedError
+from finemed.core.config import FinemedError
+from finemed.core.launch import enable_cpu_fsdp
+from finemed.core.runtime import Runtime
 from finemed.distill.losses import TopKTeacher, kd_loss
-from finemed.launch import enable_cpu_fsdp
-from finemed.runtime import Runtime
 
 if TYPE_CHECKING:
     import torch

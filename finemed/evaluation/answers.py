@@ -18,8 +18,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from finemed.artifacts import atomic_write_text
-from finemed.config import FinemedError
+from finemed.core.artifacts import atomic_write_text
+from finemed.core.config import FinemedError
 from finemed.data.loaders import load_germedbench, load_germedbench_results, load_germediq, read_jsonl
 from finemed.data.registry import require_file
 

@@ -8,10 +8,10 @@ from typing import Optional
 
 import typer
 
-from finemed.config import FinemedError
+from finemed.core.config import FinemedError
+from finemed.core.qa_metrics import score_predictions
 from finemed.data.loaders import load_squad
-from finemed.evaluation.qa_metrics import score_predictions
-from finemed.stage_cli import CONFIG, FORCE, OUT, SET, run_command
+from finemed.orchestrate.stage_cli import CONFIG, FORCE, OUT, SET, run_command
 
 app = typer.Typer(help="Evaluate: bpb, QA, MCQ, generation, judge win-rates, failure modes.", no_args_is_help=True)
 

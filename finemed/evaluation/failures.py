@@ -19,8 +19,11 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, Field
 
-from finemed.artifacts import atomic_write_json
-from finemed.config import FinemedError, StageConfig
+from finemed.core.artifacts import atomic_write_json
+from finemed.core.config import FinemedError, StageConfig
+from finemed.core.logs import get_logger, progress
+from finemed.core.plan_estimates import cpu, earlier, readable_now
+from finemed.core.stages import StageResult, planner, stage
 from finemed.evaluation.answers import AnswerRow, load_answers
 from finemed.evaluation.langmix import (
     TARGET_SCRIPT,
@@ -30,9 +33,6 @@ from finemed.evaluation.langmix import (
     split_sentences,
 )
 from finemed.evaluation.langmix import script_of as script_of
-from finemed.logs import get_logger, progress
-from finemed.plan_estimates import cpu, earlier, readable_now
-from finemed.stages import StageResult, planner, stage
 
 log = get_logger(__name__)
 _WORD = re.compile(r"\w+", re.UNICODE)

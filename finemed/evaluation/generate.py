@@ -1,10 +1,10 @@
 """Stage ``eval.generate``: answers of N models on one prompt set, as answer-JSONL rows.
 
 A local model (an HF dir or registered name, optionally written ``local:NAME``) answers on the ``engine`` that
-:func:`finemed.engine.choose_engine` picks: ``vllm`` serves it with a managed vLLM server and asks it like an
+:func:`finemed.core.engine.choose_engine` picks: ``vllm`` serves it with a managed vLLM server and asks it like an
 endpoint; ``hf`` loads it on the runtime's device and answers through :func:`finemed.models.generate.generate`
 (chat template, batching, EOS cut). The engine of each model is in the result (``engines``). An
-OpenAI-compatible ``URL#MODEL`` answers through :class:`~finemed.llm.LLMClient` (concurrency, retries, the
+OpenAI-compatible ``URL#MODEL`` answers through :class:`~finemed.core.llm.LLMClient` (concurrency, retries, the
 SQLite response cache). Rows: ``{model, prompt_id, prompt, answer, [reference], finish_reason}``; a failed
 call is written with an empty answer and an ``error`` and counted, never dropped silently.
 """
@@ -16,17 +16,17 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from finemed.config import FinemedError, StageConfig
-from finemed.engine import Engine, VLLMSettings, choose_engine
+from finemed.core.config import FinemedError, StageConfig
+from finemed.core.engine import Engine, VLLMSettings, choose_engine
+from finemed.core.llm import LLMClient
+from finemed.core.logs import get_logger
+from finemed.core.plan_estimates import decode_steps, gib, inference
+from finemed.core.runtime import Device, DType, Runtime, resolve
+from finemed.core.stages import StageResult, planner, stage
+from finemed.core.texts import heldout_score
 from finemed.evaluation.answers import PromptRow, load_prompts, write_answers
-from finemed.llm import LLMClient
-from finemed.logs import get_logger
 from finemed.models.generate import generate
 from finemed.models.loading import load_causal_lm
-from finemed.plan_estimates import decode_steps, gib, inference
-from finemed.runtime import Device, DType, Runtime, resolve
-from finemed.stages import StageResult, planner, stage
-from finemed.texts import heldout_score
 
 log = get_logger(__name__)
 
@@ -36,7 +36,7 @@ class GenerateConfig(StageConfig):
     prompts: str = Field(description="builtin:germedbench_patient_text | builtin:germedbench_med_qa | "
                                      "builtin:germediq | a JSONL with 'prompt'")
     limit: int | None = Field(None, ge=1, description="first N prompts")
-    # a seeded hash split of the prompt set (finemed.texts.heldout_score on the prompt text < heldout_fraction is
+    # a seeded hash split of the prompt set (finemed.core.texts.heldout_score on the prompt text < heldout_fraction is
     # held out), so answers can be asked on prompts a fine-tune never saw; applied before ``limit``
     split: Literal["all", "heldout", "train"] = "all"
     heldout_fraction: float = Field(0.3, gt=0.0, lt=1.0)

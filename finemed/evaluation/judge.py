@@ -1,6 +1,6 @@
 """Pairwise judging: every pair of answers to a prompt, judged in both orders, robust verdict parsing.
 
-SPEC is an :class:`~finemed.llm.LLMClient` spec (``http://HOST:PORT/v1#MODEL`` or ``local:PATH``) or
+SPEC is an :class:`~finemed.core.llm.LLMClient` spec (``http://HOST:PORT/v1#MODEL`` or ``local:PATH``) or
 ``scores:FIELD`` (pointwise: the higher per-answer score wins, e.g. GerMedBench's judge ``overall``).
 
 Rules (hand-written: no library runs Arena-Hard-style pairwise judging against an arbitrary endpoint):
@@ -9,7 +9,7 @@ Rules (hand-written: no library runs Arena-Hard-style pairwise judging against a
 - a verdict is ``[[A]]``, ``[[B]]`` or ``[[C]]`` (tie); an unparseable or ambiguous reply is asked once more
   (the reply plus a one-line reminder), then that order is ``invalid`` and the pair's outcome is ``invalid``:
   counted, never a tie;
-- an order still without a verdict is decided by probability (:mod:`finemed.verdicts`): the judge is asked for
+- an order still without a verdict is decided by probability (:mod:`finemed.core.verdicts`): the judge is asked for
   the letter only, and P(A) against P(B) of its next token decides (a ``local:`` judge; endpoints stay text-only).
   Small judges that never write a parsable verdict still answer; ``prob_verdicts`` counts these orders;
 - the LLMClient's SQLite cache is keyed by (judge, messages = prompt + a + b in order, params, tag), so a rerun
@@ -26,12 +26,12 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from finemed.config import FinemedError
-from finemed.engine import VLLMSettings
+from finemed.core.config import FinemedError
+from finemed.core.engine import VLLMSettings
+from finemed.core.llm import LLMClient
+from finemed.core.logs import Counter
+from finemed.core.verdicts import verdicts as prob_verdicts
 from finemed.evaluation.answers import AnswerRow
-from finemed.llm import LLMClient
-from finemed.logs import Counter
-from finemed.verdicts import verdicts as prob_verdicts
 
 Outcome = Literal["a", "b", "tie", "invalid"]
 

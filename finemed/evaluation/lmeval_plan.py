@@ -15,11 +15,11 @@ from typing import Any
 
 import yaml
 
-from finemed.config import FinemedError
+from finemed.core.config import FinemedError
+from finemed.core.plan_estimates import count_rows, decode_steps, earlier, gib, inference
 from finemed.data.loaders import load_germedbench, load_squad
-from finemed.plan_estimates import count_rows, decode_steps, earlier, gib, inference
 
-TASK_DIR = Path(__file__).parent / "tasks"
+TASK_DIR = Path(__file__).resolve().parents[1] / "core" / "lmeval_tasks"
 QA_MAX_GEN_TOKS = 32  # tasks/finemed_qa_common_yaml generation_kwargs
 # lm-eval stock tasks: test-split sizes (MMLU subjects; Global-MMLU keeps MMLU's questions); others: DEFAULT
 STOCK_SIZES = {"anatomy": 135, "clinical_knowledge": 265, "college_medicine": 173, "medical_genetics": 100,

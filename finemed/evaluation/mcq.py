@@ -14,9 +14,9 @@ from pathlib import Path
 
 from pydantic import Field
 
+from finemed.core.qa_eval import QaEvalConfig, QaEvalResult, run_eval
+from finemed.core.stages import planner, stage
 from finemed.evaluation.lmeval_plan import lmeval_estimate
-from finemed.qa_eval import QaEvalConfig, QaEvalResult, run_eval
-from finemed.stages import planner, stage
 
 
 class McqEvalConfig(QaEvalConfig):

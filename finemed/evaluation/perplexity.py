@@ -1,7 +1,7 @@
 """Stage ``eval.bpb``: bits per byte of one causal LM on several named text sets.
 
 The bpb computation itself (windowing, batching) is :func:`finemed.models.bpb.compute_bpb`; text sets are
-:mod:`finemed.texts` sources (``builtin:medical``, ``builtin:fortunes_de``, a jsonl path, ``hf:...``), each
+:mod:`finemed.core.texts` sources (``builtin:medical``, ``builtin:fortunes_de``, a jsonl path, ``hf:...``), each
 reduced to a seeded sample of at most ``max_docs`` texts and ``max_chars`` characters.
 """
 
@@ -12,15 +12,15 @@ from typing import ClassVar
 
 from pydantic import Field, field_validator
 
-from finemed.artifacts import atomic_write_json
-from finemed.config import StageConfig
-from finemed.logs import get_logger
+from finemed.core.artifacts import atomic_write_json
+from finemed.core.config import StageConfig
+from finemed.core.logs import get_logger
+from finemed.core.plan_estimates import inference, text_stats
+from finemed.core.runtime import Device, DType, resolve
+from finemed.core.stages import StageResult, planner, stage
+from finemed.core.texts import read_texts
 from finemed.models.bpb import compute_bpb, subsample
 from finemed.models.loading import check_model, load_causal_lm
-from finemed.plan_estimates import inference, text_stats
-from finemed.runtime import Device, DType, resolve
-from finemed.stages import StageResult, planner, stage
-from finemed.texts import read_texts
 
 log = get_logger(__name__)
 

@@ -1,12 +1,12 @@
-"""Stage ``eval.qa``: extractive QA or any lm-eval task on a model; the machinery is :mod:`finemed.qa_eval`."""
+"""Stage ``eval.qa``: extractive QA or any lm-eval task on a model; the machinery is :mod:`finemed.core.qa_eval`."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from finemed.core.qa_eval import QaEvalConfig, QaEvalResult, run_eval
+from finemed.core.stages import planner, stage
 from finemed.evaluation.lmeval_plan import lmeval_estimate
-from finemed.qa_eval import QaEvalConfig, QaEvalResult, run_eval
-from finemed.stages import planner, stage
 
 
 @stage("eval.qa")

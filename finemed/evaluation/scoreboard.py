@@ -30,11 +30,11 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from pydantic import Field
 
-from finemed.artifacts import atomic_write_json, read_json, read_manifest
-from finemed.config import FinemedError, StageConfig
-from finemed.logs import get_logger
-from finemed.plan_estimates import cpu
-from finemed.stages import StageResult, planner, stage
+from finemed.core.artifacts import atomic_write_json, read_json, read_manifest
+from finemed.core.config import FinemedError, StageConfig
+from finemed.core.logs import get_logger
+from finemed.core.plan_estimates import cpu
+from finemed.core.stages import StageResult, planner, stage
 
 log = get_logger(__name__)
 Role = Literal["instruct", "cpt", "merge", "student"]

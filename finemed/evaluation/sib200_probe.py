@@ -18,14 +18,14 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from finemed.artifacts import atomic_write_json
-from finemed.config import StageConfig
+from finemed.core.artifacts import atomic_write_json
+from finemed.core.config import StageConfig
+from finemed.core.logs import Counter, get_logger
+from finemed.core.plan_estimates import inference
+from finemed.core.runtime import Device, DType, resolve
+from finemed.core.stages import StageResult, planner, stage
 from finemed.data.loaders import load_sib200
-from finemed.logs import Counter, get_logger
 from finemed.models.loading import check_model, load_causal_lm
-from finemed.plan_estimates import inference
-from finemed.runtime import Device, DType, resolve
-from finemed.stages import StageResult, planner, stage
 
 log = get_logger(__name__)
 DEFAULT_LANGS = ["eng_Latn", "deu_Latn", "fra_Latn", "ita_Latn", "spa_Latn"]

@@ -22,13 +22,13 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import BaseModel, Field
 
-from finemed.artifacts import atomic_path, atomic_write_json
-from finemed.config import FinemedError, StageConfig
-from finemed.engine import Engine, VLLMSettings
+from finemed.core.artifacts import atomic_path, atomic_write_json
+from finemed.core.config import FinemedError, StageConfig
+from finemed.core.engine import Engine, VLLMSettings
+from finemed.core.plan_estimates import JUDGMENT_BYTES, cpu, decode_steps, earlier, gib, inference, readable_now
+from finemed.core.stages import StageResult, planner, stage
 from finemed.evaluation.answers import load_answers, write_answers
 from finemed.evaluation.judge import PairJudgment, make_pairs, run_pairwise
-from finemed.plan_estimates import JUDGMENT_BYTES, cpu, decode_steps, earlier, gib, inference, readable_now
-from finemed.stages import StageResult, planner, stage
 
 ELO_SCALE, ELO_BASE = 400.0 / math.log(10), 1000.0
 

@@ -9,8 +9,8 @@ from typing import Optional
 import typer
 from typer.core import TyperGroup
 
-from finemed.config import read_yaml
-from finemed.stage_cli import CONFIG, FORCE, OUT, SET, run_command
+from finemed.core.config import read_yaml
+from finemed.orchestrate.stage_cli import CONFIG, FORCE, OUT, SET, run_command
 
 
 class _DefaultToApply(TyperGroup):

@@ -25,13 +25,13 @@ from typing import Any, ClassVar, Literal, Union
 import yaml
 from pydantic import Field, field_validator, model_validator
 
-from finemed.artifacts import atomic_path, atomic_write_text
-from finemed.config import ConfigError, FinemedError, StageConfig, apply_overrides, read_yaml, validate
-from finemed.logs import get_logger, progress_enabled
+from finemed.core.artifacts import atomic_path, atomic_write_text
+from finemed.core.config import ConfigError, FinemedError, StageConfig, apply_overrides, read_yaml, validate
+from finemed.core.logs import get_logger, progress_enabled
+from finemed.core.plan_estimates import merge_cost
+from finemed.core.stages import StageResult, planner, stage
 from finemed.models.loading import check_weights
 from finemed.models.registry import resolve_model_path
-from finemed.plan_estimates import merge_cost
-from finemed.stages import StageResult, planner, stage
 
 log = get_logger(__name__)
 SHAPE_KEYS = ("model_type", "hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",

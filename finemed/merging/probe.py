@@ -27,13 +27,13 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from finemed.config import FinemedError
-from finemed.engine import VLLMSettings, choose_engine, release
-from finemed.llm import LLMClient
+from finemed.core.config import FinemedError
+from finemed.core.engine import VLLMSettings, choose_engine, release
+from finemed.core.llm import LLMClient
+from finemed.core.plan_estimates import decode_steps, inference
+from finemed.core.runtime import Runtime
 from finemed.merging.probe_items import SPLIT_RULE, Instruction, Split, instructions, split_of
 from finemed.models.generate import generate
-from finemed.plan_estimates import decode_steps, inference
-from finemed.runtime import Runtime
 
 
 # ------------------------------------------------------------------------------------------------ checks
@@ -181,7 +181,7 @@ def run_probe_served(model_dir, *, engine: str = "auto", vllm: VLLMSettings | No
                      limit: int | None = None, concurrency: int = 16, keep_server: bool = True,
                      split: Split = "all") -> ProbeResult | None:
     """The probe on a managed vLLM server for ``model_dir`` (same greedy chat-template answers; ``stopped`` is the
-    server's ``finish_reason == "stop"``), or None where :func:`finemed.engine.choose_engine` says hf. A failed
+    server's ``finish_reason == "stop"``), or None where :func:`finemed.core.engine.choose_engine` says hf. A failed
     reply fails the probe in one line. ``keep_server=False`` stops the server after (each sweep point is a new
     model: its server would only hold memory)."""
     if choose_engine(engine, "merge probe") != "vllm":

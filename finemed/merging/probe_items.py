@@ -5,7 +5,7 @@ style (same check kinds, new topics) so that the test half can show a drop of 0.
 by :func:`finemed.merging.probe.check`; every instruction also gets ``eos``.
 
 **The split.** A *task* (both its languages together, so the German and English wording of one instruction never
-sit on opposite sides) is ``test`` when :func:`finemed.texts.heldout_score` of ``"probe:" + task id`` (seed 0) is
+sit on opposite sides) is ``test`` when :func:`finemed.core.texts.heldout_score` of ``"probe:" + task id`` (seed 0) is
 below 0.5, else ``dev``: 33 tasks (66 instructions) test, 31 tasks (62) dev. The rule depends on a task's own id
 only, so adding tasks never moves an old one. Selections (the merge sweep's t) read ``dev``; verdicts and the
 scoreboard read ``test``.
@@ -26,8 +26,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from finemed.config import FinemedError
-from finemed.texts import heldout_score
+from finemed.core.config import FinemedError
+from finemed.core.texts import heldout_score
 
 Split = Literal["all", "dev", "test"]
 SPLIT_SALT = "probe:"  # heldout_score(SPLIT_SALT + task id, SPLIT_SEED) < TEST_FRACTION: the task is test

@@ -26,13 +26,13 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from finemed.artifacts import atomic_write_text
-from finemed.config import FinemedError, StageConfig
+from finemed.core.artifacts import atomic_write_text
+from finemed.core.config import FinemedError, StageConfig
+from finemed.core.engine import VLLMSettings
+from finemed.core.qa_eval import QaEvalConfig, evaluate_model, run_eval
+from finemed.core.runtime import Runtime
 from finemed.data.loaders import QAExample
 from finemed.data.qa_splits import load_qa_source, sample_test, split_articles, to_squad
-from finemed.engine import VLLMSettings
-from finemed.qa_eval import QaEvalConfig, evaluate_model, run_eval
-from finemed.runtime import Runtime
 
 DEV_SALT = "merge.sweep:"
 

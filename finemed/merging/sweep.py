@@ -26,10 +26,14 @@ from typing import ClassVar, Literal
 
 from pydantic import BaseModel, Field, field_validator
 
-from finemed.artifacts import atomic_path, atomic_write_json
-from finemed.config import ConfigError, FinemedError, StageConfig
-from finemed.engine import Engine, VLLMSettings, choose_engine, release, serve
-from finemed.logs import get_logger, progress
+from finemed.core.artifacts import atomic_path, atomic_write_json
+from finemed.core.config import ConfigError, FinemedError, StageConfig
+from finemed.core.engine import Engine, VLLMSettings, choose_engine, release, serve
+from finemed.core.logs import get_logger, progress
+from finemed.core.plan_estimates import decode_steps, inference, merge_cost
+from finemed.core.runtime import Device, DType, Runtime, resolve
+from finemed.core.stages import StageResult, planner, stage
+from finemed.core.texts import TextSet, general_eval_default, heldout_texts
 from finemed.merging.merge import MergeSpec, check_compatible, run_merge, short_form_methods, to_mergekit
 from finemed.merging.probe import probe_items, run_probe, run_probe_served
 from finemed.merging.probe_items import SPLIT_RULE
@@ -37,10 +41,6 @@ from finemed.merging.qa_dev import QADevConfig, score_dev, write_dev_set
 from finemed.models.bpb import compute_bpb
 from finemed.models.loading import load_causal_lm
 from finemed.models.registry import resolve_model_path
-from finemed.plan_estimates import decode_steps, inference, merge_cost
-from finemed.runtime import Device, DType, Runtime, resolve
-from finemed.stages import StageResult, planner, stage
-from finemed.texts import TextSet, general_eval_default, heldout_texts
 
 log = get_logger(__name__)
 

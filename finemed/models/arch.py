@@ -19,7 +19,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from finemed.config import FinemedError
+from finemed.core.config import FinemedError
 from finemed.data.registry import bundled_path
 from finemed.models.loading import load_tokenizer, save_model
 from finemed.models.registry import cached_path, is_registered

@@ -16,9 +16,9 @@ import random
 
 from pydantic import BaseModel
 
-from finemed.config import FinemedError
-from finemed.logs import Counter
-from finemed.runtime import Runtime, for_model
+from finemed.core.config import FinemedError
+from finemed.core.logs import Counter
+from finemed.core.runtime import Runtime, for_model
 
 LN2 = math.log(2.0)
 

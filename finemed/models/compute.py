@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from finemed.config import FinemedError, StageConfig
+from finemed.core.config import FinemedError, StageConfig
 from finemed.models import arch
 from finemed.models.memory import GIB, MemoryEstimate, training_memory
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from finemed.logs import Counter
-from finemed.runtime import Runtime, for_model
+from finemed.core.logs import Counter
+from finemed.core.runtime import Runtime, for_model
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@
 - Tokenizers load with ``PreTrainedTokenizerFast`` where a ``tokenizer.json`` exists (DESIGN.md trap: AutoTokenizer
   on a Qwen2-config dir swaps in Qwen2Tokenizer and changes a custom tokenizer's ids).
 - A registered name (``smollm2``) resolves to its safetensors cache, fetched once (``models/registry.py``).
-- Device and weight dtype come from the one policy in ``finemed/runtime.py``. Under FSDP (``runtime.sharded``) the
+- Device and weight dtype come from the one policy in ``finemed/core/runtime.py``. Under FSDP (``runtime.sharded``) the
   model stays where transformers built it, on the host (local rank 0) or the meta device (the other ranks, with
   accelerate's ``fsdp_cpu_ram_efficient_loading``): FSDP moves the shards to the GPUs.
 - ``attn_implementation`` goes to ``from_pretrained`` (transformers checks it there; setting it afterwards skips the
@@ -22,11 +22,11 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from finemed.artifacts import atomic_path
-from finemed.config import FinemedError
-from finemed.logs import get_logger
+from finemed.core.artifacts import atomic_path
+from finemed.core.config import FinemedError
+from finemed.core.logs import get_logger
+from finemed.core.runtime import Runtime, cuda_available, resolve
 from finemed.models.registry import resolve_model_path
-from finemed.runtime import Runtime, cuda_available, resolve
 
 log = get_logger(__name__)
 FLASH_ATTENTION = ("flash_attention_2", "flash_attention_3")
@@ -140,7 +140,7 @@ def load_causal_lm(spec: str | Path, *, runtime: Runtime | None = None, device: 
     """Load ``(model, tokenizer)`` from a registered name, an HF dir or a hub id (at ``revision``), safely, in eval
     mode.
 
-    Where and in which dtype come from ``runtime`` (or ``finemed.runtime.resolve(device)``); an explicit
+    Where and in which dtype come from ``runtime`` (or ``finemed.core.runtime.resolve(device)``); an explicit
     ``dtype`` overrides the weight dtype only. Under FSDP (``runtime.sharded``) the model is left on the host or
     the meta device for FSDP to shard. ``attn_implementation`` (``sdpa``, ``flash_attention_2``, ...) is passed
     to ``from_pretrained``, with the SDPA fall-back of :func:`attention_implementation`.

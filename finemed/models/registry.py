@@ -10,8 +10,8 @@ import os
 import re
 from pathlib import Path
 
-from finemed.config import FinemedError
-from finemed.logs import get_logger
+from finemed.core.config import FinemedError
+from finemed.core.logs import get_logger
 from finemed.models import smollm2
 
 log = get_logger(__name__)

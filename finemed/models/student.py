@@ -10,7 +10,7 @@ import copy
 
 from pydantic import BaseModel
 
-from finemed.config import FinemedError
+from finemed.core.config import FinemedError
 from finemed.models.loading import count_parameters
 
 

@@ -22,15 +22,15 @@ from typing import Any, ClassVar
 
 from pydantic import Field, field_validator
 
-from finemed.artifacts import atomic_write_json, atomic_write_text, read_json, read_manifest
-from finemed.config import FinemedError
-from finemed.logs import get_logger
+from finemed.core.artifacts import atomic_write_json, atomic_write_text, read_json, read_manifest
+from finemed.core.config import FinemedError
+from finemed.core.logs import get_logger
+from finemed.core.plan_estimates import earlier
+from finemed.core.plotting import pyplot, save_png
+from finemed.core.stages import StageResult, planner, stage
 from finemed.merging.probe import probe_cost
 from finemed.papers import claims as K
 from finemed.papers import measures as C
-from finemed.plan_estimates import earlier
-from finemed.plotting import pyplot, save_png
-from finemed.stages import StageResult, planner, stage
 
 log = get_logger(__name__)
 CLAIMS = ("cpt_hurts", "merge_restores", "merge_mixing", "merge_verbosity")

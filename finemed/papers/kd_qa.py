@@ -3,7 +3,7 @@
 Reads the earlier stages' outputs (nothing is retrained or regenerated): the article split (``data.qa_split``:
 ``test.json`` and each test question's language), the ``eval.qa`` run dirs of the untuned model, the teacher and
 every student (``predictions_<task>.json``), and the ``train.distill`` run dirs (parameter counts). Each answer
-is rescored per question with :func:`finemed.evaluation.qa_metrics.score_one` in its own language's metric
+is rescored per question with :func:`finemed.core.qa_metrics.score_one` in its own language's metric
 (SQuAD normalisation for English, MLQA's for German), because ``eval.qa`` scores a whole ``squad_v1`` file with
 one language and keeps only means; the paired CIs need the per-question values.
 
@@ -25,15 +25,15 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from finemed.artifacts import atomic_write_json, atomic_write_text, read_json
-from finemed.config import FinemedError, StageConfig
+from finemed.core.artifacts import atomic_write_json, atomic_write_text, read_json
+from finemed.core.config import FinemedError, StageConfig
+from finemed.core.logs import get_logger
+from finemed.core.plan_estimates import cpu
+from finemed.core.qa_metrics import score_one
+from finemed.core.stages import StageResult, planner, stage
 from finemed.data.loaders import load_squad
-from finemed.evaluation.qa_metrics import score_one
-from finemed.logs import get_logger
 from finemed.papers import claims as K
 from finemed.papers.measures import fmt_ci, paired_bootstrap, paired_diff, require
-from finemed.plan_estimates import cpu
-from finemed.stages import StageResult, planner, stage
 
 log = get_logger(__name__)
 CLAIMS = ("teacher_beats_untuned", "students_retain", "one_shot_helps", "kd_beats_ce")

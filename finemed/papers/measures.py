@@ -17,14 +17,14 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
-from finemed.artifacts import atomic_write_json, read_json, read_manifest
-from finemed.config import FinemedError, StageConfig
+from finemed.core.artifacts import atomic_write_json, read_json, read_manifest
+from finemed.core.config import FinemedError, StageConfig
+from finemed.core.logs import get_logger
+from finemed.core.runtime import Device, DType, resolve
 from finemed.evaluation.answers import load_answers
 from finemed.evaluation.failures import analyse_answer, reference_lengths
-from finemed.logs import get_logger
 from finemed.merging.probe import run_probe
 from finemed.models.loading import load_causal_lm
-from finemed.runtime import Device, DType, resolve
 
 log = get_logger(__name__)
 FAILURE_METRICS = ("off_lang_sentence_share", "length_ratio")

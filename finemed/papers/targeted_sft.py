@@ -23,12 +23,12 @@ from typing import ClassVar
 
 from pydantic import Field, field_validator
 
-from finemed.artifacts import atomic_write_json, atomic_write_text, read_json
-from finemed.logs import get_logger
+from finemed.core.artifacts import atomic_write_json, atomic_write_text, read_json
+from finemed.core.logs import get_logger
+from finemed.core.stages import StageResult, planner, stage
 from finemed.merging.probe import probe_cost
 from finemed.papers import claims as K
 from finemed.papers import measures as C
-from finemed.stages import StageResult, planner, stage
 
 log = get_logger(__name__)
 ROLES = ("before", "after")

@@ -31,18 +31,18 @@ from typing import ClassVar, Optional
 
 from pydantic import Field, field_validator
 
-from finemed.artifacts import atomic_write_json, atomic_write_text, read_json
-from finemed.config import FinemedError, StageConfig
-from finemed.logs import get_logger
+from finemed.core.artifacts import atomic_write_json, atomic_write_text, read_json
+from finemed.core.config import FinemedError, StageConfig
+from finemed.core.logs import get_logger
+from finemed.core.plan_estimates import cpu
+from finemed.core.stages import StageResult, planner, stage
+from finemed.core.texts import iter_texts
 from finemed.models.arch import parameter_counts
 from finemed.models.compute import ModelShape, flops_per_token
 from finemed.models.loading import load_tokenizer
 from finemed.papers import claims as K
 from finemed.papers import tokenizer_claims as TC
 from finemed.papers.measures import require
-from finemed.plan_estimates import cpu
-from finemed.stages import StageResult, planner, stage
-from finemed.texts import iter_texts
 from finemed.tokenizer.cost import extra_cost
 from finemed.tokenizer.metrics import count_words
 from finemed.tokenizer.sources import take_budget

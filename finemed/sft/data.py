@@ -2,11 +2,11 @@
 and prompt/completion JSONL files, split so that no held-out article or question is trained on.
 
 - **QA** (XQuAD, MLQA, any SQuAD-format file): one example per (question, shot count); the prompt is
-  :func:`finemed.evaluation.qa_prompts.build_prompt` (the 1-shot exemplar comes from another article of the same
+  :func:`finemed.core.qa_prompts.build_prompt` (the 1-shot exemplar comes from another article of the same
   side of the split) and the completion ``" " + first gold answer``, exactly what ``eval.qa`` renders and scores.
   Articles are split whole (:func:`split_articles`): a title lies on one side only, which is asserted.
 - **GerMedIQ**: each of the 116 questions with its human answers; a question is held out when its
-  :func:`finemed.texts.heldout_score` is below the fraction (the split the DeFineMed recipes share).
+  :func:`finemed.core.texts.heldout_score` is below the fraction (the split the DeFineMed recipes share).
 - **Files**: JSONL rows ``{"prompt", "completion"}`` (held out by prompt hash).
 
 ``format: completion`` keeps the raw prompt (TRL's standard prompt-completion type, EOS appended); ``chat``
@@ -24,11 +24,11 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from finemed.config import FinemedError, StageConfig
+from finemed.core.config import FinemedError, StageConfig
+from finemed.core.qa_prompts import TARGET_DELIMITER, build_prompt
+from finemed.core.texts import heldout_score
 from finemed.data.loaders import QAExample, load_germediq
 from finemed.data.qa_splits import load_qa_source, split_articles
-from finemed.evaluation.qa_prompts import TARGET_DELIMITER, build_prompt
-from finemed.texts import heldout_score
 
 SFT_SALT = "train.sft:"  # the held-out articles' hash key (independent of data.qa_split's test split)
 Row = dict[str, Any]  # {"prompt": str, "completion": str, "group": str, "source": str}

@@ -21,12 +21,12 @@ from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from finemed.artifacts import atomic_write_json, atomic_write_text
-from finemed.config import FinemedError, StageConfig
+from finemed.core.artifacts import atomic_write_json, atomic_write_text
+from finemed.core.config import FinemedError, StageConfig
+from finemed.core.plan_estimates import cpu
+from finemed.core.stages import StageResult, planner, stage
 from finemed.data.loaders import QAExample, load_squad
 from finemed.data.qa_splits import load_qa_source, sample_test, split_articles, to_squad
-from finemed.plan_estimates import cpu
-from finemed.stages import StageResult, planner, stage
 
 
 class QASource(BaseModel):

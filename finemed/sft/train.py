@@ -3,7 +3,7 @@
 The data (:mod:`finemed.sft.data`) are prompt/completion pairs (QA in the evaluation's own 0/1-shot prompts,
 GerMedIQ question + human answer, JSONL files), raw or in the model's chat template, with the loss on the
 completion only; a held-out split (whole articles / questions) gives the eval loss before and after training.
-Device and dtype follow :mod:`finemed.runtime` (fp32 weights, bf16 autocast where supported). Checkpoints
+Device and dtype follow :mod:`finemed.core.runtime` (fp32 weights, bf16 autocast where supported). Checkpoints
 (``save_steps > 0``) are marked complete after each save and a rerun resumes from the last complete one.
 
 Outputs in the run dir: ``model/`` (a full HF safetensors dir: the LoRA adapter merged in with
@@ -19,16 +19,16 @@ from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from finemed.artifacts import atomic_write_json, read_json
-from finemed.config import FinemedError, StageConfig
-from finemed.cpt import trainer as T
-from finemed.logs import get_logger
+from finemed.core import training as T
+from finemed.core.artifacts import atomic_write_json, read_json
+from finemed.core.config import FinemedError, StageConfig
+from finemed.core.logs import get_logger
+from finemed.core.plan_estimates import sized
+from finemed.core.runtime import Device, DType, resolve
+from finemed.core.stages import StageResult, planner, stage
+from finemed.core.training_plan import estimate
 from finemed.models.loading import count_parameters, load_causal_lm, save_model
-from finemed.plan_estimates import sized
-from finemed.runtime import Device, DType, resolve
 from finemed.sft.data import SftData, build_datasets
-from finemed.stages import StageResult, planner, stage
-from finemed.training_plan import estimate
 
 log = get_logger(__name__)
 

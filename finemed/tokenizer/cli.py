@@ -11,8 +11,8 @@ from typing import Optional
 
 import typer
 
-from finemed.config import FinemedError
-from finemed.stage_cli import CONFIG, FORCE, OUT, SET, run_command
+from finemed.core.config import FinemedError
+from finemed.orchestrate.stage_cli import CONFIG, FORCE, OUT, SET, run_command
 from finemed.tokenizer.correlate import correlate, read_scores
 from finemed.tokenizer.cost import parse_mix
 from finemed.tokenizer.evaluate import eval_folder, read_eval

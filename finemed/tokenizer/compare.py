@@ -12,9 +12,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar, Optional
 
-from finemed.artifacts import atomic_write_json, atomic_write_text
-from finemed.config import FinemedError, StageConfig
-from finemed.stages import StageResult, planner, stage
+from finemed.core.artifacts import atomic_write_json, atomic_write_text
+from finemed.core.config import FinemedError, StageConfig
+from finemed.core.stages import StageResult, planner, stage
 from finemed.tokenizer.cost import CostSpec, cost_spec
 from finemed.tokenizer.evaluate import REF_LANG, evaluate, fertility_table, load_eval_data, load_tokenizers, write_eval
 from finemed.tokenizer.findings import english_only_vs_multi, findings_markdown, vocab_to_match_english

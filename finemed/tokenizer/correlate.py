@@ -11,7 +11,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from finemed.config import FinemedError
+from finemed.core.config import FinemedError
 from finemed.tokenizer.metrics import METRIC_KEYS
 
 

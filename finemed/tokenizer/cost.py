@@ -27,11 +27,11 @@ from typing import ClassVar, Optional
 
 from pydantic import BaseModel, Field
 
-from finemed.artifacts import atomic_write_json, atomic_write_text
-from finemed.config import FinemedError, StageConfig
+from finemed.core.artifacts import atomic_write_json, atomic_write_text
+from finemed.core.config import FinemedError, StageConfig
+from finemed.core.plan_estimates import cpu
+from finemed.core.stages import StageResult, planner, stage
 from finemed.models.compute import ModelShape, flops_per_token
-from finemed.plan_estimates import cpu
-from finemed.stages import StageResult, planner, stage
 from finemed.tokenizer.evaluate import eval_folder, read_eval
 from finemed.tokenizer.plots import plot_cost_table
 

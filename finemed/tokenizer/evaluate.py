@@ -16,11 +16,11 @@ from typing import ClassVar, Optional, Sequence
 
 from pydantic import Field, field_validator
 
-from finemed.artifacts import atomic_write_json, atomic_write_text
-from finemed.config import FinemedError, StageConfig
+from finemed.core.artifacts import atomic_write_json, atomic_write_text
+from finemed.core.config import FinemedError, StageConfig
+from finemed.core.logs import progress
+from finemed.core.stages import StageResult, planner, stage
 from finemed.data.tokenizers import AnyTokenizer, load_any_tokenizer
-from finemed.logs import progress
-from finemed.stages import StageResult, planner, stage
 from finemed.tokenizer.metrics import METRIC_KEYS, check_words, count_language, language_metrics, parity
 from finemed.tokenizer.parallel import SIB_SPLITS, ParallelSet, load_parallel
 from finemed.tokenizer.plots import plot_fertility_vs_vocab, plot_parity

@@ -29,7 +29,7 @@ from bisect import bisect_right
 from dataclasses import dataclass, field
 from typing import Iterator, Sequence
 
-from finemed.config import FinemedError
+from finemed.core.config import FinemedError
 
 WORD_PATTERNS = {"whitespace": re.compile(r"\S+"), "punct": re.compile(r"[^\W_]+|[^\w\s]+|_+")}
 METRIC_KEYS = ("fertility", "parity", "parity_sum", "continued_words", "bytes_per_token")

@@ -21,7 +21,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from finemed.config import FinemedError
+from finemed.core.config import FinemedError
 from finemed.data.registry import bundled_path
 
 XQUAD_CODES = {"de": "deu_Latn", "en": "eng_Latn", "es": "spa_Latn", "ar": "arb_Arab", "el": "ell_Grek",

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from finemed.plotting import pyplot, save_png
+from finemed.core.plotting import pyplot, save_png
 
 
 def _save(fig, path: Path) -> Path:

@@ -1,6 +1,6 @@
-"""Training text for tokenizers: text sources (the :mod:`finemed.texts` grammar) cut to a byte budget per language.
+"""Training text for tokenizers: text sources (the :mod:`finemed.core.texts` grammar) cut to a byte budget per language.
 
-Sources are any :mod:`finemed.texts` spec: ``builtin:sib200.deu_Latn`` (``@dev``, ``@all``), ``builtin:xquad.de``,
+Sources are any :mod:`finemed.core.texts` spec: ``builtin:sib200.deu_Latn`` (``@dev``, ``@all``), ``builtin:xquad.de``,
 ``builtin:xquad.de#question``, ``builtin:fortunes_de``, a file or folder (a corpus stage's run dir: its parquet
 output), ``PATH#field``, ``hf:DATASET``. Everything streams, so a big corpus costs only the budget read.
 
@@ -20,8 +20,8 @@ import random
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from finemed.logs import Counter
-from finemed.texts import _open_fs, iter_file, iter_texts, list_files
+from finemed.core.logs import Counter
+from finemed.core.texts import _open_fs, iter_file, iter_texts, list_files
 
 SHUFFLE_BUFFER = 10_000  # texts held to shuffle within (datasets' default buffer size)
 

@@ -1,6 +1,6 @@
 """The ``tokenizer.train`` stage: a training sweep, algorithm × library × vocab size × training corpus.
 
-Each corpus is a set of languages, each with text sources (:mod:`finemed.texts` specs) and a weight; the
+Each corpus is a set of languages, each with text sources (:mod:`finemed.core.texts` specs) and a weight; the
 corpus' ``total_bytes`` (default: ``bytes_per_language`` × the number of languages) is split over its
 languages by weight: the byte budget per language. The lines of one corpus are gathered once, to a file
 in the run dir, and every tokenizer of that corpus streams exactly those lines. Outputs::
@@ -18,10 +18,10 @@ from typing import ClassVar, Optional
 
 from pydantic import Field, field_validator
 
-from finemed.artifacts import atomic_write_json
-from finemed.config import FinemedError, StageConfig
-from finemed.logs import get_logger
-from finemed.stages import StageResult, planner, stage
+from finemed.core.artifacts import atomic_write_json
+from finemed.core.config import FinemedError, StageConfig
+from finemed.core.logs import get_logger
+from finemed.core.stages import StageResult, planner, stage
 from finemed.tokenizer.sources import LinesFile, language_texts, training_lines
 from finemed.tokenizer.tokenizer_plan import train_cost
 from finemed.tokenizer.train import Algorithm, Library, TrainedTokenizer, VocabTooLargeError, tokenizer_name, train_one

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from finemed.plan_estimates import CPU_S, cpu, gib
+from finemed.core.plan_estimates import CPU_S, cpu, gib
 
 RAM_PER_TEXT_BYTE = 2.8
 DISK_PER_VOCAB_ENTRY = 60

@@ -29,9 +29,9 @@ from typing import Iterable, Literal, Sized
 
 from pydantic import BaseModel
 
-from finemed.artifacts import atomic_path
-from finemed.config import FinemedError
-from finemed.logs import get_logger, progress_enabled
+from finemed.core.artifacts import atomic_path
+from finemed.core.config import FinemedError
+from finemed.core.logs import get_logger, progress_enabled
 
 log = get_logger(__name__)
 

@@ -11,12 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from finemed.config import FinemedError
+from finemed.core.config import FinemedError
+from finemed.core.stages import run_stage
+from finemed.core.verdicts import p_yes_from_top, verdict_token_ids
 from finemed.corpus.annotate import AnnotateConfig, bootstrap_prf, build_prompt, parse_verdict, reservoir, run
 from finemed.corpus.annotate_agreement import calibration, confusion
 from finemed.corpus.readers import read_rows
-from finemed.stages import run_stage
-from finemed.verdicts import p_yes_from_top, verdict_token_ids
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "evaluation"))
 from eval_servers import FaultServer  # noqa: E402

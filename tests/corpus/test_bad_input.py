@@ -8,7 +8,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from finemed.config import FinemedError
+from finemed.core.config import FinemedError
 from finemed.corpus.build import CorpusBuildConfig, run
 
 MED = ("Der Patient wurde am 12.03.2024 mit akuter Dyspnoe und Fieber stationär aufgenommen. "

@@ -88,7 +88,7 @@ def test_planted_excerpts_never_reach_the_output_and_clean_letters_stay(tmp_path
 
 
 def test_unknown_benchmark_name_is_one_clear_error():
-    from finemed.config import ConfigError
+    from finemed.core.config import ConfigError
 
     with pytest.raises(ConfigError, match="benchmark:germedbench"):
         list(eval_texts("benchmark:nope"))

@@ -186,7 +186,7 @@ def test_ray_attaches_to_running_cluster(ray_head, small_dev, small_clf, tmp_pat
 
 @pytest.mark.parametrize("name", ["definemed-qwen2.5-7b", "definemed-mistral-7b", "definemed-mistral-small-24b"])
 def test_definemed_ray_block_gives_the_classifier_gpus_the_plan_assumes(name, tmp_path):
-    from finemed.plan import make_plan
+    from finemed.orchestrate.plan import make_plan
 
     path = Path(__file__).resolve().parents[2] / "recipes" / f"{name}.yaml"
     corpus = next(s for s in make_plan(path, runs_dir=tmp_path).stages if s.kind == "corpus.build")

@@ -8,7 +8,7 @@ import pyarrow.parquet as pq
 import pytest
 from datatrove.pipeline.filters.base_filter import BaseFilter
 
-from finemed.config import ConfigError, validate
+from finemed.core.config import ConfigError, validate
 from finemed.corpus.build import CorpusBuildConfig, run
 from finemed.corpus.registry import block
 

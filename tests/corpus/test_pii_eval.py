@@ -7,9 +7,9 @@ import json
 
 import pytest
 
+from finemed.core.stages import get, run_stage
 from finemed.corpus.pii_eval import PiiEvalConfig, negative_control, organ_words, split_ids
 from finemed.data.loaders import load_grascco
-from finemed.stages import get, run_stage
 
 
 @pytest.fixture(scope="module")

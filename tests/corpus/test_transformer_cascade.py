@@ -7,12 +7,12 @@ import json
 import numpy as np
 import pytest
 
+from finemed.core.runtime import resolve
 from finemed.corpus.cascade import CascadeConfig
 from finemed.corpus.cascade import run as run_cascade
 from finemed.corpus.classifier_transformer import TransformerScorer, save_tiny_base
 from finemed.corpus.scorers import CascadeScorer, load_scorer
 from finemed.corpus.train_classifier import TrainClassifierConfig, train
-from finemed.runtime import resolve
 
 
 def test_tiny_transformer_few_steps_and_cascade(small_dev, small_clf, tmp_path):

@@ -13,8 +13,8 @@ import textwrap
 
 import pytest
 
+from finemed.core.training import COMPLETE_MARK
 from finemed.cpt.train import CptConfig, run
-from finemed.cpt.trainer import COMPLETE_MARK
 from finemed.data.packing import TOKENIZE_LOG
 
 GLOBAL_BATCH = 4

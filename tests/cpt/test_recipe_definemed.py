@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from finemed import stages
-from finemed.config import validate
-from finemed.recipe import _resolve, load_recipe
+from finemed.core import stages
+from finemed.core.config import validate
+from finemed.orchestrate.recipe import _resolve, load_recipe
 
 RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "definemed-qwen2.5-7b.yaml"
 

@@ -9,9 +9,9 @@ import torch
 import yaml
 from transformers import TrainerCallback
 
-from finemed.config import FinemedError
+from finemed.core.config import FinemedError
+from finemed.core.training import COMPLETE_MARK
 from finemed.cpt.train import CptConfig, run
-from finemed.cpt.trainer import COMPLETE_MARK
 
 
 def _cfg(tiny_dir, med_jsonl, **kw) -> CptConfig:
@@ -41,8 +41,8 @@ def test_cpt_lowers_heldout_bpb_with_replay_evals_and_tensorboard(tiny_dir, med_
 
 
 def test_heldout_docs_are_never_trained_on(tiny_dir, med_jsonl, tmp_path):
+    from finemed.core.texts import iter_texts, train_texts
     from finemed.cpt.train import eval_texts
-    from finemed.texts import iter_texts, train_texts
 
     cfg = _cfg(tiny_dir, med_jsonl, eval_max_docs=100)
     held = set(eval_texts(cfg)["domain"])

@@ -65,7 +65,7 @@ def test_sigkill_then_rerun_matches_uninterrupted_loss(tiny_dir, med_jsonl, tmp_
 
 
 def test_incomplete_checkpoint_is_ignored_on_resume(tmp_path):
-    from finemed.cpt.trainer import COMPLETE_MARK, drop_incomplete_checkpoints, last_good_checkpoint
+    from finemed.core.training import COMPLETE_MARK, drop_incomplete_checkpoints, last_good_checkpoint
 
     for step, done in ((2, True), (4, True), (6, False)):
         d = tmp_path / f"checkpoint-{step}"
@@ -81,9 +81,9 @@ def test_training_args_checkpointing_and_checkpoint_contents():
     """Defects 6 and 7: under an FSDP launch the Trainer's activation checkpointing stays off (FSDP's own does it:
     tests/foundation/test_launch.py); a run that will not resume saves weights-only checkpoints; the launch's
     timeout reaches ddp_timeout."""
+    from finemed.core.runtime import Runtime
+    from finemed.core.training import training_args
     from finemed.cpt.train import CptConfig
-    from finemed.cpt.trainer import training_args
-    from finemed.runtime import Runtime
 
     rt = Runtime(device="cpu", compute="float32", train=True)
     fsdp = CptConfig(gradient_checkpointing=True, launch={"processes": 2, "strategy": "fsdp", "timeout_s": 3600})

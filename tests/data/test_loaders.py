@@ -7,10 +7,10 @@ import sys
 
 import pytest
 
-from finemed.config import FinemedError
+from finemed.core.config import FinemedError
+from finemed.core.texts import read_texts
 from finemed.data import loaders
 from finemed.data.registry import DATASETS, DataMissingError, bundled_path
-from finemed.texts import read_texts
 
 
 def test_bundled_counts_match_sources_md():

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from finemed.config import FinemedError
+from finemed.core.config import FinemedError
 from finemed.data.packing import (
     MixedBlocks,
     PackCollator,

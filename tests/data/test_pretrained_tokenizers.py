@@ -11,7 +11,7 @@ import os
 
 import pytest
 
-from finemed.config import FinemedError
+from finemed.core.config import FinemedError
 from finemed.data.registry import bundled_path
 from finemed.data.tokenizers import BUNDLED, load_any_tokenizer
 

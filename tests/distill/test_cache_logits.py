@@ -2,8 +2,8 @@
 
 import json
 
-from finemed import stages
-from finemed.config import FinemedError
+from finemed.core import stages
+from finemed.core.config import FinemedError
 from finemed.distill.cache_logits import CacheLogitsConfig, CacheLogitsResult
 
 

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from finemed import stages
+from finemed.core import stages
 from finemed.data.loaders import load_squad
 from finemed.distill.data import build_data
 from finemed.models.tiny import tiny_tokenizer
-from finemed.recipe import load_recipe, resolve_stages
+from finemed.orchestrate.recipe import load_recipe, resolve_stages
 
 REPO = Path(__file__).resolve().parents[2]
 

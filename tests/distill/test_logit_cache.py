@@ -3,11 +3,11 @@
 import pytest
 import torch
 
-from finemed.config import FinemedError
+from finemed.core.config import FinemedError
+from finemed.core.runtime import Runtime
 from finemed.distill.logit_cache import LogitCache, build_cache
 from finemed.distill.losses import kd_loss
 from finemed.models.tiny import tiny_llama
-from finemed.runtime import Runtime
 
 V = 512
 FP32 = Runtime(device="cpu", compute="float32")  # exact comparisons: no bf16 autocast

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from finemed.config import FinemedError
+from finemed.core.config import FinemedError
 from finemed.distill.losses import TopKTeacher, kd_loss
 
 V = 97

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from finemed import stages
-from finemed.config import FinemedError
+from finemed.core import stages
+from finemed.core.config import FinemedError
 from finemed.distill.train import DistillConfig, DistillResult, qa_lang, run
 from finemed.models.tiny import save_tiny, tiny_llama, tiny_tokenizer
 
@@ -83,7 +83,7 @@ def test_config_errors_and_defaults():
 def test_distill_recipe_validates():
     from pathlib import Path
 
-    from finemed.recipe import load_recipe
+    from finemed.orchestrate.recipe import load_recipe
 
     recipe = load_recipe(Path(__file__).resolve().parents[2] / "recipes" / "distill.yaml")
     entry = recipe.stages[0]
@@ -115,8 +115,8 @@ def test_teacher_is_eval_only_in_bf16_on_a_gpu_and_only_where_needed(kd_cfg, mon
     offline KD keeps it on rank 0 only (the cache, its bpb and QA scores)."""
     import torch
 
+    from finemed.core.runtime import Runtime
     from finemed.distill.train import teacher_dtype, teacher_needed_here
-    from finemed.runtime import Runtime
 
     gpu, cpu = Runtime("cuda:0", "bfloat16"), Runtime("cpu", "bfloat16")
     assert teacher_dtype(kd_cfg(), gpu) == torch.bfloat16 and teacher_dtype(kd_cfg(), cpu) == torch.float32

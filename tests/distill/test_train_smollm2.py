@@ -16,11 +16,11 @@ def smollm2():
 @pytest.mark.smoke
 def test_smollm2_topk_cache_and_losses(smollm2, tmp_path):
     """Cache 4 x 64 tokens at k=64; the sparse loss is a close lower bound of the dense one; online == offline."""
+    from finemed.core.runtime import Runtime
     from finemed.data.loaders import load_squad
     from finemed.distill.logit_cache import LogitCache, build_cache
     from finemed.distill.trainer import kd_step_loss
     from finemed.models.student import init_student
-    from finemed.runtime import Runtime
 
     teacher, tok = smollm2
     texts = [e.context for e in load_squad(name="xquad.en")[:40:10]]

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from finemed.config import FinemedError
+from finemed.core.config import FinemedError
 from finemed.distill.trainer import check_teacher, check_vocab
 from finemed.models.tiny import tiny_llama, tiny_tokenizer
 

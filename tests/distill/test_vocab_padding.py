@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from finemed.config import FinemedError
+from finemed.core.config import FinemedError
 from finemed.distill.losses import kd_loss
 from finemed.distill.trainer import check_vocab, kd_step_loss
 from finemed.models.arch import tiny_standin

@@ -48,9 +48,9 @@ def fault_server():
 @pytest.fixture(scope="session")
 def vllm_server():
     """ONE managed vLLM server on the cached SmolLM2 for every vLLM test (the ~33 s start is paid once); the
-    stages' own :func:`finemed.engine.serve` calls with default settings reuse it. Skipped, with the reason, only
+    stages' own :func:`finemed.core.engine.serve` calls with default settings reuse it. Skipped, with the reason, only
     where ``make vllm`` has not been run."""
-    from finemed import engine
+    from finemed.core import engine
 
     if engine.vllm_python() is None:
         pytest.skip(f"no vLLM venv at {engine.vllm_venv()}; run `make vllm`")

@@ -7,10 +7,10 @@ import json
 
 from mc_reference import accuracy
 
+from finemed.core.qa_eval import QaEvalConfig
+from finemed.core.stages import run_stage
 from finemed.evaluation.mcq import McqEvalConfig
 from finemed.models.loading import load_causal_lm
-from finemed.qa_eval import QaEvalConfig
-from finemed.stages import run_stage
 
 QA_YAML = """tag: finemed_qa
 task: finemed_capitals

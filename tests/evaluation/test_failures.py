@@ -4,9 +4,9 @@ import json
 
 import pytest
 
+from finemed.core.stages import get, run_stage
 from finemed.evaluation.failures import FailuresConfig, FailuresResult, analyse_answer, repetition_rate, run
 from finemed.evaluation.langmix import script_of
-from finemed.stages import get, run_stage
 
 
 def test_clean_german_answer():
@@ -96,7 +96,7 @@ def test_failures_stage_through_run_stage(tmp_path):
 
 
 def test_unknown_language_is_one_clear_error(tmp_path):
-    from finemed.config import FinemedError
+    from finemed.core.config import FinemedError
 
     with pytest.raises(FinemedError, match="failures lang 'xx'"):
         run(FailuresConfig(answers="builtin:germediq", lang="xx"), tmp_path)

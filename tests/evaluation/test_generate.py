@@ -2,10 +2,10 @@
 
 import json
 
+from finemed.core.stages import run_stage
 from finemed.evaluation.answers import load_answers, load_prompts
 from finemed.evaluation.generate import GenerateConfig, is_remote
 from finemed.evaluation.judge import run_pairwise
-from finemed.stages import run_stage
 
 
 def test_is_remote():

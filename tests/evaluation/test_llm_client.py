@@ -4,8 +4,8 @@ import time
 
 import pytest
 
-from finemed.config import FinemedError
-from finemed.llm import LLMClient, parse_spec
+from finemed.core.config import FinemedError
+from finemed.core.llm import LLMClient, parse_spec
 
 MSG = [[{"role": "user", "content": f"Frage {i}"}] for i in range(6)]
 

@@ -11,10 +11,10 @@ import sys
 import pytest
 import torch
 
-from finemed.config import FinemedError
+from finemed.core.config import FinemedError
+from finemed.core.runtime import resolve
 from finemed.models.bpb import _windows, compute_bpb
 from finemed.models.loading import load_causal_lm
-from finemed.runtime import resolve
 
 FP32 = resolve("cpu", "float32")
 
@@ -98,8 +98,8 @@ def test_cli_writes_bpb_json(tmp_path, tiny_model_dir):
 
 
 def test_stage_on_builtin_sets(tmp_path, tiny_model_dir):
+    from finemed.core.stages import run_stage
     from finemed.evaluation.perplexity import BpbSetsConfig
-    from finemed.stages import run_stage
 
     cfg = BpbSetsConfig(model=str(tiny_model_dir), sets={"medical": "builtin:grascco", "english": "builtin:xquad.en"},
                         max_docs=2, max_chars=2000, max_length=64, device="cpu", dtype="float32")
@@ -112,8 +112,8 @@ def test_stage_on_builtin_sets(tmp_path, tiny_model_dir):
 @pytest.mark.smoke
 def test_smollm2_conversion_and_bpb_ordering(smollm2_dir):
     """The converted SmolLM2 keeps its chat template; English bpb is finite and below general German."""
+    from finemed.core.texts import read_texts
     from finemed.models.bpb import subsample
-    from finemed.texts import read_texts
 
     info = json.loads((smollm2_dir / "finemed_conversion.json").read_text())
     assert info["parameters"] == 134_515_008 and info["layers"] == 30 and info["vocab_size"] == 49152

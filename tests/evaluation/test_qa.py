@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from finemed.qa_eval import item_scores
+from finemed.core.qa_eval import item_scores
 
 
 def test_item_scores_keep_metrics_and_each_option_of_a_multiple_choice_item():

@@ -6,8 +6,8 @@ from types import SimpleNamespace
 
 import torch
 
-from finemed.qa_empty import explain_empty, first_token_kind
-from finemed.runtime import resolve
+from finemed.core.qa_empty import explain_empty, first_token_kind
+from finemed.core.runtime import resolve
 
 VOCAB = {0: "</s>", 1: "\n", 2: "  ", 3: " Berlin", 4: " \n\n", 5: "Ber\nlin"}
 

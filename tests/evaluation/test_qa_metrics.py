@@ -2,9 +2,8 @@
 
 import pytest
 
-from finemed.config import FinemedError
-from finemed.data.loaders import QAExample
-from finemed.evaluation.qa_metrics import (
+from finemed.core.config import FinemedError
+from finemed.core.qa_metrics import (
     default_metric,
     exact_match,
     f1,
@@ -13,6 +12,7 @@ from finemed.evaluation.qa_metrics import (
     score_one,
     score_predictions,
 )
+from finemed.data.loaders import QAExample
 
 
 def test_squad_normalisation_articles_punctuation_case():

@@ -8,12 +8,12 @@ import official_scripts as official
 import pytest
 from mc_reference import option_loglikelihoods
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "finemed" / "evaluation" / "tasks"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "finemed" / "core" / "lmeval_tasks"))
 
-from finemed.config import FinemedError
+from finemed.core.config import FinemedError
+from finemed.core.qa_prompts import one_shot_prompt, pick_exemplar, zero_shot_prompt
 from finemed.data.loaders import load_squad
 from finemed.data.mcq import load_germedbench_mcq, load_mcq_file, mcq_rows
-from finemed.evaluation.qa_prompts import one_shot_prompt, pick_exemplar, zero_shot_prompt
 
 
 def test_prompts_and_seeded_exemplar_from_other_article():
@@ -97,8 +97,8 @@ def test_lm_eval_hook_scores_crafted_answers_as_worked_out_by_hand(pred, golds, 
 
 
 def test_corpus_scores_count_missing_answers_as_wrong():
+    from finemed.core.qa_metrics import score_predictions
     from finemed.data.loaders import QAExample
-    from finemed.evaluation.qa_metrics import score_predictions
 
     golds = {"q1": ["Berlin"], "q2": ["der Rhein", "Rhein"], "q3": ["1990"], "q4": ["Bonn"]}
     preds = {"q1": "Berlin", "q2": "den Rhein!", "q3": "im Jahr 1990", "zz": "ignored"}  # q4 unanswered
@@ -111,7 +111,7 @@ def test_corpus_scores_count_missing_answers_as_wrong():
 
 
 def test_finemed_tasks_are_found_by_their_lm_eval_tags():
-    from finemed.evaluation.lmeval_runner import finemed_tasks, resolve_tasks, task_manager
+    from finemed.core.lmeval import finemed_tasks, resolve_tasks, task_manager
 
     ours = finemed_tasks(task_manager())
     qa = {f"finemed_{d}_{s}shot" for d in ("xquad_de", "xquad_en", "xquad_es", "mlqa_de", "squad_v1") for s in (0, 1)}
@@ -125,7 +125,7 @@ def test_finemed_tasks_are_found_by_their_lm_eval_tags():
 
 
 def test_stock_lm_eval_tasks_are_accepted_and_unknown_names_are_one_line():
-    from finemed.evaluation.lmeval_runner import resolve_tasks
+    from finemed.core.lmeval import resolve_tasks
 
     plan = resolve_tasks(["xquad_de_0shot", "global_mmlu_full_de_medical_genetics"])
     assert plan.stock and plan.names["global_mmlu_full_de_medical_genetics"] == "global_mmlu_full_de_medical_genetics"
@@ -156,10 +156,10 @@ def test_mcq_loaders(tmp_path):
 
 
 def test_tiny_model_through_lm_eval(tmp_path):
+    from finemed.core.qa_eval import QaEvalConfig, evaluate_model
+    from finemed.core.runtime import Runtime
     from finemed.models.loading import load_causal_lm
     from finemed.models.tiny import save_tiny
-    from finemed.qa_eval import QaEvalConfig, evaluate_model
-    from finemed.runtime import Runtime
 
     model, tok = load_causal_lm(save_tiny(tmp_path / "tiny"), device="cpu")
     cfg = QaEvalConfig(model="unused", tasks=["xquad_de_0shot", "germedbench_medqa"], limit=3, batch_size=3)
@@ -209,12 +209,12 @@ def test_qa_score_cli(tmp_path):
 
 
 def test_backend_choice_is_recorded_and_follows_the_engine_policy(tiny_model_dir, tmp_path, monkeypatch):
-    from finemed.config import FinemedError
-    from finemed.evaluation import lmeval_runner
-    from finemed.qa_eval import QaEvalConfig
-    from finemed.stages import run_stage
+    from finemed.core import lmeval as lmeval_runner
+    from finemed.core.config import FinemedError
+    from finemed.core.qa_eval import QaEvalConfig
+    from finemed.core.stages import run_stage
 
-    # one policy (finemed.engine): vLLM wherever `make vllm` ran (CPU included), else hf
+    # one policy (finemed.core.engine): vLLM wherever `make vllm` ran (CPU included), else hf
     monkeypatch.setenv("FINEMED_VLLM_VENV", str(tmp_path / "no-venv"))
     monkeypatch.delenv("FINEMED_ENGINE", raising=False)
     assert lmeval_runner.choose_backend("auto") == "hf"

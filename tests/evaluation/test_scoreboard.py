@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from finemed.artifacts import atomic_write_json, run_cached
-from finemed.config import FinemedError, StageConfig
+from finemed.core.artifacts import atomic_write_json, run_cached
+from finemed.core.config import FinemedError, StageConfig
+from finemed.core.stages import run_stage
 from finemed.evaluation.scoreboard import PLUMBING, ScoreboardConfig, build, length_bias, paired_delta
-from finemed.stages import run_stage
 
 BOOT = {"n_boot": 2000, "ci": 0.95, "seed": 0}
 
@@ -168,7 +168,7 @@ def test_quickstart_scores_every_model_of_the_chain_on_the_same_items(tmp_path):
     """The quickstart's scoreboard reads an eval stage of each kind for each of the four models, with the same
     items per kind (English XQuAD included), and knows its SmolLM2 judge for what it is."""
     from finemed.evaluation.scoreboard import judge_is_plumbing
-    from finemed.recipe import load_recipe, resolve_stages
+    from finemed.orchestrate.recipe import load_recipe, resolve_stages
 
     root = tmp_path / "quickstart"
     resolved = {e.name: (e.kind, c) for e, c in resolve_stages(load_recipe(Path(__file__).parents[2] / "recipes"
@@ -192,7 +192,7 @@ def test_quickstart_scores_every_model_of_the_chain_on_the_same_items(tmp_path):
 
 def test_report_shows_the_board_the_stage_wrote(chain):
     """End to end on crafted eval dirs: the stage's scoreboard.json is the table at the top of report.html."""
-    from finemed.report.html import write_report
+    from finemed.orchestrate.report.html import write_report
 
     m, evals, root = chain
     run_stage("eval.scoreboard", ScoreboardConfig(models=m, evals=evals), root / "scoreboard")

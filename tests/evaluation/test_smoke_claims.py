@@ -43,10 +43,10 @@ def _teach(model_dir, data_file, steps: int = 60):
     """Full-batch AdamW on ``prompt + " " + taught answer + "\\n"`` (loss on the answer), saved in place."""
     import torch
 
+    from finemed.core.qa_prompts import TARGET_DELIMITER, zero_shot_prompt
+    from finemed.core.runtime import resolve
     from finemed.data.loaders import load_squad
-    from finemed.evaluation.qa_prompts import TARGET_DELIMITER, zero_shot_prompt
     from finemed.models.loading import load_causal_lm, save_model
-    from finemed.runtime import resolve
 
     model, tok = load_causal_lm(str(model_dir), runtime=resolve("cpu", "float32", train=True))
     taught = {f"q{i}": said for i, (*_, said) in enumerate(QA)}
@@ -74,9 +74,9 @@ def _teach(model_dir, data_file, steps: int = 60):
 
 
 def test_lm_eval_em_f1_equal_official_scoring_of_the_predictions_file(tmp_path):
+    from finemed.core.qa_eval import QaEvalConfig
+    from finemed.core.stages import run_stage
     from finemed.models.tiny import save_tiny
-    from finemed.qa_eval import QaEvalConfig
-    from finemed.stages import run_stage
 
     data = _squad_file(tmp_path / "qa.json")
     model_dir = save_tiny(tmp_path / "model", num_layers=2, hidden_size=64)

@@ -11,9 +11,9 @@ pytestmark = pytest.mark.slow
 
 
 def test_smollm2_xquad_en_1shot(tmp_path):
+    from finemed.core.qa_eval import QaEvalConfig
+    from finemed.core.stages import run_stage
     from finemed.data.loaders import load_squad
-    from finemed.qa_eval import QaEvalConfig
-    from finemed.stages import run_stage
 
     res = run_stage("eval.qa", QaEvalConfig(model="smollm2", tasks=["xquad_en_1shot"], limit=30), tmp_path).result
     r = res["tasks"]["xquad_en_1shot"]

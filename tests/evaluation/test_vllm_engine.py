@@ -1,4 +1,4 @@
-"""The engine policy and the managed vLLM server's faults (finemed/engine.py, its use in finemed/llm.py).
+"""The engine policy and the managed vLLM server's faults (finemed/core/engine.py, its use in finemed/core/llm.py).
 
 Fast: the policy, a port already taken and a server that dies mid-run run without vLLM (the dying server is a
 real child process speaking the OpenAI wire format that exits after N replies). The "model it cannot load" case
@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from finemed import engine
-from finemed.config import FinemedError
-from finemed.engine import VLLMServer, VLLMSettings, choose_engine
-from finemed.llm import LLMClient, ResponseCache
+from finemed.core import engine
+from finemed.core.config import FinemedError
+from finemed.core.engine import VLLMServer, VLLMSettings, choose_engine
+from finemed.core.llm import LLMClient, ResponseCache
 
 STUB = r'''
 import json, os, sys
@@ -50,7 +50,7 @@ def test_auto_is_hf_without_the_venv_and_says_so_once(tmp_path, monkeypatch, cap
     monkeypatch.setenv(engine.VENV_ENV, str(tmp_path / "no-venv"))
     monkeypatch.delenv("FINEMED_ENGINE", raising=False)
     engine._said.clear()
-    with caplog.at_level(logging.INFO, logger="finemed.engine"):
+    with caplog.at_level(logging.INFO, logger="finemed.core.engine"):
         assert choose_engine("auto") == "hf"
         assert choose_engine("auto") == "hf"
     lines = [r.getMessage() for r in caplog.records if "runs on HF" in r.getMessage()]
@@ -132,7 +132,7 @@ def dying_server(tmp_path):
 
 def test_a_server_dying_mid_run_fails_the_stage_in_one_line_and_keeps_what_was_done(dying_server, tiny_model_dir,
                                                                                    tmp_path, monkeypatch):
-    from finemed import llm
+    from finemed.core import llm
     from finemed.evaluation import generate
 
     monkeypatch.setattr(llm, "choose_engine", lambda *a, **k: "vllm")
@@ -153,7 +153,7 @@ def test_a_server_dying_mid_run_fails_the_stage_in_one_line_and_keeps_what_was_d
 
 
 def test_the_cache_key_separates_engines(tiny_model_dir, monkeypatch):
-    monkeypatch.setattr("finemed.llm.choose_engine", lambda *a, **k: "hf")
+    monkeypatch.setattr("finemed.core.llm.choose_engine", lambda *a, **k: "hf")
     hf = LLMClient(f"local:{tiny_model_dir}", engine="hf")
     msgs = [{"role": "user", "content": "x"}]
     key_hf = hf.cache_key(msgs)

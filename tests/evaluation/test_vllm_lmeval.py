@@ -13,9 +13,9 @@ import json
 
 import pytest
 
+from finemed.core.qa_eval import QaEvalConfig, run_eval
 from finemed.evaluation.mcq import McqEvalConfig
 from finemed.evaluation.mcq import run as run_mcq
-from finemed.qa_eval import QaEvalConfig, run_eval
 
 pytestmark = [pytest.mark.slow]
 # (questions, at least this many identical): the 40 in the slow run (30); 8 in make test (smoke, 5)

@@ -1,6 +1,6 @@
 """The stages that generate or score, on the real managed vLLM server (SmolLM2, .venv-vllm).
 
-All share ONE server (the session fixture ``vllm_server``): each stage's own ``finemed.engine.serve`` call with
+All share ONE server (the session fixture ``vllm_server``): each stage's own ``finemed.core.engine.serve`` call with
 default settings finds it running. Skipped, with the reason, only where `make vllm` has not been run.
 """
 
@@ -10,8 +10,8 @@ import json
 
 import pytest
 
+from finemed.core.llm import LLMClient
 from finemed.evaluation.answers import AnswerRow, write_answers
-from finemed.llm import LLMClient
 
 pytestmark = [pytest.mark.slow, pytest.mark.smoke]
 

@@ -5,7 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from finemed.config import FinemedError
+from finemed.core.config import FinemedError
+from finemed.core.stages import get, run_stage
 from finemed.evaluation.judge import PairJudgment
 from finemed.evaluation.winrate import (
     FoldSpec,
@@ -15,7 +16,6 @@ from finemed.evaluation.winrate import (
     length_controlled,
     pair_table,
 )
-from finemed.stages import get, run_stage
 
 
 def J(pid, a, b, outcome, la=10, lb=10):

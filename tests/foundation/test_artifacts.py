@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from finemed.artifacts import atomic_path, atomic_write_json, fingerprint, read_manifest, run_cached
-from finemed.config import StageConfig
+from finemed.core.artifacts import atomic_path, atomic_write_json, fingerprint, read_manifest, run_cached
+from finemed.core.config import StageConfig
 
 
 class Cfg(StageConfig):

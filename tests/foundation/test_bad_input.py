@@ -210,7 +210,7 @@ CASES: dict[str, Case] = {
                               r"not a registered name"),
     "bpb-model-dir-without-config": Case(["eval", "bpb", "--model", "{in}/m", "--out", "{out}"], r"no config\.json",
                                          files={"m/model.safetensors": b""}),
-    # text sets (finemed.texts)
+    # text sets (finemed.core.texts)
     "bpb-unknown-builtin": Case([*BPB, "--data", "builtin:nosuch"], r"builtin:nosuch: unknown bundled text set"),
     "bpb-missing-text-file": Case([*BPB, "--data", "{in}/missing.txt"], r"missing\.txt': no such file"),
     "bpb-jsonl-without-text": Case([*BPB, "--data", "{in}/a.jsonl"], r"no 'text' field \(found: id, body\)",

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from finemed.config import ConfigError, apply_overrides, load_config
+from finemed.core.config import ConfigError, apply_overrides, load_config
 from finemed.evaluation.perplexity import BpbSetsConfig
-from finemed.recipe import load_recipe
+from finemed.orchestrate.recipe import load_recipe
 
 GOOD = """name: demo
 stages:
@@ -96,7 +96,7 @@ def test_missing_config_file_and_bad_override(tmp_path):
 def test_stage_config_error_is_reported_before_anything_runs(tmp_path):
     path = write(tmp_path, GOOD.replace("max_chars: 1000", "max_chars: lots"))
     with pytest.raises(ConfigError) as err:
-        from finemed.recipe import run_recipe
+        from finemed.orchestrate.recipe import run_recipe
         run_recipe(path, runs_dir=tmp_path / "runs")
     assert "stages.bpb.config" in str(err.value) and "max_chars" in str(err.value)
     assert not (tmp_path / "runs" / "demo" / "bpb").exists()

@@ -1,12 +1,18 @@
-"""finemed.launch: when a stage launches, the accelerate config it writes (DDP/FSDP, multi-node from the env), the
+"""finemed.core.launch: when a stage launches, the accelerate config it writes (DDP/FSDP, multi-node from the env), the
 memory refusal, and the planner numbers of train.cpt / train.distill."""
 
 from __future__ import annotations
 
 import pytest
 
-from finemed.config import FinemedError
-from finemed.launch import LaunchConfig, accelerate_config, in_launched_process, needs_launch, write_accelerate_config
+from finemed.core.config import FinemedError
+from finemed.core.launch import (
+    LaunchConfig,
+    accelerate_config,
+    in_launched_process,
+    needs_launch,
+    write_accelerate_config,
+)
 
 
 def test_needs_launch_only_outside_a_launched_job(monkeypatch):
@@ -56,7 +62,7 @@ def test_multi_node_takes_rank_address_and_port_from_the_environment(monkeypatch
 
 
 def test_memory_check_refuses_with_one_line(monkeypatch):
-    from finemed import training_plan
+    from finemed.core import training_plan
 
     monkeypatch.setattr(training_plan, "device_memory_gib", lambda device: 16.0)
     training_plan.check_memory("train.cpt", 7.9, "cpu", LaunchConfig(processes=2))
@@ -68,16 +74,16 @@ def test_memory_check_refuses_with_one_line(monkeypatch):
 def test_device_memory_gib_on_cpu_is_the_ram():
     import os
 
-    from finemed.runtime import device_memory_gib
+    from finemed.core.runtime import device_memory_gib
 
     ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2 ** 30
     assert device_memory_gib("cpu") == pytest.approx(ram)
 
 
 def test_cpt_and_distill_planners_give_tokens_flops_memory_and_disk():
-    from finemed import stages
+    from finemed.core import stages
     from finemed.models.compute import training_estimate
-    from finemed.plan import PlanContext
+    from finemed.orchestrate.plan import PlanContext
 
     cpt = stages.get("train.cpt").config(model="Qwen/Qwen2.5-7B-Instruct", domain={"source": "hf:x/y"},
                                          seq_len=4096, batch_size=2, grad_accum=4, max_steps=1000,
@@ -101,7 +107,7 @@ def test_cpt_and_distill_planners_give_tokens_flops_memory_and_disk():
 
 def test_stage_config_files_resolve_cache_and_data(tmp_path, monkeypatch):
     from finemed.data.registry import cache_dir
-    from finemed.stage_cli import build_config
+    from finemed.orchestrate.stage_cli import build_config
 
     monkeypatch.setenv("FINEMED_CACHE", str(tmp_path / "cache"))
     (tmp_path / "cpt.yaml").write_text("model: ${cache}/models/Qwen2.5-7B-Instruct\nlaunch: {processes: 2}\n")
@@ -122,7 +128,7 @@ def test_fsdp_wrap_unit_is_the_model_classs_own_no_split_module(model, layer):
     import torch
     from accelerate.utils.dataclasses import get_module_class_from_name
 
-    from finemed.launch import decoder_layer_class
+    from finemed.core.launch import decoder_layer_class
     from finemed.models.arch import hf_config
 
     assert decoder_layer_class(model) == layer
@@ -149,7 +155,7 @@ def test_init_process_group_gets_the_launch_timeout(monkeypatch):
 
     import accelerate
 
-    from finemed import launch as L
+    from finemed.core import launch as L
 
     seen = {}
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from finemed import stages
-from finemed.plan import PlanContext, make_plan
+from finemed.core import stages
+from finemed.orchestrate.plan import PlanContext, make_plan
 
 REPO = Path(__file__).resolve().parents[2]
 RECIPES = sorted((REPO / "recipes").rglob("*.yaml"))

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import finemed.evaluation.perplexity as perplexity
-from finemed.recipe import run_recipe
+from finemed.orchestrate.recipe import run_recipe
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -34,8 +34,8 @@ def test_tiny_recipe_runs_then_is_cached_without_loading_a_model(tmp_path, tiny_
 
 
 def test_quickstart_recipe_validates_every_stage_config(tmp_path):
-    from finemed.recipe import load_recipe, resolve_stages
-    from finemed.stages import get
+    from finemed.core.stages import get
+    from finemed.orchestrate.recipe import load_recipe, resolve_stages
 
     recipe = load_recipe(REPO / "recipes" / "quickstart.yaml")
     resolved = resolve_stages(recipe, tmp_path / "quickstart", "quickstart.yaml")

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from finemed.artifacts import read_json
+from finemed.core.artifacts import read_json
 from finemed.models.tiny import save_tiny
-from finemed.recipe import run_recipe
+from finemed.orchestrate.recipe import run_recipe
 
 REPO = Path(__file__).resolve().parents[2]
 

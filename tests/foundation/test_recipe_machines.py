@@ -16,9 +16,9 @@ from pathlib import Path
 
 import yaml
 
-from finemed import stages
-from finemed.launch import free_port
-from finemed.recipe import MARKERS, load_recipe, spans_machines
+from finemed.core import stages
+from finemed.core.launch import free_port
+from finemed.orchestrate.recipe import MARKERS, load_recipe, spans_machines
 
 
 def _recipe(tmp_path: Path, model: Path, med: Path) -> Path:

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from finemed.plan import make_plan
-from finemed.recipe import load_recipe, resolve_stages, run_recipe, run_root
-from finemed.texts import heldout_texts
+from finemed.core.texts import heldout_texts
+from finemed.orchestrate.plan import make_plan
+from finemed.orchestrate.recipe import load_recipe, resolve_stages, run_recipe, run_root
 
 REPO = Path(__file__).resolve().parents[2]
 RECIPES = sorted((REPO / "recipes").glob("*.yaml"))
@@ -78,7 +78,7 @@ def _rehearse(name: str, tmp_path: Path) -> tuple[Path, list, list[str], float]:
             lines.append(record.getMessage())
 
     handler = Keep(level=logging.INFO)
-    logger = logging.getLogger("finemed.recipe")
+    logger = logging.getLogger("finemed.orchestrate.recipe")
     old_level = logger.level
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)

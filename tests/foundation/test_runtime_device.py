@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from finemed import runtime, stages, training_plan
-from finemed.config import FinemedError
+from finemed.core import runtime, stages, training_plan
+from finemed.core.config import FinemedError
 
 
 class MovedToCuda(Exception):

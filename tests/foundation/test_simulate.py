@@ -6,10 +6,10 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from finemed.config import FinemedError  # noqa: E402
-from finemed.launch import LaunchConfig, accelerate_config  # noqa: E402
-from finemed.simulate import phases as P  # noqa: E402
-from finemed.simulate.fakes import fake_process_group  # noqa: E402
+from finemed.core.config import FinemedError  # noqa: E402
+from finemed.core.launch import LaunchConfig, accelerate_config  # noqa: E402
+from finemed.orchestrate.simulate import phases as P  # noqa: E402
+from finemed.orchestrate.simulate.fakes import fake_process_group  # noqa: E402
 
 GIB = 2 ** 30
 
@@ -98,7 +98,7 @@ def _finemed(*args: str, cwd):
 
 def test_simulate_real_pythia_class_per_phase(tmp_path):
     """The stage's own load (train.cpt's run) of Pythia-160M's real config, 2 FSDP ranks: the table's figures."""
-    from finemed.simulate.recipe import read_simulation, simulate_recipe
+    from finemed.orchestrate.simulate.recipe import read_simulation, simulate_recipe
 
     (tmp_path / "r.yaml").write_text(TINY_RECIPE)
     sim = simulate_recipe(tmp_path / "r.yaml", gpu_gib=80, runs_dir=tmp_path / "runs")

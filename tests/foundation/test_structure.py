@@ -1,5 +1,6 @@
-"""The package's shape: no import cycles, no private names across stage packages, finemed imports at module top,
-every stage kind the issue names is registered, and the registry loads without torch."""
+"""The package's shape: floors that import only downwards (ground floor < stages < papers < orchestration < CLI),
+no stage package importing another, no import cycles, finemed imports at module top, every stage kind the issue
+names is registered, and the registry loads without torch."""
 
 from __future__ import annotations
 
@@ -11,7 +12,11 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2] / "finemed"
-STAGE_PACKAGES = {"corpus", "tokenizer", "cpt", "distill", "merging", "evaluation"}
+STAGE_PACKAGES = {"corpus", "tokenizer", "cpt", "distill", "merging", "evaluation", "sft"}
+# the floor of each top-level name under finemed/: a module imports only its own package or lower floors, and stage
+# packages (floor 1) never import each other; papers (findings over the stages' artifacts) sit above the stages
+FLOORS = {"core": 0, "data": 0, "models": 0, **{p: 1 for p in STAGE_PACKAGES}, "papers": 2, "orchestrate": 3,
+          "cli": 4, "__init__": 0}
 KINDS = ["corpus.sample_input", "corpus.annotate", "corpus.train_classifier", "corpus.cascade", "corpus.build",
          "corpus.pii_eval", "corpus.quality_report", "tokenizer.train", "tokenizer.eval", "tokenizer.cost",
          "tokenizer.compare", "train.cpt", "train.distill", "train.cache_logits", "merge.apply", "merge.sweep",
@@ -94,13 +99,49 @@ def test_no_private_names_across_stage_packages():
     assert not bad, "; ".join(bad)
 
 
+def _top(module: str) -> str:
+    """The floor's name of a module; each stage package's ``cli.py`` is part of the CLI floor."""
+    parts = module.split(".")
+    if parts[-1] == "cli":
+        return "cli"
+    return parts[1] if len(parts) > 1 else "__init__"
+
+
+def test_every_top_level_name_has_a_floor():
+    names = {p.stem if p.is_file() else p.name for p in ROOT.iterdir()
+             if (p.is_dir() and (p / "__init__.py").is_file()) or p.suffix == ".py"}
+    assert names <= set(FLOORS), f"give these a floor in FLOORS: {sorted(names - set(FLOORS))}"
+
+
+def test_imports_go_down_and_stages_never_import_each_other():
+    bad = []
+    for module, edges in _imports().items():
+        mine = _top(module)
+        for target, _, _ in edges:
+            theirs = _top(target)
+            if theirs == mine:
+                continue
+            if FLOORS[theirs] > FLOORS[mine] or (FLOORS[theirs] == FLOORS[mine] == 1):
+                bad.append(f"{module} -> {target}")
+    assert not bad, f"{len(bad)} imports across floors: " + "; ".join(bad)
+
+
+def test_the_check_catches_a_stage_to_stage_import(tmp_path, monkeypatch):
+    """The floor rule is not vacuous: a distill module importing cpt is reported."""
+    graph = _imports()
+    graph["finemed.distill.train"] = graph.get("finemed.distill.train", []) + [("finemed.cpt.train", [], True)]
+    monkeypatch.setattr(sys.modules[__name__], "_imports", lambda: graph)
+    with pytest.raises(AssertionError, match="finemed.distill.train -> finemed.cpt.train"):
+        test_imports_go_down_and_stages_never_import_each_other()
+
+
 def test_finemed_imports_are_at_module_top():
     inside = [f"{m} -> {t}" for m, edges in _imports().items() for t, _, top in edges if not top]
     assert not inside, f"{len(inside)} finemed imports inside functions: " + "; ".join(inside[:10])
 
 
 def test_every_named_stage_kind_is_registered():
-    from finemed import stages
+    from finemed.core import stages
 
     missing = [k for k in KINDS if k not in stages.discover()]
     assert not missing, f"unregistered stage kinds: {missing}"
@@ -111,7 +152,7 @@ def test_every_named_stage_kind_is_registered():
 
 def test_stage_modules_import_without_torch():
     """Validating a recipe must stay fast: no stage module pulls in torch at import time."""
-    code = ("import sys, importlib\nfrom finemed import stages\n"
+    code = ("import sys, importlib\nfrom finemed.core import stages\n"
             "mods = sorted(set(stages.discover().values()))\n"
             "for m in mods: importlib.import_module(m)\n"
             "heavy = [h for h in ('torch', 'transformers', 'datatrove') if h in sys.modules]\n"

@@ -8,8 +8,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from finemed.config import FinemedError
-from finemed.texts import heldout_score, heldout_texts, iter_texts, split_heldout, train_texts
+from finemed.core.config import FinemedError
+from finemed.core.texts import heldout_score, heldout_texts, iter_texts, split_heldout, train_texts
 
 TEXTS = ["Der Patient hat Fieber.", "Die Therapie wirkt.", "The patient is fine now.", "Kurz."]
 

@@ -11,7 +11,7 @@ import sys
 import pytest
 import yaml
 
-from finemed.config import ConfigError, FinemedError
+from finemed.core.config import ConfigError, FinemedError
 from finemed.merging.merge import check_compatible, load_merge_config, merge_file
 
 

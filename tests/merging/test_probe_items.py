@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import math
 
+from finemed.core.texts import heldout_score
 from finemed.merging.probe import score
 from finemed.merging.probe_items import instructions, split_of
-from finemed.texts import heldout_score
 
 
 def _mcnemar_p(b: int, c: int) -> float:

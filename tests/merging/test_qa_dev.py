@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from finemed.config import FinemedError
+from finemed.core.config import FinemedError
+from finemed.core.lmeval_tasks.utils import QA_DATASETS, qa_rows
 from finemed.data.qa_splits import load_qa_source, split_articles
-from finemed.evaluation.tasks.utils import QA_DATASETS, qa_rows
 from finemed.merging.qa_dev import QADevConfig, dev_examples, write_dev_set
 
 RECIPES = Path(__file__).resolve().parents[2] / "recipes"

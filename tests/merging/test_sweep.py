@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from finemed.config import ConfigError, load_config
+from finemed.core.config import ConfigError, load_config
+from finemed.core.stages import run_stage
 from finemed.merging.sweep import SweepConfig, SweepPoint, SweepResult, choose_t, select
-from finemed.stages import run_stage
 
 
 def _pt(t, dom, rate, f1=None):

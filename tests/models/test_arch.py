@@ -40,7 +40,7 @@ def test_tiny_standin_keeps_class_vocab_and_real_tokenizer(tmp_path, spec, cls):
 
 
 def test_unknown_model_is_one_line():
-    from finemed.config import FinemedError
+    from finemed.core.config import FinemedError
 
     with pytest.raises(FinemedError, match="not a bundled architecture"):
         arch.config_dict("org/unknown-model")
@@ -136,7 +136,7 @@ def test_activation_estimate_is_within_20_percent_of_a_measured_forward():
 def test_hub_id_offline_is_one_line_and_online_downloads_once(tmp_path, monkeypatch):
     import huggingface_hub
 
-    from finemed.config import FinemedError
+    from finemed.core.config import FinemedError
     from finemed.models import registry
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from finemed.config import FinemedError
+from finemed.core.config import FinemedError
 from finemed.models.loading import UnsafeWeightsError, count_parameters, load_causal_lm
 from finemed.models.student import init_student
 from finemed.models.tiny import tiny_llama, tiny_tokenizer
@@ -96,8 +96,8 @@ def test_fsdp_training_load_stays_on_the_host_in_the_training_dtype(tiny_model_d
     each shard to fp32 master weights); no GPU is needed to check that nothing asks for one."""
     import torch
 
+    from finemed.core.runtime import Runtime
     from finemed.models.loading import load_causal_lm
-    from finemed.runtime import Runtime
 
     rt = Runtime(device="cuda:0", compute="bfloat16", train=True, sharded=True)
     model, _ = load_causal_lm(tiny_model_dir, runtime=rt)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from finemed.config import FinemedError
+from finemed.core.config import FinemedError
 
 MISTRAL_FILES = ["config.json", "model-00001-of-00003.safetensors", "model.safetensors.index.json",
                  "consolidated.safetensors", "tokenizer.json", "tokenizer.model", "tokenizer_config.json",

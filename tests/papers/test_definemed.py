@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from finemed.config import FinemedError
+from finemed.core.config import FinemedError
+from finemed.orchestrate.recipe import load_recipe, run_recipe, run_root
 from finemed.papers.claims import NO_EVIDENCE, WORDS, ClaimSpec, judge_all
 from finemed.papers.definemed import DefinemedConfig, evidence, rule_pick
 from finemed.papers.measures import mcnemar, paired_bootstrap, require_models
-from finemed.recipe import load_recipe, run_recipe, run_root
 
 REPO = Path(__file__).resolve().parents[2]
 RECIPE = REPO / "recipes" / "papers" / "definemed-mini.yaml"

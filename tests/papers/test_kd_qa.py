@@ -8,9 +8,9 @@ import json
 from pathlib import Path
 
 from finemed.data.loaders import load_squad
+from finemed.orchestrate.recipe import load_recipe, run_recipe, run_root
 from finemed.papers.claims import DOES_NOT_HOLD, HOLDS, NOT_TESTABLE, WORDS
 from finemed.papers.kd_qa import KdQaConfig, judge_claims
-from finemed.recipe import load_recipe, run_recipe, run_root
 from finemed.sft.split import QASplitConfig
 from finemed.sft.split import run as split_run
 

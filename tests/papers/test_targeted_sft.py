@@ -14,13 +14,13 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
-from finemed.artifacts import run_cached
-from finemed.config import ConfigError
+from finemed.core.artifacts import run_cached
+from finemed.core.config import ConfigError
 from finemed.evaluation.answers import PromptRow
 from finemed.evaluation.generate import split_prompts
 from finemed.models.tiny import save_tiny
+from finemed.orchestrate.recipe import load_recipe, run_recipe, run_root
 from finemed.papers.claims import WORDS, ClaimSpec, claims_hash
-from finemed.recipe import load_recipe, run_recipe, run_root
 from finemed.sft.data import SftData, build_rows
 
 REPO = Path(__file__).resolve().parents[2]
@@ -61,7 +61,7 @@ def test_a_missing_run_is_one_line_naming_the_recipe(rehearsal_runs):
 
 
 def test_run_references_follow_runs_dir_and_rehearse(tmp_path):
-    from finemed.recipe import resolve_stages
+    from finemed.orchestrate.recipe import resolve_stages
 
     recipe = load_recipe(RECIPE)
     real = {e.name: c for e, c in resolve_stages(recipe, tmp_path / "r1" / "targeted-sft-mini", "t")}

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from finemed.config import FinemedError
+from finemed.core.config import FinemedError
+from finemed.core.texts import read_texts
 from finemed.data import debian_text
 from finemed.data.loaders import load_sib200
+from finemed.orchestrate.recipe import load_recipe, run_recipe, run_root
 from finemed.papers.tokenizer_choice import log_interp_vocab, spearman_ci
-from finemed.recipe import load_recipe, run_recipe, run_root
-from finemed.texts import read_texts
 
 REPO = Path(__file__).resolve().parents[2]
 RECIPE = REPO / "recipes" / "papers" / "tokenizer-choice-mini.yaml"

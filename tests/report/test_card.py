@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from finemed.artifacts import atomic_write_json, run_cached
-from finemed.config import FinemedError, StageConfig
-from finemed.report.card import write_card
+from finemed.core.artifacts import atomic_write_json, run_cached
+from finemed.core.config import FinemedError, StageConfig
+from finemed.orchestrate.report.card import write_card
 
 
 class MergeCfg(StageConfig):

@@ -9,9 +9,9 @@ import subprocess
 
 import pytest
 
-from finemed.artifacts import atomic_write_json, run_cached
-from finemed.report.collect import SECTIONS
-from finemed.report.html import write_report
+from finemed.core.artifacts import atomic_write_json, run_cached
+from finemed.orchestrate.report.collect import SECTIONS
+from finemed.orchestrate.report.html import write_report
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHECK = """<script>
@@ -69,7 +69,7 @@ def board_json() -> dict:
 @pytest.fixture
 def run_dir(tmp_path):
     """A run with a corpus stage (funnel + PNG), a CPT stage (log history), a failed stage and a QA stage."""
-    from finemed.config import StageConfig
+    from finemed.core.config import StageConfig
 
     class Cfg(StageConfig):
         seed: int = 3

@@ -8,9 +8,9 @@ from pathlib import Path
 
 from rich.console import Console
 
-from finemed.artifacts import StageOutcome, atomic_write_json
-from finemed.report import table
-from finemed.report.board import board_view
+from finemed.core.artifacts import StageOutcome, atomic_write_json
+from finemed.orchestrate.report import table
+from finemed.orchestrate.report.board import board_view
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_html import MEASURES, board_json  # noqa: E402

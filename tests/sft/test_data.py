@@ -6,12 +6,12 @@ import json
 
 import pytest
 
-from finemed.config import FinemedError
+from finemed.core.config import FinemedError
+from finemed.core.qa_prompts import build_prompt
+from finemed.core.texts import heldout_score
 from finemed.data.loaders import load_squad
 from finemed.data.qa_splits import split_articles
-from finemed.evaluation.qa_prompts import build_prompt
 from finemed.sft.data import SFT_SALT, SftData, build_rows, fit_length, germediq_rows, to_trl
-from finemed.texts import heldout_score
 
 
 def test_split_articles_keeps_articles_whole():

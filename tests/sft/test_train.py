@@ -6,8 +6,8 @@ import json
 
 import pytest
 
+from finemed.core.stages import run_stage
 from finemed.sft.train import SftConfig
-from finemed.stages import run_stage
 
 
 @pytest.fixture(scope="module")
@@ -75,8 +75,8 @@ def test_loss_is_on_the_completion_only(tiny_model_dir, tmp_path):
     import datasets
     from trl import SFTTrainer
 
+    from finemed.core.runtime import resolve
     from finemed.models.loading import load_causal_lm
-    from finemed.runtime import resolve
     from finemed.sft.train import _args
 
     model, tok = load_causal_lm(tiny_model_dir, device="cpu")

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from finemed.stage_cli import build_config
+from finemed.orchestrate.stage_cli import build_config
 from finemed.tokenizer.cli import _corpus
 from finemed.tokenizer.cost import flops_per_token, preset
 

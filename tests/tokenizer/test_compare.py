@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from finemed.stages import get, run_stage
+from finemed.core.stages import get, run_stage
 from finemed.tokenizer.compare import CompareConfig, CompareResult
 from finemed.tokenizer.cost import flops_per_token, preset
 

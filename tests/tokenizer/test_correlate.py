@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from finemed.config import FinemedError
+from finemed.core.config import FinemedError
 from finemed.tokenizer.correlate import correlate, read_scores
 
 

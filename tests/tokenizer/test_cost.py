@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from finemed.config import FinemedError
+from finemed.core.config import FinemedError
 from finemed.tokenizer.cost import ModelShape, cost_table, extra_cost, flops_per_token, parse_mix, preset
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from finemed.config import FinemedError
+from finemed.core.config import FinemedError
 from finemed.tokenizer.evaluate import METRICS_FILE, evaluate, lowest_fertility, read_eval, write_eval
 from finemed.tokenizer.parallel import ParallelSet
 

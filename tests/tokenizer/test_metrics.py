@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from finemed.config import FinemedError
+from finemed.core.config import FinemedError
 from finemed.data.tokenizers import load_any_tokenizer
 from finemed.tokenizer.evaluate import evaluate
 from finemed.tokenizer.metrics import (

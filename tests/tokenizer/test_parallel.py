@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from finemed.config import FinemedError
+from finemed.core.config import FinemedError
 from finemed.tokenizer.parallel import load_parallel
 
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from finemed.config import FinemedError
+from finemed.core.config import FinemedError
 from finemed.data.loaders import load_sib200
 from finemed.data.tokenizers import load_any_tokenizer
 from finemed.tokenizer.sources import LinesFile, language_texts, training_lines

@@ -1,0 +1,64 @@
+"""Why an extractive-QA answer is empty: the model's greedy first token after the prompt, counted by kind.
+
+lm-eval's ``generate_until`` cuts each generation at the task's stop string (``"\\n"`` for finemed's QA tasks) and
+logs only what is left, so an empty answer hides its cause. One extra forward pass on the prompt of each empty
+answer shows it: ``newline`` (the stop string came first: the model starts a new line after ``Answer:``), ``eos``
+(the model ends the text), ``whitespace`` (spaces, then the stop), or ``other`` (the model wrote something the
+filter stripped). The prompts are raw text, never a chat template (that is the task's design for every model), so a
+count of ``newline`` or ``eos`` is the model's own behaviour at this prompt, not a bug in the harness. lm-eval keeps
+no raw, uncut generation, hence this small probe.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from finemed.core.runtime import for_model
+
+KINDS = ("newline", "eos", "whitespace", "other")
+
+
+def first_token_kind(token_id: int, tokenizer) -> str:
+    """``eos``, ``newline``, ``whitespace`` or ``other`` for one generated token id."""
+    eos = tokenizer.eos_token_id
+    if token_id == eos or (isinstance(eos, list) and token_id in eos):
+        return "eos"
+    text = tokenizer.decode([token_id])
+    if "\n" in text and not text.split("\n", 1)[0].strip():
+        return "newline"
+    return "whitespace" if not text.strip() else "other"
+
+
+def first_tokens(model, tokenizer, prompts: list[str], runtime=None) -> list[tuple[int, str]]:
+    """Greedy first token after each prompt, as (token id, kind); one forward pass per prompt, no special tokens
+    added (lm-eval's HFLM does not add BOS for these models either)."""
+    import torch
+
+    rt = runtime or for_model(model)
+    device = next(model.parameters()).device
+    out = []
+    for prompt in prompts:
+        ids = tokenizer(prompt, add_special_tokens=False, return_tensors="pt")["input_ids"].to(device)
+        with torch.no_grad(), rt.autocast():
+            token = int(model(input_ids=ids).logits[0, -1].argmax())
+        out.append((token, first_token_kind(token, tokenizer)))
+    return out
+
+
+def explain_empty(samples: list[dict], model, tokenizer, runtime=None) -> tuple[dict[str, int], dict[str, str]]:
+    """``({kind: count}, {item id: kind})`` over the samples whose answer is empty (after the stop string cut)."""
+    empty = [s for s in samples if not (s["filtered_resps"][0] if s["filtered_resps"] else "").strip()]
+    if not empty:
+        return {}, {}
+    prompts = [_prompt(s) for s in empty]
+    kinds = [k for _, k in first_tokens(model, tokenizer, prompts, runtime)]
+    ids = [str(s["doc"].get("id", s.get("doc_id"))) for s in empty]
+    return dict(Counter(kinds)), dict(zip(ids, kinds))
+
+
+def _prompt(sample: dict[str, Any]) -> str:
+    args = sample.get("arguments") or []
+    if args and isinstance(args[0], (list, tuple)) and isinstance(args[0][0], str):
+        return args[0][0]  # the context lm-eval generated from
+    return sample["doc"]["prompt"]
