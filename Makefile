@@ -64,7 +64,7 @@ quickstart: setup
 test: setup debian-text
 	$(BIN)/ruff check finemed tests benchmarks
 	$(BIN)/finemed models fetch smollm2
-	$(BIN)/python -m pytest -m "not slow or smoke" -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not slow or smoke" -q --durations=25 $(PYTEST_ARGS)
 
 ## test-all: every test, including all slow SmolLM2 runs
 test-all: setup

@@ -64,7 +64,8 @@ class VLLMSettings(StageConfig):
 
 
 def repo_root() -> Path:
-    return Path(__file__).resolve().parents[1]
+    """The checkout (finemed/core/engine.py -> ../..), where `make vllm` builds .venv-vllm."""
+    return Path(__file__).resolve().parents[2]
 
 
 def vllm_venv() -> Path:

@@ -198,3 +198,10 @@ def test_serve_reuses_a_server_and_keeps_at_most_two(tmp_path, monkeypatch):
         assert first.alive() and not second.alive() and len(engine._servers) == 2
     finally:
         engine.stop_all()
+
+
+def test_the_vllm_venv_is_looked_up_beside_the_makefile_that_builds_it():
+    from finemed.core.engine import repo_root, vllm_venv
+
+    assert (repo_root() / "Makefile").is_file() and "vllm:" in (repo_root() / "Makefile").read_text()
+    assert vllm_venv().parent == repo_root()

@@ -18,9 +18,9 @@ from finemed.evaluation.mcq import McqEvalConfig
 from finemed.evaluation.mcq import run as run_mcq
 
 pytestmark = [pytest.mark.slow]
-# (questions, at least this many identical): the 40 in the slow run (30); 8 in make test (smoke, 5)
+# (questions, at least this many identical): the 40 in the slow run (30); 8 in make test (smoke, 5); MCQ 30 / 5
 QA_SIZES = [pytest.param(8, 5, marks=pytest.mark.smoke, id="8"), pytest.param(40, 30, id="40")]
-MCQ_SIZES = [pytest.param(10, marks=pytest.mark.smoke, id="10"), pytest.param(30, id="30")]
+MCQ_SIZES = [pytest.param(5, marks=pytest.mark.smoke, id="5"), pytest.param(30, id="30")]
 
 
 def _preds(run_dir) -> dict[str, str]:
