@@ -48,7 +48,8 @@ def block_stats(run_dir: Path, stage: str) -> list[dict]:
         skipped = {k[len("skipped_"):]: int(v) for k, v in st.items() if k.startswith("skipped_")}
         rescued = {k[len("rescued_"):]: int(v) for k, v in st.items() if k.startswith("rescued_")}
         item = {"stage": stage, "block": entry.get("name", "?"), "in": int(st.get("total", 0)),
-                "kept": int(st.get("forwarded", st.get("total", 0))), "dropped": int(st.get("dropped", 0))}
+                "kept": int(st.get("forwarded", int(st.get("total", 0)) - int(st.get("dropped", 0)))),
+                "dropped": int(st.get("dropped", 0))}  # a filter that forwards nothing has no "forwarded" stat
         if "changed" in st:  # docs kept but edited (decont's cuts)
             item.update(changed=int(st["changed"]), cut_chars=int(st.get("cut_chars", 0)))
         if "documents" in st:  # readers count docs read

@@ -54,4 +54,11 @@ def test_tiny_label_to_corpus_recipe(tmp_path, two_tiny_models):
     assert clf["gold_test_docs"] > 100  # every sampled doc without an LLM label is a gold test doc
     build = read_json(run / "corpus" / "metrics.json")
     stats = read_json(run / "corpus" / "stats.json")
-    assert build["input_docs"] > 0 and build["kept"] > 0 and stats["classifier"] == str(run / "classifier")
+    assert build["input_docs"] > 0 and stats["classifier"] == str(run / "classifier")
+    # kept may be 0: a random tiny labeller's labels decide what the classifier keeps (it flipped between two clean
+    # CI runs). What must hold is the accounting: every funnel row's in - dropped = out, from the docs read to the
+    # docs written.
+    rows = stats["funnel"]
+    assert rows and all(r["in"] - r["dropped"] == r["out"] for r in rows)
+    assert rows[0]["block"] == "read" and rows[0]["out"] == build["input_docs"]
+    assert rows[-1]["out"] == build["kept"]
