@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
+import pytest
 
 SCRIPT = """
 import sys
@@ -30,6 +31,7 @@ def _launch(script: Path, args: list[str]) -> subprocess.Popen:
                             stderr=subprocess.DEVNULL, start_new_session=True)
 
 
+@pytest.mark.slow  # ~56 s: in `make test-all`; make test keeps CPT and KD kill-and-resume (tests/cpt)
 def test_sigkill_midway_then_rerun_gives_same_ids(small_dev, small_clf, tmp_path):
     script = tmp_path / "build.py"
     script.write_text(SCRIPT)
