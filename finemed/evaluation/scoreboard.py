@@ -7,7 +7,10 @@ per-document bits, ``qa_results.json`` + ``items_<task>.json``, the sweep's ``pr
 
     {"models": {MODEL: {MEASURE: value}}, "deltas": {MODEL: {MEASURE: {delta, lo, hi, n, verdict}}},
      "measures": {MEASURE: {label, higher_is_better, chance, source}}, "judge": {...}, "missing": {...},
-     "mcq_length_bias": {TASK: {MODEL: {...}}}}
+     "mcq_length_bias": {TASK: {MODEL: {...}}}, "selection": {stage, chosen, qa_kept, guard_failed, line}}
+
+``selection`` is what the merge sweep handed on and whether its QA dev guard held; the report and the CLI show its
+line first, so a model below the stated QA share cannot pass unnoticed.
 
 ``mcq_length_bias`` shows why MCQ ``acc`` can sit below chance while ``acc_norm`` sits at it (see
 :func:`length_bias`).
@@ -207,10 +210,22 @@ def _read_lmeval(stage_dir: Path, role: str, board: dict[str, Measure], bias: di
             m.add(role, None if res[metric] is None else scale * res[metric], per)
 
 
-def _read_probe(stage_dir: Path, roles: dict[str, str], board: dict[str, Measure]) -> None:
+def selection_line(sweep: dict[str, Any], stage: str) -> str:
+    """One line on what the merge sweep handed on and whether its QA dev guard held (from ``sweep.json``)."""
+    kept = [f"{what} {100 * sweep[key]:.0f}% of the instruct model's" for what, key in
+            (("QA dev F1", "qa_kept"), ("probe dev pass rate", "probe_kept")) if sweep.get(key) is not None]
+    line = f"{stage}: chose {sweep['chosen']}" + (f" ({'; '.join(kept)})" if kept else "")
+    return line + (f". {sweep['guard_failed']}" if sweep.get("guard_failed") else "")
+
+
+def _read_probe(stage_dir: Path, roles: dict[str, str], board: dict[str, Measure],
+                selection: dict[str, Any]) -> None:
     """The sweep's instruction probe, test half: t=0 is the instruct model, t=1 the CPT model, the chosen point the
-    merge."""
+    merge. ``selection`` gets what the sweep chose and its QA guard's line, for the report's first lines."""
     sweep = _file(stage_dir, "sweep.json")
+    selection.update(stage=stage_dir.name, chosen=sweep["chosen"], qa_kept=sweep.get("qa_kept"),
+                     probe_kept=sweep.get("probe_kept"), guard_failed=sweep.get("guard_failed"),
+                     line=selection_line(sweep, stage_dir.name))
     m = board.setdefault("probe.pass_rate", Measure("probe.pass_rate", "instruction probe", True, "mean",
                                                     stage_dir.name))
     who = [("t=0", "instruct"), ("t=1", "cpt"), (sweep["chosen"], "merge")]  # the chosen t may be 0 or 1 too
@@ -280,6 +295,7 @@ def build(config: ScoreboardConfig) -> dict[str, Any]:
     board: dict[str, Measure] = {}
     judge: dict[str, Any] = {"status": "not run"}
     bias: dict[str, dict[str, Any]] = {}
+    selection: dict[str, Any] = {}
     for spec in config.evals:
         stage_dir = Path(spec)
         manifest = read_manifest(stage_dir)
@@ -297,7 +313,7 @@ def build(config: ScoreboardConfig) -> dict[str, Any]:
             else:
                 _read_lmeval(stage_dir, role, board, bias)
         elif kind == "merge.sweep":
-            _read_probe(stage_dir, roles, board)
+            _read_probe(stage_dir, roles, board, selection)
         elif kind == "eval.failures":
             _read_failures(stage_dir, roles, board)
         elif kind in ("eval.pairwise", "eval.winrates"):
@@ -326,7 +342,7 @@ def build(config: ScoreboardConfig) -> dict[str, Any]:
     missing = {r: [k for k in board if k not in models[r]] for r in present}
     return {"models": models, "baseline": base, "deltas": deltas, "measures": measures, "judge": judge,
             "missing": {r: v for r, v in missing.items() if v}, "ci": config.ci, "bootstrap": config.bootstrap,
-            "mcq_length_bias": bias,
+            "mcq_length_bias": bias, "selection": selection,
             "not_in_recipe": [r for r in ROLES if r not in config.models]}
 
 

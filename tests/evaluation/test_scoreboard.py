@@ -247,6 +247,21 @@ def test_a_sweep_that_chose_t1_scores_the_probe_for_cpt_and_merge_alike(chain):
     assert board["deltas"]["merge"]["probe.pass_rate"]["verdict"] == "worse"
 
 
+def test_the_sweeps_choice_and_failed_qa_guard_reach_the_board(chain):
+    """What the sweep handed on is in scoreboard.json's selection line; a failed QA guard is said there, verbatim."""
+    m, evals, root = chain
+    line = "QA guard failed: no candidate keeps QA dev F1 >= 80% of the instruct model's (20.0); chose t=1"
+    atomic_write_json(root / "merge" / "sweep.json", {"chosen": "t=1", "qa_kept": 0.1, "probe_kept": 0.5,
+                                                      "guard_failed": line})
+    sel = _board(m, evals)["selection"]
+    assert sel["guard_failed"] == line and sel["chosen"] == "t=1"
+    assert sel["line"] == ("merge: chose t=1 (QA dev F1 10% of the instruct model's; probe dev pass rate 50% of the "
+                           f"instruct model's). {line}")
+    atomic_write_json(root / "merge" / "sweep.json", {"chosen": "t=0.5", "qa_kept": 0.95})
+    sel = _board(m, evals)["selection"]
+    assert sel["guard_failed"] is None and sel["line"] == "merge: chose t=0.5 (QA dev F1 95% of the instruct model's)"
+
+
 def test_germedbench_answer_key_explains_acc_below_chance():
     """Why the quickstart's MCQ acc was 1 of 30 while acc_norm sat at 20%: the first 30 GerMedBench med_qa golds are
     all B or C, and SmolLM2's summed log-likelihood mostly favours option A's text (8 of 10 items measured by plain

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 
 import pytest
+from markupsafe import escape  # what jinja escapes with
 
 from finemed.core.artifacts import atomic_write_json, run_cached
 from finemed.orchestrate.report.collect import SECTIONS
@@ -63,7 +64,13 @@ def board_json() -> dict:
                   if m in models[r]} for r, v in verdicts.items()}
     return {"models": models, "baseline": "instruct", "deltas": deltas, "measures": measures, "ci": 0.95,
             "judge": {"status": "judge: plumbing only", "judge": "local:/cache/smollm2", "stage": "judge",
-                      "note": "local:/cache/smollm2 judges models of its own size"}, "not_in_recipe": []}
+                      "note": "local:/cache/smollm2 judges models of its own size"}, "not_in_recipe": [],
+            "selection": {"stage": "merge", "chosen": "t=1", "qa_kept": 0.1, "guard_failed": GUARD,
+                          "line": f"merge: chose t=1 (QA dev F1 10% of the instruct model's). {GUARD}"}}
+
+
+GUARD = ("QA guard failed: no candidate keeps QA dev F1 >= 80% of the instruct model's (20.0); chose the highest, "
+         "t=1 at 2.0 (10%)")
 
 
 @pytest.fixture
@@ -120,6 +127,9 @@ def test_scoreboard_comes_first_and_the_plumbing_judge_ranks_nothing(run_dir):
     body = html[html.index("<main>"):]
     assert body.index('id="board"') < body.index('id="judge"') + 400 < body.index('id="corpus"')
     assert body.index("judge: plumbing only") < body.index('id="board"')  # said at the report's top
+    # the merge's failed QA guard is the page's first line, in the guard style
+    assert body.index('<p class="guard" id="selection">merge: chose t=1') < body.index('id="judge"')
+    assert body.index(escape(GUARD)) < body.index('id="board"')  # escaped, like every text
     board = body[body.index('id="board"'):body.index("</table>", body.index('id="board"'))]
     assert board.count("<tr>") == 1 + len(MEASURES)
     assert 'class="worse"' in board and 'class="unchanged"' in board and 'class="better"' in board

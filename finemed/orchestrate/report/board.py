@@ -40,6 +40,8 @@ class BoardView(BaseModel):
     ci: float
     not_in_recipe: list[str] = []
     notes: list[str] = []  # MCQ length bias, one line per task and model
+    selection: str = ""  # what the merge sweep handed on (its QA dev guard), shown first
+    guard_failed: bool = False
 
 
 def _num(v: float | None, digits: int = 4) -> str:
@@ -86,7 +88,8 @@ def board_view(board: dict[str, Any]) -> BoardView:
              f"gold {_letters(b.get('gold_by_position'))}"
              for task, by_role in board.get("mcq_length_bias", {}).items() for role, b in by_role.items()]
     return BoardView(models=models, baseline=base, rows=rows, judge=text, judge_plumbing=plumbing, notes=notes,
-                     judge_stage=judge.get("stage", ""),
+                     judge_stage=judge.get("stage", ""), selection=(board.get("selection") or {}).get("line", ""),
+                     guard_failed=bool((board.get("selection") or {}).get("guard_failed")),
                      ci=board.get("ci", 0.95), not_in_recipe=board.get("not_in_recipe", []))
 
 

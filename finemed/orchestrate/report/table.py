@@ -55,6 +55,8 @@ def print_summary(recipe_name: str, kinds: dict[str, str], outcomes: list[StageO
     console = Console()
     console.print(table)
     if board is not None:
+        if board.selection:
+            console.print(f"[red]{board.selection}[/]" if board.guard_failed else board.selection)
         console.print(board_table(board))
         for note in board.notes:
             console.print(f"MCQ length bias: {note}")
