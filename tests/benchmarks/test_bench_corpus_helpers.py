@@ -4,12 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-import bench_corpus as B  # noqa: E402
+import bench_corpus as B  # benchmarks/ (tests/benchmarks/conftest.py)
 
 
 def _blk(name: str, seconds: float) -> dict:

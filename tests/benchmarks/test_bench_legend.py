@@ -8,30 +8,21 @@ of every ``run_rounds`` call, and its README row quotes that ``RATIO`` verbatim.
 from __future__ import annotations
 
 import ast
-import importlib.util
 import re
-import sys
 from pathlib import Path
 
+import _rounds  # benchmarks/ (tests/benchmarks/conftest.py)
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 BENCHES = sorted((ROOT / "benchmarks").glob("bench_*.py"))
 
 
-def _rounds():
-    spec = importlib.util.spec_from_file_location("bench_rounds_legend", ROOT / "benchmarks" / "_rounds.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
 FASTER = "(> 1: ours faster)"  # the one direction; _rounds.FASTER must say the same
 
 
 def test_rounds_helper_enforces_the_one_direction():
-    assert getattr(_rounds(), "FASTER", None) == FASTER
+    assert getattr(_rounds, "FASTER", None) == FASTER
 
 
 def declared_ratio(tree: ast.Module) -> str | None:

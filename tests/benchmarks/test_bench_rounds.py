@@ -2,24 +2,10 @@
 
 from __future__ import annotations
 
-import importlib.util
 import sys
-from pathlib import Path
 
+import _rounds as R  # benchmarks/ (tests/benchmarks/conftest.py)
 import pytest
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _load():
-    spec = importlib.util.spec_from_file_location("bench_rounds", ROOT / "benchmarks" / "_rounds.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
-R = _load()
 
 
 def test_order_alternates_so_no_side_always_runs_first():
