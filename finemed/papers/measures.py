@@ -73,10 +73,11 @@ def probe_model(model_dir: Path, cache: Path, cfg: Any) -> dict[str, Any]:
     return res
 
 
-def verdict_items(run: dict[str, Any]) -> list[dict[str, Any]]:
-    """The probe items a verdict may use: the test half where the probe is split (the sweep selects on dev)."""
+def verdict_items(run: dict[str, Any], split: str = "test") -> list[dict[str, Any]]:
+    """The probe items a verdict may use: the test half where the probe is split (the sweep selects on dev);
+    ``split="dev"`` gives the half that selections read."""
     items = run["items"]
-    return [i for i in items if i.get("split", "test") == "test"]
+    return [i for i in items if i.get("split", "test") == split]
 
 
 def verdict_rate(run: dict[str, Any]) -> float:
@@ -85,12 +86,12 @@ def verdict_rate(run: dict[str, Any]) -> float:
     return sum(bool(i["passed"]) for i in items) / len(items) if items else float("nan")
 
 
-def mcnemar(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
-    """Exact McNemar test on the test-half probe items both runs answered: only ``a`` passes vs only ``b``."""
+def mcnemar(a: dict[str, Any], b: dict[str, Any], split: str = "test") -> dict[str, Any]:
+    """Exact McNemar test on the ``split`` half's probe items both runs answered: only ``a`` passes vs only ``b``."""
     from scipy.stats import binomtest
 
-    pa = {i["id"]: i["passed"] for i in verdict_items(a)}
-    pb = {i["id"]: i["passed"] for i in verdict_items(b)}
+    pa = {i["id"]: i["passed"] for i in verdict_items(a, split)}
+    pb = {i["id"]: i["passed"] for i in verdict_items(b, split)}
     ids = sorted(set(pa) & set(pb))
     only_a = sum(pa[i] and not pb[i] for i in ids)
     only_b = sum(pb[i] and not pa[i] for i in ids)
