@@ -83,6 +83,10 @@ def write_report(result, path: Path) -> None:
              f"| student at init | {result.bpb_student_init:.4f} |", f"| KD student | {result.bpb_student:.4f} |"]
     if result.bpb_ce is not None:
         lines.append(f"| CE-only student | {result.bpb_ce:.4f} |")
+    for name, tr in (("KD", result.kd_train), ("CE", result.ce_train)):
+        if tr is not None and tr.stopped_by == "plateau":
+            lines += ["", f"{name} training stopped by the plateau rule at step {tr.steps}; held-out bpb by step: "
+                          + ", ".join(f"{s}: {v:.4f}" for s, v in tr.plateau)]
     qa = result.qa
     if qa:
         lines += ["", f"QA on {result.qa_questions} held-out questions (EM / F1 / ROUGE-L, %; lm-eval "

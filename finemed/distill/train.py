@@ -13,7 +13,7 @@ from __future__ import annotations
 import copy
 import time
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, Callable, ClassVar, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
@@ -28,6 +28,7 @@ from finemed.core.launch import (
 )
 from finemed.core.logs import get_logger
 from finemed.core.plan_estimates import sized
+from finemed.core.plateau import PlateauRule, plateau_callback
 from finemed.core.runtime import Runtime, resolve
 from finemed.core.stages import StageResult, planner, stage
 from finemed.core.training import consolidated_model, for_eval, release_training_state
@@ -67,12 +68,16 @@ class DistillConfig(CacheLogitsConfig):
     max_new_tokens: int = 16  # on-policy completion length
     save_student: bool = True
     logging_steps: int = Field(0, ge=0)  # 0: steps // 5
+    # train until held-out bpb plateaus (steps is then the ceiling; the LR stays constant after warmup)
+    plateau: PlateauRule | None = None
     launch: LaunchConfig = LaunchConfig()  # online/offline: `finemed run` launches the processes itself
 
     @model_validator(mode="after")
     def _launchable(self) -> "DistillConfig":
         if self.mode == "on_policy" and self.launch.world_size > 1:
             raise ValueError("launch with more than one process supports mode online or offline, not on_policy")
+        if self.mode == "on_policy" and self.plateau is not None:
+            raise ValueError("plateau works with mode online or offline (TRL's on-policy trainer runs its own loop)")
         return self
 
     @model_validator(mode="after")
@@ -91,6 +96,9 @@ class StudentSummary(BaseModel):
 
 class TrainSummary(BaseModel):
     seconds: float
+    steps: int = 0  # optimizer steps taken (below the config's steps when the plateau rule stopped training)
+    stopped_by: str = "steps"  # "steps" | "plateau"
+    plateau: list[tuple[int, float]] = []  # (step, held-out bpb) the plateau rule scored
     tokens_per_second: float = 0.0  # every process's tokens
     train_loss: float | None = None
     log: list[dict[str, Any]] = []
@@ -143,16 +151,18 @@ def build_student(cfg: DistillConfig, teacher, teacher_tok, rt: Runtime):
 
 
 def _train(cfg: DistillConfig, rt: Runtime, student, dataset, run_dir: Path, mode: str, teacher=None,
-           cache_temperature: float = 1.0, vocab: int | None = None,
-           eval_rt: Runtime | None = None) -> tuple[TrainSummary, Any]:
+           cache_temperature: float = 1.0, vocab: int | None = None, eval_rt: Runtime | None = None,
+           score: Callable[[Any], float] | None = None) -> tuple[TrainSummary, Any]:
     """Train ``student``; return the summary and the trained model to evaluate and save, placed by ``eval_rt``
     (on a GPU: there, in bf16): the student itself, or under FSDP a consolidated plain copy on rank 0 (every rank
-    joins the gather) and None on the other ranks."""
+    joins the gather) and None on the other ranks. With ``cfg.plateau``, ``score(model)`` (held-out bpb, every
+    rank) drives :func:`finemed.core.plateau.plateaued`."""
     from transformers import TrainingArguments
 
+    schedule = "constant_with_warmup" if cfg.plateau else "linear"  # no decay towards a ceiling never reached
     args = TrainingArguments(**rt.trainer_kwargs(), output_dir=str(run_dir / f".trainer-{mode}"),
                              max_steps=cfg.steps, per_device_train_batch_size=cfg.batch_size, learning_rate=cfg.lr,
-                             warmup_steps=cfg.warmup_steps, lr_scheduler_type="linear", weight_decay=0.0,
+                             warmup_steps=cfg.warmup_steps, lr_scheduler_type=schedule, weight_decay=0.0,
                              logging_steps=cfg.logging_steps or max(1, cfg.steps // 5), save_strategy="no",
                              report_to=[], seed=cfg.seed, data_seed=cfg.seed, remove_unused_columns=False,
                              dataloader_num_workers=0, ddp_find_unused_parameters=False,
@@ -161,6 +171,10 @@ def _train(cfg: DistillConfig, rt: Runtime, student, dataset, run_dir: Path, mod
     trainer = kd_trainer_class()(model=student, args=args, train_dataset=dataset, kd_mode=mode, teacher=teacher,
                         divergence=cfg.divergence, beta=cfg.beta, temperature=cfg.temperature, alpha=cfg.alpha,
                         cache_temperature=cache_temperature, vocab=vocab)
+    stopper = None
+    if cfg.plateau is not None and score is not None:
+        stopper = plateau_callback(score, cfg.plateau, initial=score(student))
+        trainer.add_callback(stopper)
     t0 = time.perf_counter()
     out = trainer.train()
     release_training_state(trainer)
@@ -171,7 +185,9 @@ def _train(cfg: DistillConfig, rt: Runtime, student, dataset, run_dir: Path, mod
     if trained is not None and eval_rt is not None:
         trained = for_eval(trained, eval_rt)
     return TrainSummary(seconds=round(seconds, 2), tokens_per_second=round(tokens / max(seconds, 1e-9), 1),
-                        train_loss=round(out.training_loss, 5),
+                        train_loss=round(out.training_loss, 5), steps=trainer.state.global_step,
+                        stopped_by="plateau" if stopper is not None and stopper.stopped_at else "steps",
+                        plateau=[(s, round(v, 6)) for s, v in stopper.history] if stopper else [],
                         log=[h for h in trainer.state.log_history if "loss" in h]), trained
 
 
@@ -264,6 +280,9 @@ def run(cfg: DistillConfig, run_dir: Path) -> DistillResult:
             return float("nan")
         return compute_bpb(model, tok, held_texts, max_length=cfg.seq_len * 2, progress=False, runtime=ert).bpb
 
+    def held_bpb(model) -> float:  # the plateau rule's score: every rank, through the model being trained
+        return compute_bpb(model, tok, held_texts, max_length=cfg.seq_len * 2, progress=False, runtime=rt).bpb
+
     bpb_teacher = bpb(teacher)
     bpb_init = bpb(for_eval(copy.deepcopy(student), ert) if main and str(student.device) != ert.device else student)
     cache = None
@@ -274,12 +293,12 @@ def run(cfg: DistillConfig, run_dir: Path) -> DistillResult:
                 cache = cache_logits(cfg, cache_path, rt=ert, teacher=teacher, tok=tok, data=(ids, att, labels),
                                      vocab=vocab)
         kd_train, student = _train(cfg, rt, student, LogitCache(cache_path), run_dir, "offline",
-                                   cache_temperature=cfg.temperature, vocab=vocab, eval_rt=ert)
+                                   cache_temperature=cfg.temperature, vocab=vocab, eval_rt=ert, score=held_bpb)
     elif cfg.mode == "online":
         if not rt.sharded:
             check_teacher(teacher, student, teacher_dtype(cfg, ert))
         kd_train, student = _train(cfg, rt, student, SequenceDataset(ids, att, labels), run_dir, "online", teacher,
-                                   vocab=vocab, eval_rt=ert)
+                                   vocab=vocab, eval_rt=ert, score=held_bpb)
     else:
         t0 = time.perf_counter()
         student, _ = run_on_policy(student, teacher, tok, data.prompts[: cfg.steps * cfg.batch_size],
@@ -293,7 +312,7 @@ def run(cfg: DistillConfig, run_dir: Path) -> DistillResult:
     if ce_student is not None:
         ce_student.to(rt.load_device)  # held on the host until its turn
         ce_train, ce_student = _train(cfg, rt, ce_student, SequenceDataset(ids, att, labels), run_dir, "ce",
-                                      eval_rt=ert)
+                                      eval_rt=ert, score=held_bpb)
         bpb_ce = bpb(ce_student)
     qa, n_questions = None, 0
     if cfg.eval_qa and data.held_qa and main:
@@ -304,7 +323,7 @@ def run(cfg: DistillConfig, run_dir: Path) -> DistillResult:
     if cfg.save_student and main:
         save_model(student.to(ert.save_dtype(cfg.save_dtype)), tok, run_dir / "student")
     result = DistillResult(
-        mode=cfg.mode, steps=cfg.steps, train_sequences=int(ids.size(0)),
+        mode=cfg.mode, steps=kd_train.steps or cfg.steps, train_sequences=int(ids.size(0)),
         train_tokens_per_step=cfg.batch_size * cfg.seq_len * cfg.launch.world_size,
         processes=cfg.launch.world_size, student=info, parameter_reduction_pct=reduction_pct,
         heldout_docs=len(held_texts), bpb_teacher=bpb_teacher, bpb_student_init=bpb_init, bpb_student=bpb_student,

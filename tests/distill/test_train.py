@@ -125,3 +125,20 @@ def test_teacher_is_eval_only_in_bf16_on_a_gpu_and_only_where_needed(kd_cfg, mon
     assert not teacher_needed_here(kd_cfg(mode="offline")) and teacher_needed_here(kd_cfg(mode="online"))
     monkeypatch.setenv("RANK", "0")
     assert teacher_needed_here(kd_cfg(mode="offline"))
+
+
+def test_plateau_rule_ends_kd_and_ce_training_and_records_the_steps(kd_cfg, tmp_path):
+    """min_change 100%: the first scored step after step 0 meets the rule, so both students stop at step 2 of 20."""
+    r = run(kd_cfg(steps=20, eval_qa=0, save_student=False,
+                   plateau={"eval_every": 2, "window": 0.2, "min_change": 1.0}), tmp_path / "p")
+    for tr in (r.kd_train, r.ce_train):
+        assert tr.stopped_by == "plateau" and tr.steps == 2
+        assert [s for s, _ in tr.plateau] == [0, 2] and all(0.5 < v < 20 for _, v in tr.plateau)
+    assert r.steps == 2
+    assert "stopped by the plateau rule at step 2" in (tmp_path / "p" / "report.md").read_text()
+    # min_steps above the ceiling: the rule never applies, training runs all its steps
+    r2 = run(kd_cfg(steps=4, eval_qa=0, save_student=False, compare_ce=False,
+                    plateau={"eval_every": 2, "min_change": 0.0, "min_steps": 10}), tmp_path / "q")
+    assert r2.kd_train.stopped_by == "steps" and r2.kd_train.steps == r2.steps == 4
+    with pytest.raises(ValueError, match="plateau works with mode online or offline"):
+        DistillConfig(teacher="x", mode="on_policy", plateau={"eval_every": 2})
