@@ -45,7 +45,8 @@ class StudentRuns(BaseModel):
     model_config = ConfigDict(extra="forbid")
     kd: str = Field(description="the eval.qa run dir of the KD student")
     ce: str = Field(description="the eval.qa run dir of the CE-only student (same data, steps and order)")
-    distill: str = Field(description="the train.distill run dir of the KD student (parameter counts)")
+    distill: str = Field(description="the train.distill run dir of the KD student (parameter counts, steps)")
+    ce_distill: str | None = Field(None, description="the train.distill run dir of the CE student (its steps)")
 
 
 class KdQaConfig(StageConfig):
@@ -80,6 +81,7 @@ class KdQaResult(StageResult):
     kd_minus_ce: dict[str, dict[str, list[float]]]  # {student: {"1shot.f1": [mean, lo, hi]}}
     claims: dict[str, str]
     claims_hash: str
+    steps: dict[str, str] = {}  # {student: "N" or "N (plateau)"}: its training steps, and whether the rule ended them
 
 
 def per_question(eval_dir: Path, task: str, gold: dict[str, Any], lang: dict[str, str]) -> dict[str, list[float]]:
@@ -165,8 +167,8 @@ def findings_md(res: dict[str, Any], per_lang: dict[str, dict[str, float]], shot
                "language, mean); CIs are paired bootstrap 95% over questions. Retention = student / teacher, "
                "parameter reduction = 1 − student / teacher parameters.", "",
              "## Scores and retention", "",
-             "| model | params | reduction % | shots | EM | F1 | ROUGE-L | retention EM % | retention F1 % "
-             "| retention ROUGE-L % |", "|---|---|---|---|---|---|---|---|---|---|"]
+             "| model | params | reduction % | steps | shots | EM | F1 | ROUGE-L | retention EM % | retention F1 % "
+             "| retention ROUGE-L % |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for model, by_shot in res["scores"].items():
         params = res["params"].get(model)
         red = res["parameter_reduction_pct"].get(model)
@@ -175,12 +177,13 @@ def findings_md(res: dict[str, Any], per_lang: dict[str, dict[str, float]], shot
             cells = [f"{sc[m]:.1f}" for m in METRICS]
             rcells = ["" if ret.get(m) is None else f"{ret[m]:.0f}" for m in METRICS]
             lines.append(f"| {model} | {'' if params is None else f'{params / 1e6:.1f}M'} | "
-                         f"{'' if red is None else f'{red:.1f}'} | {shot} | " + " | ".join(cells + rcells) + " |")
+                         f"{'' if red is None else f'{red:.1f}'} | {res.get('steps', {}).get(model, '')} | {shot} | "
+                         + " | ".join(cells + rcells) + " |")
     lines += ["", "## By language (1-shot F1)", "", "| model | " + " | ".join(per_lang[next(iter(per_lang))])
               + " |", "|---|" + "---|" * len(per_lang[next(iter(per_lang))])]
     for model, by in per_lang.items():
         lines.append(f"| {model} | " + " | ".join(f"{v:.1f}" for v in by.values()) + " |")
-    lines += ["", "## KD − CE (same data, steps and order)", "", "| student | shots | ΔEM | ΔF1 | ΔROUGE-L |",
+    lines += ["", "## KD − CE (same data and order; steps as above)", "", "| student | shots | ΔEM | ΔF1 | ΔROUGE-L |",
               "|---|---|---|---|---|"]
     for student, d in res["kd_minus_ce"].items():
         for shot in ("0shot", "1shot"):
@@ -214,12 +217,19 @@ def run(cfg: KdQaConfig, run_dir: Path) -> KdQaResult:
                  for m, by in scores.items() if m not in ("untuned", "teacher")}
     params: dict[str, float] = {}
     reduction: dict[str, float] = {}
+    steps: dict[str, str] = {}  # training steps per student, "(plateau)" where the stated rule ended training
     for s, r in cfg.students.items():
         info = read_json(require(Path(r.distill) / "metrics.json", f"the train.distill metrics of {s}"))
         params["teacher"] = params["untuned"] = info["student"]["teacher_parameters"]
         for role in ("kd", "ce"):
             params[f"{s}_{role}"] = info["student"]["student_parameters"]
             reduction[f"{s}_{role}"] = info["parameter_reduction_pct"]
+        for role, d in (("kd", r.distill), ("ce", r.ce_distill)):
+            if d is not None:
+                m = info if role == "kd" else read_json(require(Path(d) / "metrics.json",
+                                                                f"the train.distill metrics of {s}_ce"))
+                steps[f"{s}_{role}"] = f"{m['steps']}" + (" (plateau)" if m["kd_train"].get("stopped_by") ==
+                                                          "plateau" else "")
     n, seed = cfg.bootstrap, cfg.seed
     kd_ce = {s: {f"{shot}shot.{m}": _ci(per_q[f"{s}_ce"][shot][m], per_q[f"{s}_kd"][shot][m], n, seed)
                  for shot in cfg.tasks for m in METRICS} for s in cfg.students}
@@ -233,7 +243,7 @@ def run(cfg: KdQaConfig, run_dir: Path) -> KdQaResult:
                        for lg in sorted(set(lang.get(q, "en") for q in gold))}
     langs = {lg: sum(lang.get(q, "en") == lg for q in gold) for lg in sorted(set(lang.get(q, "en") for q in gold))}
     res = {"questions": len(gold), "scores": scores, "retention": retention, "parameter_reduction_pct": reduction,
-           "kd_minus_ce": kd_ce, "claims": claims, "params": params}
+           "kd_minus_ce": kd_ce, "claims": claims, "params": params, "steps": steps}
     md = findings_md(res, per_lang, shot_ci, K.table(verdicts, specs), langs)
     atomic_write_text(run_dir / "findings.md", md)
     if cfg.results_doc:
@@ -249,7 +259,7 @@ def run(cfg: KdQaConfig, run_dir: Path) -> KdQaResult:
     log.info("kd-qa findings: %s", summary)
     return KdQaResult(summary=summary, findings=str(run_dir / "findings.md"), questions=len(gold), scores=scores,
                       retention=retention, parameter_reduction_pct=reduction, kd_minus_ce=kd_ce, claims=claims,
-                      claims_hash=K.claims_hash(cfg.claims))
+                      claims_hash=K.claims_hash(cfg.claims), steps=steps)
 
 
 @planner("papers.kd_qa")

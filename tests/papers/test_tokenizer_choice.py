@@ -18,27 +18,11 @@ import pytest
 from finemed.core.config import FinemedError
 from finemed.core.texts import read_texts
 from finemed.data import debian_text
-from finemed.data.loaders import load_sib200
 from finemed.orchestrate.recipe import load_recipe, run_recipe, run_root
 from finemed.papers.tokenizer_choice import log_interp_vocab, spearman_ci
 
 REPO = Path(__file__).resolve().parents[2]
 RECIPE = REPO / "recipes" / "papers" / "tokenizer-choice-mini.yaml"
-SIB = {"en": "eng_Latn", "de": "deu_Latn", "fr": "fra_Latn", "it": "ita_Latn", "es": "spa_Latn"}
-
-
-def write_fake_debian(cache: Path) -> Path:
-    """``cache/debian-text/<lang>.jsonl``: SIB-200 sentences of each language, 6 per document."""
-    out = cache / "debian-text"
-    out.mkdir(parents=True, exist_ok=True)
-    for lang, code in SIB.items():
-        sents = [s.text for s in load_sib200(code)]
-        with open(out / f"{lang}.jsonl", "w", encoding="utf-8") as fh:
-            for i in range(0, len(sents), 6):
-                doc = f"fake-{lang}/{i}"
-                fh.write(json.dumps({"text": " ".join(sents[i:i + 6]), "doc": doc, "package": "fake",
-                                     "split": debian_text.split_of(doc)}, ensure_ascii=False) + "\n")
-    return out
 
 
 def test_roff_fallback_and_rendered_cleanup():
@@ -59,7 +43,7 @@ def test_render_man_skips_so_stubs_and_reads_fortunes(tmp_path):
     assert debian_text.read_fortunes(fortunes) == ["Erster Keks.", "Zweiter\nKeks ä."]
 
 
-def test_debian_source_splits_mix_and_missing_cache(tmp_path, monkeypatch):
+def test_debian_source_splits_mix_and_missing_cache(tmp_path, monkeypatch, write_fake_debian):
     monkeypatch.setenv("FINEMED_CACHE", str(tmp_path / "empty"))
     with pytest.raises(FinemedError, match="make debian-text"):
         read_texts("builtin:debian.de")
@@ -87,8 +71,7 @@ def test_spearman_ci_and_vocab_interpolation():
     assert how == "extrapolated" and need == pytest.approx(32000)
 
 
-def test_tokenizer_choice_mini_rehearsal(rehearsal_runs, tmp_path):
-    write_fake_debian(tmp_path / "cache")
+def test_tokenizer_choice_mini_rehearsal(rehearsal_runs, tmp_path):  # the fake debian-text: rehearsal_runs
     outcomes = run_recipe(RECIPE, rehearse=True, runs_dir=rehearsal_runs)
     assert [o.status for o in outcomes] == ["complete"] * len(outcomes)
     root = run_root(load_recipe(RECIPE), rehearsal_runs, rehearse=True)
