@@ -3,8 +3,9 @@
 1. CPT MFU of a ~0.9B Llama-architecture model in bf16 (SDPA, or flash-attention 2 where installed), through
    finemed's CPT trainer: ``benchmarks/gpu_cpt_mfu.py`` in a fresh process; its ``mfu=`` line is kept.
 2. ``eval.qa`` (lm-eval, XQuAD-de 0-shot) through the vLLM backend and the HF backend on the same model (SmolLM2,
-   ``finemed models fetch smollm2``) and questions: the number of identical predictions out of all. vLLM is
-   skipped with one line where the ``vllm`` package is not importable (it is on no CPU machine here).
+   ``finemed models fetch smollm2``) and questions: the number of identical predictions out of all. vLLM runs
+   from its own venv (``make vllm`` on CPU; on a GPU machine ``FINEMED_VLLM_VENV`` at a CUDA vLLM venv) and is
+   skipped with one line where there is none.
 3. One KD step with the teacher in bf16: the ``train.distill`` stage, online mode, teacher ``teacher_dtype:
    bfloat16``, one step, a layer-dropped student.
 
@@ -18,7 +19,6 @@ the last line is ``gpu_check=ok`` or ``gpu_check=failed (<parts>)``.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import subprocess
 import sys
@@ -51,8 +51,11 @@ def qa_backends(cpu: bool, tmp: Path) -> str:
     t0 = time.perf_counter()
     run(QaEvalConfig(**common, backend="hf"), tmp / "hf")
     hf_s = time.perf_counter() - t0
-    if importlib.util.find_spec("vllm") is None:
-        return f"eval.qa hf: {common['limit']} questions in {hf_s:.1f} s; vllm: skipped (vllm not importable)"
+    from finemed.core.engine import vllm_python, vllm_venv
+
+    if vllm_python() is None:  # vLLM lives in its own venv, never in finemed's (see finemed/core/engine.py)
+        return (f"eval.qa hf: {common['limit']} questions in {hf_s:.1f} s; vllm: skipped (no vLLM venv at "
+                f"{vllm_venv()}; `make vllm`, or FINEMED_VLLM_VENV pointing at a CUDA vLLM venv)")
     t0 = time.perf_counter()
     run(QaEvalConfig(**common, backend="vllm"), tmp / "vllm")
     vl_s = time.perf_counter() - t0

@@ -108,6 +108,7 @@ def main() -> None:
     args = ap.parse_args()
     if not (args.base / "quickstart" / "corpus" / "manifest.json").is_file():
         sys.exit(f"--base {args.base}: no finished quickstart/corpus there; run `make quickstart` first")
+    args.out.mkdir(parents=True, exist_ok=True)
     results = {}
     for name, lr, steps in SETTINGS:
         if args.only and name not in args.only:

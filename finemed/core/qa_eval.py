@@ -70,7 +70,8 @@ def _predictions(samples: list[dict]) -> dict[str, str]:
 def item_scores(samples: list[dict]) -> dict[str, dict[str, Any]]:
     """Per-item scores ``{id: {metric: value}}`` from lm-eval's logged samples, for paired comparisons
     (``eval.scoreboard``). A multiple-choice item also keeps its gold index, each option's log-likelihood and its
-    UTF-8 length in bytes (what ``acc`` and the length-normalised ``acc_norm`` chose between)."""
+    length in characters (what ``acc`` and the length-normalised ``acc_norm`` chose between: lm-eval's
+    ``acc_norm`` divides by ``len(choice)``, characters; its per-byte variant is ``acc_bytes``)."""
     out: dict[str, dict[str, Any]] = {}
     for s in samples:
         row: dict[str, Any] = {m: s[m] for m in s.get("metrics", []) if isinstance(s.get(m), (int, float))}
@@ -79,7 +80,7 @@ def item_scores(samples: list[dict]) -> dict[str, dict[str, Any]]:
             row.update(label=s["doc"].get("label"),
                        option_ll=[round(float(r[0] if isinstance(r, (list, tuple)) else r), 4)
                                   for r in s["filtered_resps"]],
-                       option_bytes=[len(str(c).encode("utf-8")) for c in choices])
+                       option_chars=[len(str(c)) for c in choices])
         out[str(s["doc"].get("id", s.get("doc_id")))] = row
     return out
 

@@ -57,7 +57,7 @@ def mcq(model: Optional[str] = typer.Option(None, "--model", help="HF model dir 
         tasks: Optional[str] = typer.Option(None, "--tasks", help="Comma list of MCQ tasks (finemed or lm-eval)"),
         limit: Optional[int] = typer.Option(None, "--limit", help="First N questions per task"),
         config: Optional[Path] = CONFIG, set_: Optional[list[str]] = SET, out: Path = OUT, force: bool = FORCE):
-    """Multiple-choice accuracy (acc, byte-length-normalised acc_norm) by log-likelihood."""
+    """Multiple-choice accuracy (acc, character-length-normalised acc_norm) by log-likelihood."""
     res = run_command("eval.mcq", config, set_, out, force=force,
                       flags={"model": model, "data": data, "tasks": _csv(tasks), "limit": limit})
     _echo(res, ("summary", "tasks"))

@@ -1,7 +1,7 @@
 """Stage ``eval.mcq``: multiple-choice (MMLU-de / MedQA-de style) accuracy through lm-eval.
 
 lm-eval does the scoring (``output_type: multiple_choice``: log-likelihood of each option text after the
-prompt; ``acc`` and the byte-length-normalised ``acc_norm``); the items and their loaders live in
+prompt; ``acc`` and the character-length-normalised ``acc_norm``); the items and their loaders live in
 :mod:`finemed.data.mcq`.
 
 The stage runs ``tasks`` (default: ``germedbench_medqa``, or ``mcq_file`` when ``data`` is given; any
@@ -28,7 +28,7 @@ class McqEvalConfig(QaEvalConfig):
 
 @stage("eval.mcq")
 def run(config: McqEvalConfig, run_dir: Path) -> QaEvalResult:
-    """Stage entry: multiple-choice accuracy (acc, byte-length-normalised acc_norm) by log-likelihood."""
+    """Stage entry: multiple-choice accuracy (acc, character-length-normalised acc_norm) by log-likelihood."""
     if not config.tasks:
         config = config.model_copy(update={"tasks": ["mcq_file" if config.data else "germedbench_medqa"]})
     return run_eval(config, run_dir)

@@ -159,24 +159,24 @@ def _positions(picks: list[int]) -> dict[str, int]:
 
 def length_bias(items: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
     """How option length and position steer a multiple-choice pick: the share of items where ``acc`` (argmax of the
-    summed log-likelihood) and ``acc_norm`` (argmax per byte) pick the shortest option, where the gold one is the
-    shortest or the longest, and the picks and golds per option letter. A summed log-likelihood falls with every
-    token, so ``acc`` prefers short options; a small model also prefers the option it read first. When gold options
-    run long, or the answer key avoids the favoured letter (GerMedBench med_qa's first 30 golds are all B or C),
-    ``acc`` sits below chance while ``acc_norm`` does not."""
-    rows = [r for r in items.values() if r.get("option_ll") and r.get("option_bytes") and r.get("label") is not None]
+    summed log-likelihood) and ``acc_norm`` (argmax per character, as lm-eval divides) pick the shortest option,
+    where the gold one is the shortest or the longest, and the picks and golds per option letter. A summed
+    log-likelihood falls with every token, so ``acc`` prefers short options; a small model also prefers the option
+    it read first. When gold options run long, or the answer key avoids the favoured letter (GerMedBench med_qa's
+    first 30 golds are all B or C), ``acc`` sits below chance while ``acc_norm`` does not."""
+    rows = [r for r in items.values() if r.get("option_ll") and r.get("option_chars") and r.get("label") is not None]
     if not rows:
         return None
 
     def share(flags: list[bool]) -> float:
         return round(sum(flags) / len(flags), 4)
 
-    def pick(r: dict, per_byte: bool) -> int:
-        scores = [ll / b if per_byte else ll for ll, b in zip(r["option_ll"], r["option_bytes"])]
+    def pick(r: dict, per_char: bool) -> int:
+        scores = [ll / n if per_char else ll for ll, n in zip(r["option_ll"], r["option_chars"])]
         return max(range(len(scores)), key=scores.__getitem__)
 
-    shortest = [min(range(len(r["option_bytes"])), key=r["option_bytes"].__getitem__) for r in rows]
-    longest = [max(range(len(r["option_bytes"])), key=r["option_bytes"].__getitem__) for r in rows]
+    shortest = [min(range(len(r["option_chars"])), key=r["option_chars"].__getitem__) for r in rows]
+    longest = [max(range(len(r["option_chars"])), key=r["option_chars"].__getitem__) for r in rows]
     return {"n": len(rows),
             "acc_picks_shortest": share([pick(r, False) == s for r, s in zip(rows, shortest)]),
             "acc_norm_picks_shortest": share([pick(r, True) == s for r, s in zip(rows, shortest)]),
@@ -185,8 +185,8 @@ def length_bias(items: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
             "acc_picks_by_position": _positions([pick(r, False) for r in rows]),
             "acc_norm_picks_by_position": _positions([pick(r, True) for r in rows]),
             "gold_by_position": _positions([r["label"] for r in rows]),
-            "gold_bytes": round(float(np.mean([r["option_bytes"][r["label"]] for r in rows])), 1),
-            "other_bytes": round(float(np.mean([b for r in rows for i, b in enumerate(r["option_bytes"])
+            "gold_chars": round(float(np.mean([r["option_chars"][r["label"]] for r in rows])), 1),
+            "other_chars": round(float(np.mean([b for r in rows for i, b in enumerate(r["option_chars"])
                                                 if i != r["label"]])), 1)}
 
 

@@ -15,5 +15,5 @@ def test_item_scores_keep_metrics_and_each_option_of_a_multiple_choice_item():
     out = item_scores([qa, mcq, no_id])
     assert out["q1"] == {"exact_match": 100.0, "f1": 100.0, "rougeL": 100.0}
     assert out["m1"] == {"acc": 0.0, "acc_norm": 1.0, "label": 1, "option_ll": [-3.2, -9.8765],
-                         "option_bytes": [4, 18]}
+                         "option_chars": [4, 18]}
     assert out["7"] == {"exact_match": 0.0}

@@ -65,7 +65,7 @@ def _qa(root, name, model, em):
 
 def _mcq(root, name, model, right):
     items = {f"m{i}": {"acc": float(r), "acc_norm": float(r), "label": 0, "option_ll": [-1.0] * 5,
-                       "option_bytes": [5] * 5} for i, r in enumerate(right)}
+                       "option_chars": [5] * 5} for i, r in enumerate(right)}
     acc = sum(right) / len(right)
     return _stage(root, name, "eval.mcq", {"qa_results.json": {"model": model, "tasks": {"germedbench_medqa": {
         "acc": acc, "acc_norm": acc}}}, "items_germedbench_medqa.json": items}, model=model)
@@ -207,14 +207,14 @@ def test_report_shows_the_board_the_stage_wrote(chain):
 
 
 def test_length_bias_shows_acc_preferring_short_options():
-    """Summed log-likelihood falls with length: acc picks the shortest option, acc_norm (per byte) the long gold."""
-    long_gold = {"label": 1, "option_ll": [-10.0, -30.0, -25.0], "option_bytes": [10, 40, 20]}
-    short_gold = {"label": 0, "option_ll": [-5.0, -20.0, -30.0], "option_bytes": [10, 40, 20]}
+    """Summed log-likelihood falls with length: acc picks the shortest option, acc_norm (per char) the long gold."""
+    long_gold = {"label": 1, "option_ll": [-10.0, -30.0, -25.0], "option_chars": [10, 40, 20]}
+    short_gold = {"label": 0, "option_ll": [-5.0, -20.0, -30.0], "option_chars": [10, 40, 20]}
     lb = length_bias({"a": long_gold, "b": dict(long_gold), "c": short_gold, "qa": {"f1": 1.0}})
     assert lb == {"n": 3, "acc_picks_shortest": 1.0, "acc_norm_picks_shortest": pytest.approx(1 / 3, abs=1e-4),
                   "gold_is_shortest": pytest.approx(1 / 3, abs=1e-4), "gold_is_longest": pytest.approx(2 / 3, abs=1e-4),
                   "acc_picks_by_position": {"A": 3}, "acc_norm_picks_by_position": {"A": 1, "B": 2},
-                  "gold_by_position": {"A": 1, "B": 2}, "gold_bytes": 30.0, "other_bytes": 20.0}
+                  "gold_by_position": {"A": 1, "B": 2}, "gold_chars": 30.0, "other_chars": 20.0}
     assert length_bias({"qa": {"f1": 1.0}}) is None
 
 
@@ -270,7 +270,7 @@ def test_germedbench_answer_key_explains_acc_below_chance():
 
     rows = mcq_rows(load_germedbench_mcq()[:30])
     items = {r["id"]: {"label": r["label"], "option_ll": [-1.0] + [-2.0] * (len(r["choices"]) - 1),
-                       "option_bytes": [len(c.encode("utf-8")) for c in r["choices"]]} for r in rows}
+                       "option_chars": [len(c) for c in r["choices"]]} for r in rows}
     lb = length_bias(items)
     assert lb["gold_by_position"] == {"A": 0, "B": 14, "C": 16}
     assert lb["acc_picks_by_position"] == {"A": 30}

@@ -83,7 +83,7 @@ def board_view(board: dict[str, Any]) -> BoardView:
     notes = [f"{task} {role}: acc picks the shortest option in {100 * b['acc_picks_shortest']:.0f}% of "
              f"{b['n']} items, acc_norm in {100 * b['acc_norm_picks_shortest']:.0f}%; the gold option is the "
              f"shortest in {100 * b['gold_is_shortest']:.0f}%, the longest in {100 * b['gold_is_longest']:.0f}% "
-             f"({b['gold_bytes']:g} bytes against {b['other_bytes']:g}); acc picks by letter "
+             f"({b['gold_chars']:g} characters against {b['other_chars']:g}); acc picks by letter "
              f"{_letters(b.get('acc_picks_by_position'))}, acc_norm {_letters(b.get('acc_norm_picks_by_position'))}, "
              f"gold {_letters(b.get('gold_by_position'))}"
              for task, by_role in board.get("mcq_length_bias", {}).items() for role, b in by_role.items()]
