@@ -25,7 +25,6 @@ import gc
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -37,6 +36,7 @@ from pydantic import Field
 
 from finemed.core.config import FinemedError, StageConfig
 from finemed.core.logs import get_logger
+from finemed.core.procs import free_port, port_free, term_with_parent
 from finemed.data.registry import cache_dir
 from finemed.models.registry import resolve_model_path
 
@@ -104,21 +104,6 @@ def choose_engine(engine: str = "auto", where: str = "engine") -> Literal["hf", 
     return "hf"
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
-
-
-def port_free(port: int, host: str = "127.0.0.1") -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        try:
-            s.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
 def free_gpu_memory() -> None:
     """Give torch's cached GPU memory of earlier stages in this process back before vLLM takes its share."""
     torch = sys.modules.get("torch")
@@ -137,17 +122,6 @@ def _cuda_visible() -> bool:
         return out.returncode == 0 and "GPU" in out.stdout
     except (OSError, subprocess.SubprocessError):
         return False
-
-
-def _die_with_parent() -> None:
-    """In the server's child before exec (Linux): SIGTERM it when finemed's process dies, even by SIGKILL, so a
-    killed run leaves no server holding a port and memory (atexit does not run then)."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
 
 
 def failure_line(log_text: str) -> str:
@@ -254,7 +228,7 @@ class VLLMServer:
         with open(self.log_path, "wb") as out:
             self.proc = subprocess.Popen(self.command(python), stdout=out, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL, env=self.environment(), start_new_session=True,
-                                         preexec_fn=_die_with_parent)
+                                         preexec_fn=term_with_parent)
         log.info("vllm: starting %s on %s (log %s)", self.model, self.base_url, self.log_path)
         self._wait_ready(t0)
         log.info("vllm: %s ready on %s in %.0f s", self.name, self.base_url, time.perf_counter() - t0)
@@ -267,7 +241,7 @@ class VLLMServer:
         while True:
             dead = self.died()
             if dead:
-                self.proc = None
+                self.stop()  # the leader is gone; its engine-core children may not be
                 raise FinemedError(dead.replace(" died ", " failed to start ", 1))
             try:
                 if httpx.get(f"{self.base_url}/models", timeout=2.0).status_code == 200:
@@ -282,18 +256,20 @@ class VLLMServer:
             time.sleep(0.5)
 
     def stop(self, grace_s: float = 20.0) -> None:
-        """SIGTERM the server's process group, SIGKILL what is left after ``grace_s``."""
+        """SIGTERM the server's process group, SIGKILL what is left after ``grace_s``; a leader that already died
+        still gets its group killed (the engine core it forked may outlive it)."""
         proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
+        if proc is None:
             return
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=grace_s)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
-        except ProcessLookupError:
-            pass
+        if proc.poll() is None:
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+                proc.wait(timeout=grace_s)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)
+            except ProcessLookupError:
+                pass
         try:  # children the engine core forked and left behind
             os.killpg(proc.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
@@ -324,6 +300,8 @@ def serve(model: str | Path, settings: VLLMSettings | None = None) -> VLLMServer
         if server is not None and server.alive():
             _servers[key] = server  # most recently used last
             return server
+        if server is not None:
+            server.stop()  # it died: kill what is left of its process group before a new one starts
         limit = max(1, int(os.environ.get("FINEMED_VLLM_MAX_SERVERS", "2")))
         while len(_servers) >= limit:  # a recipe walks through models: keep the last few, not one per model
             old = _servers.pop(next(iter(_servers)))

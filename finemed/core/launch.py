@@ -21,7 +21,6 @@ import ctypes
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -34,6 +33,7 @@ from finemed.core import stages
 from finemed.core.artifacts import atomic_write_json, atomic_write_text, read_json, to_jsonable
 from finemed.core.config import FinemedError, StageConfig
 from finemed.core.logs import get_logger, setup_logging
+from finemed.core.procs import die_with_parent, free_port
 from finemed.core.runtime import cuda_available
 from finemed.models.arch import config_dict
 
@@ -81,12 +81,6 @@ def machine_rank() -> int:
         if os.environ.get(key, "").isdigit():
             return int(os.environ[key])
     return 0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def decoder_layer_class(model: str) -> str:
@@ -154,15 +148,6 @@ def fsdp_owns_checkpointing(launch: LaunchConfig | None) -> bool:
 def write_accelerate_config(path: Path | str, launch: LaunchConfig, model: str | None = None, **kw) -> Path:
     atomic_write_text(Path(path), yaml.safe_dump(accelerate_config(launch, model, **kw), sort_keys=False))
     return Path(path)
-
-
-def _die_with_parent() -> None:
-    """Ask Linux to SIGKILL this process when its parent dies (no-op elsewhere)."""
-    if sys.platform.startswith("linux"):
-        try:
-            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-        except OSError:
-            pass
 
 
 def return_freed_host_memory() -> None:
@@ -276,7 +261,7 @@ def launch_stage(kind: str, config: StageConfig, run_dir: Path | str, launch: La
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // launch.processes)))
     log.info("%s: launching %d processes (%s, %d machine(s)): %s", kind, launch.world_size, launch.strategy,
              launch.machines, " ".join(cmd[2:]))
-    proc = subprocess.run(cmd, env=env, preexec_fn=_die_with_parent)
+    proc = subprocess.run(cmd, env=env, preexec_fn=die_with_parent)
     if (ldir / "error.json").is_file():
         raise FinemedError(read_json(ldir / "error.json")["error"])
     if proc.returncode != 0:
@@ -291,7 +276,7 @@ def launch_stage(kind: str, config: StageConfig, run_dir: Path | str, launch: La
 def worker(kind: str, config_path: str, run_dir: str) -> int:
     """One launched process: run stage ``kind``; rank 0 writes ``launch/result.json``."""
 
-    _die_with_parent()
+    die_with_parent()
     return_freed_host_memory()
     sdef = stages.get(kind)
     cfg = sdef.config.model_validate(json.loads(Path(config_path).read_text(encoding="utf-8")))

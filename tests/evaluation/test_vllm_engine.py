@@ -21,6 +21,7 @@ from finemed.core import engine
 from finemed.core.config import FinemedError
 from finemed.core.engine import VLLMServer, VLLMSettings, choose_engine
 from finemed.core.llm import LLMClient, ResponseCache
+from finemed.core.procs import free_port
 
 STUB = r'''
 import json, os, sys
@@ -111,7 +112,7 @@ def test_parallelism_without_gpus_is_refused_in_one_line(tiny_model_dir, tmp_pat
 @pytest.fixture()
 def dying_server(tmp_path):
     """A real child process answering 3 chat requests, then exiting (exit 3) on the 4th, wrapped as a server."""
-    port = engine.free_port()
+    port = free_port()
     log_path = tmp_path / "server.log"
     with open(log_path, "wb") as out:
         proc = subprocess.Popen([sys.executable, "-c", STUB, str(port), "3"], stdout=out, stderr=subprocess.STDOUT,

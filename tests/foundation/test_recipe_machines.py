@@ -17,7 +17,7 @@ from pathlib import Path
 import yaml
 
 from finemed.core import stages
-from finemed.core.launch import free_port
+from finemed.core.procs import free_port
 from finemed.orchestrate.recipe import MARKERS, load_recipe, spans_machines
 
 
