@@ -284,7 +284,9 @@ def run(cfg: DistillConfig, run_dir: Path) -> DistillResult:
         return compute_bpb(model, tok, held_texts, max_length=cfg.seq_len * 2, progress=False, runtime=rt).bpb
 
     bpb_teacher = bpb(teacher)
-    bpb_init = bpb(for_eval(copy.deepcopy(student), ert) if main and str(student.device) != ert.device else student)
+    param = next(student.parameters())  # score the untrained student as the trained one will be: for_eval's placement
+    as_trained = str(param.device) == ert.device and param.dtype == ert.weight_dtype
+    bpb_init = bpb(student if as_trained or not main else for_eval(copy.deepcopy(student), ert))
     cache = None
     if cfg.mode == "offline":
         cache_path = Path(cfg.cache_dir).expanduser() if cfg.cache_dir else run_dir / "logits"

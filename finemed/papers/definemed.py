@@ -93,6 +93,7 @@ def cpt_sweep_rows(cfg: DefinemedConfig, sweep_dir: Path, run_dir: Path) -> list
                      "tokens": res.get("steps", 0) * conf.get("batch_size", 0) * conf.get("seq_len", 0),
                      "domain_bpb_before": res["bpb_before"].get("domain"),
                      "domain_bpb": res["bpb_after"].get("domain"), "probe": C.verdict_rate(probe),
+                     "probe_dev": C.verdict_rate(probe, "dev"),
                      "chosen": Path(d).resolve() == Path(cfg.chosen_cpt).resolve()})
     return rows
 
@@ -100,13 +101,14 @@ def cpt_sweep_rows(cfg: DefinemedConfig, sweep_dir: Path, run_dir: Path) -> list
 def rule_pick(rows: list[dict[str, Any]], instruct_probe: float, drop: float) -> str | None:
     """Lowest domain bpb among runs that learned the domain (bpb below their own before-value) and whose probe
     falls >= ``drop`` below the instruct model's; else the learning run with the lowest probe (a diverged run
-    hurts the probe but has nothing for a merge to keep). The recipe names its CPT run; this says whether the
-    sweep supports that choice."""
+    hurts the probe but has nothing for a merge to keep). The probe read is the dev half (``probe_dev``, with
+    ``instruct_probe`` the instruct model's dev rate): a selection, so never the test half the verdicts read. The
+    recipe names its CPT run; this says whether the sweep supports that choice."""
     learned = [r for r in rows if r["domain_bpb"] < r.get("domain_bpb_before", float("inf"))] or rows
     if not learned:
         return None
-    hurt = [r for r in learned if r["probe"] <= instruct_probe - drop + 1e-12]
-    return (min(hurt, key=lambda r: r["domain_bpb"]) if hurt else min(learned, key=lambda r: r["probe"]))["run"]
+    hurt = [r for r in learned if r["probe_dev"] <= instruct_probe - drop + 1e-12]
+    return (min(hurt, key=lambda r: r["domain_bpb"]) if hurt else min(learned, key=lambda r: r["probe_dev"]))["run"]
 
 
 def plot_bpb_vs_probe(points: list[dict[str, Any]], chosen: str, path: Path) -> Path:
@@ -208,7 +210,9 @@ def evidence(cfg: DefinemedConfig, sweep: dict, sweep_dir: Path, probes: dict, f
                                      mc_cpt["p"], "probe pass rate CPT - instruct"),
         "merge_restores": _probe_evidence(
             probes["cpt"], probes["merge"], cfg, cfg.claims["merge_restores"].alpha, p_merge,
-            f"probe pass rate merge ({chosen}) - CPT, p Holm-adjusted over {len(raw)} merge points"),
+            f"probe pass rate merge ({chosen}) - CPT, "
+            + (f"p Holm-adjusted over {len(raw)} merge points" if chosen in adjusted else
+               f"the sweep chose an end point ({chosen}), no merge: McNemar p unadjusted")),
         "merge_mixing": _failure_evidence(fail, "off_lang_sentence_share", "off-language sentence share"),
         "merge_verbosity": _failure_evidence(fail, "length_ratio", "length ratio to the human answer"),
     }
@@ -226,7 +230,7 @@ def run(cfg: DefinemedConfig, run_dir: Path) -> DefinemedResult:
               "merge": read_json(_probe_file(sweep_dir, chosen_label))}
     rates = {r: C.verdict_rate(probes[r]) for r in ROLES}  # the test half
     rows = cpt_sweep_rows(cfg, sweep_dir, run_dir)
-    pick = rule_pick(rows, rates["instruct"], cfg.min_probe_drop)
+    pick = rule_pick(rows, C.verdict_rate(probes["instruct"], "dev"), cfg.min_probe_drop)  # selects on dev
     plot = plot_bpb_vs_probe(sweep["points"], chosen_label, run_dir / "bpb_vs_probe.png")
 
     mc_cpt = C.mcnemar(probes["instruct"], probes["cpt"])

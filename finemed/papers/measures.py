@@ -80,9 +80,9 @@ def verdict_items(run: dict[str, Any], split: str = "test") -> list[dict[str, An
     return [i for i in items if i.get("split", "test") == split]
 
 
-def verdict_rate(run: dict[str, Any]) -> float:
-    """The pass rate on :func:`verdict_items` (the whole probe where it is not split)."""
-    items = verdict_items(run)
+def verdict_rate(run: dict[str, Any], split: str = "test") -> float:
+    """The pass rate on :func:`verdict_items` of ``split`` (the whole probe where it is not split)."""
+    items = verdict_items(run, split)
     return sum(bool(i["passed"]) for i in items) / len(items) if items else float("nan")
 
 

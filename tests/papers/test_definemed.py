@@ -23,13 +23,14 @@ RECIPE = REPO / "recipes" / "papers" / "definemed-mini.yaml"
 
 
 def test_rule_pick_prefers_hurt_runs_with_low_bpb():
-    rows = [{"run": "a", "probe": 0.30, "domain_bpb": 1.0}, {"run": "b", "probe": 0.10, "domain_bpb": 1.2},
-            {"run": "c", "probe": 0.05, "domain_bpb": 1.1}]
+    rows = [{"run": "a", "probe_dev": 0.30, "domain_bpb": 1.0}, {"run": "b", "probe_dev": 0.10, "domain_bpb": 1.2},
+            {"run": "c", "probe_dev": 0.05, "domain_bpb": 1.1}]
     for r in rows:
         r["domain_bpb_before"] = 1.5
+        r["probe"] = 0.99  # the test half: reported, never selected on
     assert rule_pick(rows, instruct_probe=0.3, drop=0.1) == "c"
     assert rule_pick(rows[:1], instruct_probe=0.3, drop=0.1) == "a"  # none hurt: the lowest probe
-    diverged = {"run": "d", "probe": 0.0, "domain_bpb": 3.4, "domain_bpb_before": 1.5}
+    diverged = {"run": "d", "probe_dev": 0.0, "domain_bpb": 3.4, "domain_bpb_before": 1.5}
     assert rule_pick([rows[0], diverged], instruct_probe=0.3, drop=0.1) == "a"  # d hurt, but learned nothing
 
 
