@@ -13,10 +13,11 @@ since a recipe pays it once). Caches are off on both sides. Comparisons, each it
 3. annotate docs/s: ``--docs`` yes/no verdicts through :func:`finemed.core.verdicts.verdicts` (HF: next-token
    probabilities, batch 8; vLLM: top_logprobs, concurrency 8).
 4. QA examples/s through lm-eval: XQuAD-de 0-shot, ``--qa`` examples, HFLM on our model object vs
-   ``local-completions`` on the server (:func:`finemed.evaluation.qa.evaluate_model`).
+   ``local-completions`` on the server (:func:`finemed.core.qa_eval.evaluate_model`).
 
 Every line carries the 1-minute load average (the box is shared). The last two lines are ``ratio means: ...``
-and ``ratio=<x>``: the median over rounds of HF generation seconds / vLLM generation seconds.
+and ``ratio=<x>``: the median over rounds of vLLM generated tokens/s over HF's (the two sides may stop at
+different lengths, so tokens per second, not seconds, is what compares).
 
     .venv/bin/python benchmarks/bench_vllm.py [--rounds 3] [--gen 16] [--pairs 8] [--docs 24] [--qa 16]
 """
@@ -31,7 +32,7 @@ from _rounds import print_ratio, report, rounds_arg, run_rounds
 
 for _v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
     os.environ.setdefault(_v, "1")
-RATIO = "HF generation seconds / vLLM generation seconds, same prompts and max tokens (> 1: ours faster)"
+RATIO = "vLLM generated tokens/s / HF generated tokens/s, same prompts and max tokens (> 1: ours faster)"
 
 
 def load() -> str:

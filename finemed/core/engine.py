@@ -56,7 +56,7 @@ class VLLMSettings(StageConfig):
     tensor_parallel_size: int = Field(1, ge=1)
     data_parallel_size: int = Field(1, ge=1)
     gpu_memory_utilization: float = Field(0.9, gt=0.0, le=1.0)
-    cpu_kvcache_gib: float = Field(1.0, gt=0.0, description="KV cache on a CPU server (VLLM_CPU_KVCACHE_SPACE)")
+    cpu_kvcache_gib: int = Field(1, ge=1, description="KV cache on a CPU server, whole GiB (VLLM_CPU_KVCACHE_SPACE)")
     enforce_eager: bool = Field(True, description="skip compilation: starts in ~33 s instead of ~75 s on CPU")
     max_logprobs: int = Field(20, ge=1)
     start_timeout_s: float = Field(600.0, gt=0.0)
@@ -180,7 +180,7 @@ class VLLMServer:
         env = dict(os.environ)
         env.setdefault("VLLM_CACHE_ROOT", str(cache_dir() / "vllm"))
         env.setdefault("VLLM_CPU_OMP_THREADS_BIND", "auto")  # "0-1" measured 4x slower on 2 cores
-        env.setdefault("VLLM_CPU_KVCACHE_SPACE", str(max(1, round(self.settings.cpu_kvcache_gib))))
+        env.setdefault("VLLM_CPU_KVCACHE_SPACE", str(self.settings.cpu_kvcache_gib))
         env.setdefault("VLLM_NO_USAGE_STATS", "1")
         env.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
         for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):

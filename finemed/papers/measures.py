@@ -34,7 +34,6 @@ FAILURE_METRICS = ("off_lang_sentence_share", "length_ratio")
 class ProbeSettings(StageConfig):
     """The probe, bootstrap and device settings the papers' before/after findings stages share."""
 
-    min_probe_keep: float = Field(0.8, ge=0.0, le=1.0)
     probe_max_new_tokens: int = Field(48, ge=1)
     probe_batch_size: int = Field(25, ge=1)
     probe_limit: int | None = Field(None, ge=1)

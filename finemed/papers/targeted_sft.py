@@ -3,7 +3,8 @@
 A LoRA SFT (``train.sft``) of the merged model on German instruction data is meant to cut language mixing and
 bring answer length towards the human answers without losing instruction following. This stage reads the
 ``eval.failures`` run of both models' answers to HELD-OUT prompts (prompts the SFT never trained on) and the SFT
-run, probes both models (:mod:`finemed.merging.probe`, the same 50 items), and writes the before/after table:
+run, probes both models (:mod:`finemed.merging.probe`: 128 items; the verdict reads the 66-item test half), and
+writes the before/after table:
 
 - off-language sentence share and length ratio to the human answers: per-model means (the failures stage's
   table) and the paired per-prompt difference after - before with a 95% bootstrap CI;
