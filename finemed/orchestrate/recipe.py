@@ -20,8 +20,8 @@ where they join machine 0's ``accelerate launch`` once its launcher has prepared
 written). Machine 0 writes ``RUN/.machines/<stage>.json`` when a stage
 ends (status, config hash) and before a multi-machine stage starts (``launching`` or ``cached``); the other
 machines wait for those markers, so every other stage runs and writes exactly once. Markers carry a run id
-(``FINEMED_RUN_ID``, else ``SLURM_JOB_ID``) and a marker of another run id is ignored; machine 0 clears the
-markers when it starts.
+(``FINEMED_RUN_ID``, else ``SLURM_JOB_ID``; a recipe with a stage spanning machines refuses to start without one)
+and a marker of another run id is ignored; machine 0 clears the markers when it starts.
 """
 
 from __future__ import annotations
@@ -294,6 +294,11 @@ def run_recipe(path: Path | str, overrides: list[str] | None = None, *, force: b
         log.info("rehearsal of %s: %d replacements", recipe.name, len(swaps))
         for stage, key, old, new in swaps:
             log.info("  %s.%s: %s -> %s", stage, key, old, new)
+    spanning = [entry.name for entry, cfg in plans if spans_machines(cfg) and (not only or entry.name in only)]
+    if spanning and not _run_id():
+        raise FinemedError(f"{recipe.name}: stage {spanning[0]} spans machines, and their markers need a run id: set "
+                           f"FINEMED_RUN_ID to one new value per run, the same on every machine (under Slurm "
+                           f"SLURM_JOB_ID serves)")
     outcomes: list[StageOutcome] = []
     summary_rows = []
     machine = machine_rank()

@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from finemed.core import stages
@@ -77,3 +78,17 @@ def test_two_machines_run_each_non_training_stage_once(tmp_path, tiny_model_dir)
     assert [s["stage"] for s in summary["stages"]] == ["bpb", "cpt", "bpb_after"]
     assert json.loads((root / "cpt" / "metrics.json").read_text())["steps"] == 2
     assert (root / "bpb_after" / "metrics.json").is_file()
+
+
+def test_a_stage_spanning_machines_needs_a_run_id(tmp_path, tiny_model_dir, monkeypatch):
+    """Without FINEMED_RUN_ID or SLURM_JOB_ID, markers of an earlier run would pass for this one: refused up front."""
+    from finemed.core.config import FinemedError
+    from finemed.orchestrate.recipe import run_recipe
+
+    path = _recipe(tmp_path, tiny_model_dir, _med(tmp_path))
+    for var in ("FINEMED_RUN_ID", "SLURM_JOB_ID"):
+        monkeypatch.delenv(var, raising=False)
+    with pytest.raises(FinemedError, match="stage cpt spans machines, and their markers need a run id: set "
+                                           "FINEMED_RUN_ID"):
+        run_recipe(path, runs_dir=tmp_path / "runs")
+    assert not (tmp_path / "runs").exists()  # nothing ran
