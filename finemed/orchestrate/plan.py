@@ -114,7 +114,8 @@ def make_plan(path: Path | str, overrides: list[str] | None = None, *, mfu: floa
     ctx = PlanContext(mfu=mfu, gpu=gpu, root=root, hints=recipe.plan)
     produced: dict[str, str] = {}
     plans: list[StagePlan] = []
-    simulated = read_simulation(root)  # figures of an earlier `finemed plan --simulate`, where one ran
+    # figures of an earlier `finemed plan --simulate` of these same stage configs, where one ran
+    simulated = read_simulation(root, {entry.name: config_hash(cfg) for entry, cfg in resolved})
     for entry, cfg in resolved:
         out = root / entry.name
         data = to_jsonable(cfg)

@@ -110,7 +110,11 @@ def test_simulate_real_pythia_class_per_phase(tmp_path):
     assert phases["wrap"].gpu_bytes == pytest.approx(params * 4 / 2, rel=0.02)  # fp32 master shard per rank
     assert phases["step"].gpu_bytes > phases["wrap"].gpu_bytes * 3  # + grads + 2 AdamW moments + activations
     assert phases["gather"].host_bytes == pytest.approx(params * 4, rel=0.02)  # rank 0's full state, on the host
-    assert read_simulation(tmp_path / "runs" / "tiny-sim") == {"cpt": round(stage.peak_gpu / GIB, 1)}
+    root, now = tmp_path / "runs" / "tiny-sim", sim.config_hashes
+    assert read_simulation(root, now) == {"cpt": round(stage.peak_gpu / GIB, 1)}
+    assert read_simulation(root, {"cpt": "another config"}) == {}  # a changed stage shows no stale peak
+    (root / "simulate.json").write_text("{not json")
+    assert read_simulation(root, now) == {}  # unreadable: none, with a log line, no traceback
 
 
 def test_simulate_refuses_one_process_over_the_device(tmp_path):

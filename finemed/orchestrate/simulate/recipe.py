@@ -14,13 +14,15 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from finemed.core.artifacts import atomic_write_json
+from finemed.core.artifacts import atomic_write_json, config_hash
 from finemed.core.config import FinemedError
+from finemed.core.logs import get_logger
 from finemed.orchestrate.recipe import load_recipe, resolve_stages, run_root
 from finemed.orchestrate.simulate.fakes import fake_process_group, simulated_node
 from finemed.orchestrate.simulate.training import GIB, SIMULATORS, StageSim
 
 SIM_FILE = "simulate.json"
+log = get_logger(__name__)
 
 
 class Simulation(BaseModel):
@@ -28,6 +30,7 @@ class Simulation(BaseModel):
     gpu_gib: float
     stages: list[StageSim]
     problems: list[str]
+    config_hashes: dict[str, str] = {}  # stage -> the config it simulated (a later plan shows only matching ones)
 
 
 def simulate_stage(name: str, kind: str, cfg, gpu_gib: float = 80.0) -> StageSim:
@@ -55,21 +58,29 @@ def simulate_recipe(path: Path | str, overrides: list[str] | None = None, *, gpu
                     runs_dir: Path | None = None) -> Simulation:
     recipe = load_recipe(path, overrides)
     root = run_root(recipe, runs_dir, False)
-    sims = [simulate_stage(entry.name, entry.kind, cfg, gpu_gib)
-            for entry, cfg in resolve_stages(recipe, root, str(path)) if entry.kind in SIMULATORS]
-    out = Simulation(recipe=recipe.name, gpu_gib=gpu_gib, stages=sims, problems=[p for s in sims for p in s.problems])
+    resolved = [(entry, cfg) for entry, cfg in resolve_stages(recipe, root, str(path)) if entry.kind in SIMULATORS]
+    sims = [simulate_stage(entry.name, entry.kind, cfg, gpu_gib) for entry, cfg in resolved]
+    out = Simulation(recipe=recipe.name, gpu_gib=gpu_gib, stages=sims, problems=[p for s in sims for p in s.problems],
+                     config_hashes={entry.name: config_hash(cfg) for entry, cfg in resolved})
     atomic_write_json(root / SIM_FILE, out)
     return out
 
 
-def read_simulation(root: Path) -> dict[str, float]:
-    """Stage name -> simulated peak GiB on rank 0's GPU, from an earlier ``--simulate`` (empty if none)."""
+def read_simulation(root: Path, hashes: dict[str, str]) -> dict[str, float]:
+    """Stage name -> simulated peak GiB on rank 0's GPU, from an earlier ``--simulate`` of the same stage configs
+    (``hashes``: stage -> config hash now); a stage whose config changed since, or an unreadable file, gives none."""
     file = Path(root) / SIM_FILE
     if not file.is_file():
         return {}
-    data = json.loads(file.read_text(encoding="utf-8"))
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        log.warning("plan: %s is unreadable (%s); run `finemed plan --simulate` again", file, err)
+        return {}
+    then = data.get("config_hashes") or {}
     return {s["stage"]: round(max((p["gpu_bytes"] for p in s["phases"]), default=0) / GIB, 1)
-            for s in data.get("stages", [])}
+            for s in data.get("stages", []) if then.get(s["stage"]) is not None
+            and then.get(s["stage"]) == hashes.get(s["stage"])}
 
 
 def print_simulation(sim: Simulation) -> None:
