@@ -6,7 +6,8 @@ answer shows it: ``newline`` (the stop string came first: the model starts a new
 (the model ends the text), ``whitespace`` (spaces, then the stop), or ``other`` (the model wrote something the
 filter stripped). The prompts are raw text, never a chat template (that is the task's design for every model), so a
 count of ``newline`` or ``eos`` is the model's own behaviour at this prompt, not a bug in the harness. lm-eval keeps
-no raw, uncut generation, hence this small probe.
+no raw, uncut generation, hence this small probe. On the vLLM backend the same question goes to the server
+(:func:`explain_empty_served`: one greedy token per empty answer, no stop string).
 """
 
 from __future__ import annotations
@@ -24,7 +25,13 @@ def first_token_kind(token_id: int, tokenizer) -> str:
     eos = tokenizer.eos_token_id
     if token_id == eos or (isinstance(eos, list) and token_id in eos):
         return "eos"
-    text = tokenizer.decode([token_id])
+    return text_kind(tokenizer.decode([token_id]))
+
+
+def text_kind(text: str, ended: bool = False) -> str:
+    """The kind of a first generated piece of text; ``ended``: the generation stopped on EOS with nothing."""
+    if ended and not text:
+        return "eos"
     if "\n" in text and not text.split("\n", 1)[0].strip():
         return "newline"
     return "whitespace" if not text.strip() else "other"
@@ -54,6 +61,27 @@ def explain_empty(samples: list[dict], model, tokenizer, runtime=None) -> tuple[
     prompts = [_prompt(s) for s in empty]
     kinds = [k for _, k in first_tokens(model, tokenizer, prompts, runtime)]
     ids = [str(s["doc"].get("id", s.get("doc_id"))) for s in empty]
+    return dict(Counter(kinds)), dict(zip(ids, kinds))
+
+
+def explain_empty_served(samples: list[dict], completions_url: str, model: str,
+                         timeout_s: float = 60.0) -> tuple[dict[str, int], dict[str, str]]:
+    """:func:`explain_empty` against an OpenAI-compatible completions endpoint (the vLLM server lm-eval used): one
+    greedy token per empty answer, with no stop string; ``finish_reason: stop`` with no text is ``eos``."""
+    import httpx
+
+    empty = [s for s in samples if not (s["filtered_resps"][0] if s["filtered_resps"] else "").strip()]
+    if not empty:
+        return {}, {}
+    kinds, ids = [], []
+    with httpx.Client(timeout=timeout_s) as client:
+        for s in empty:
+            reply = client.post(completions_url, json={"model": model, "prompt": _prompt(s), "max_tokens": 1,
+                                                      "temperature": 0.0})
+            reply.raise_for_status()
+            choice = reply.json()["choices"][0]
+            kinds.append(text_kind(choice.get("text") or "", ended=choice.get("finish_reason") == "stop"))
+            ids.append(str(s["doc"].get("id", s.get("doc_id"))))
     return dict(Counter(kinds)), dict(zip(ids, kinds))
 
 

@@ -25,7 +25,7 @@ from finemed.core.config import FinemedError, StageConfig
 from finemed.core.engine import VLLMSettings
 from finemed.core.lmeval import TaskPlan, choose_backend, evaluate, make_lm, make_server_lm, resolve_tasks
 from finemed.core.logs import get_logger
-from finemed.core.qa_empty import KINDS, explain_empty
+from finemed.core.qa_empty import KINDS, explain_empty, explain_empty_served
 from finemed.core.runtime import Device, DType, Runtime, for_model, resolve
 from finemed.core.stages import StageResult
 from finemed.data.registry import require_file
@@ -106,6 +106,7 @@ def evaluate_model(model, tokenizer, config: QaEvalConfig, out_dir: Path | None 
         lm = make_lm(model, tokenizer, batch_size=config.batch_size, max_length=config.max_length,
                      mixed_precision=rt.autocast_dtype)
     meta = {"seed": config.seed, **({"path": str(config.data)} if config.data else {})}
+    served = model is None and "completions" in str(getattr(lm, "base_url", ""))  # lm-eval on a vLLM server
     tasks: dict[str, Metrics] = {}
     for name, full in plan.names.items():
         t0 = time.perf_counter()
@@ -120,8 +121,9 @@ def evaluate_model(model, tokenizer, config: QaEvalConfig, out_dir: Path | None 
         if out_dir is not None and plan.tags.get(name) == "finemed_qa":
             atomic_write_json(Path(out_dir) / f"predictions_{name}.json", _predictions(samples))
         items = item_scores(samples)
-        if model is not None and plan.tags.get(name) == "finemed_qa":  # why answers are empty (qa_empty)
-            counts, why = explain_empty(samples, model, tokenizer, runtime)
+        if plan.tags.get(name) == "finemed_qa" and (model is not None or served):  # why answers are empty
+            counts, why = (explain_empty(samples, model, tokenizer, runtime) if model is not None else
+                           explain_empty_served(samples, lm.base_url, lm.model))
             res.update(empty=sum(counts.values()), **{f"empty_{k}": counts.get(k, 0) for k in KINDS})
             for item_id, kind in why.items():
                 items.setdefault(item_id, {})["empty_first_token"] = kind

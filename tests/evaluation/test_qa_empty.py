@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import torch
 
-from finemed.core.qa_empty import explain_empty, first_token_kind
+from finemed.core.qa_empty import explain_empty, explain_empty_served, first_token_kind
 from finemed.core.runtime import resolve
 
 VOCAB = {0: "</s>", 1: "\n", 2: "  ", 3: " Berlin", 4: " \n\n", 5: "Ber\nlin"}
@@ -58,3 +58,46 @@ def test_explain_empty_counts_only_empty_answers():
     assert model.calls == 3 and counts == {"newline": 2, "eos": 1}
     assert why == {"a": "newline", "b": "eos", "d": "newline"}
     assert explain_empty(samples[2:3], Model([]), Tok(), resolve("cpu", "float32")) == ({}, {})
+
+
+def test_explain_empty_served_asks_the_server_for_one_greedy_token():
+    """The vLLM backend's path: a real HTTP server on 127.0.0.1 answers /v1/completions like vLLM (one token, no stop
+    string); an empty text with finish_reason "stop" is EOS."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    replies = {"Context: x\n\nAnswer:": ("\n", "length"), "P2": ("", "stop"), "P3": (" Berlin", "length")}
+    seen = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            seen.append(body)
+            text, reason = replies[body["prompt"]]
+            data = json.dumps({"choices": [{"text": text, "finish_reason": reason}]}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *a):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/v1/completions"
+        samples = [
+            {"doc_id": 0, "doc": {"id": "a", "prompt": "P"}, "arguments": [("Context: x\n\nAnswer:", {})],
+             "filtered_resps": [""]},
+            {"doc_id": 1, "doc": {"id": "b", "prompt": "P2"}, "filtered_resps": [""]},
+            {"doc_id": 2, "doc": {"id": "c", "prompt": "P3"}, "filtered_resps": [" "]},
+            {"doc_id": 3, "doc": {"id": "d", "prompt": "P4"}, "filtered_resps": ["Berlin"]},  # answered: not asked
+        ]
+        counts, why = explain_empty_served(samples, url, "m")
+    finally:
+        server.shutdown()
+    assert counts == {"newline": 1, "eos": 1, "other": 1} and why == {"a": "newline", "b": "eos", "c": "other"}
+    assert len(seen) == 3 and all(b["max_tokens"] == 1 and b["temperature"] == 0.0 and "stop" not in b for b in seen)

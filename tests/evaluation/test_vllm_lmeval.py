@@ -41,6 +41,10 @@ def test_xquad_predictions_match_hf(vllm_server, smollm2_dir, tmp_path, n_qa, mi
     print(f"\nxquad_de_0shot: {n_qa - len(differ)}/{n_qa} identical; EM {em}; differing (hf, vllm): "
           + json.dumps(differ, ensure_ascii=False))
     assert n_qa - len(differ) >= min_same
+    for r, preds in ((served, pv), (local, ph)):  # both backends explain their empty answers (qa_empty)
+        res = r.tasks["xquad_de_0shot"]
+        assert res["empty"] == sum(not p.strip() for p in preds.values()) == sum(
+            res[f"empty_{k}"] for k in ("newline", "eos", "whitespace", "other"))
 
 
 @pytest.mark.parametrize("n_mcq", MCQ_SIZES)
