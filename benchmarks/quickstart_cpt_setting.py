@@ -71,29 +71,39 @@ def ran_it(base: Path, lr: float, steps: int) -> bool:
 
 
 def judge(sweep_dir: Path) -> dict:
-    from finemed.core.artifacts import read_json
+    from finemed.core.artifacts import read_json, read_manifest
+    from finemed.merging.sweep import SweepPoint, select
     from finemed.papers.claims import holm
-    from finemed.papers.measures import mcnemar
+    from finemed.papers.measures import mcnemar, verdict_rate
 
     sweep = read_json(sweep_dir / "sweep.json")
     probe = {p.stem: read_json(p) for p in (sweep_dir / "probe").glob("t*.json")}
     label = {pt["label"]: pt for pt in sweep["points"]}
+    for lab, pt in label.items():  # exact dev rates from the items (sweeps before 2026-12-06 rounded them)
+        pt["probe_pass_rate"] = verdict_rate(probe[lab.replace("=", "")], "dev")
     hurt = mcnemar(probe["t0"], probe["t1"], split="dev")  # only_first: instruct-only passes
     merged = [lab for lab, pt in label.items() if 0.0 < pt["t"] < 1.0]
     raw = {lab: mcnemar(probe["t1"], probe[lab.replace("=", "")], split="dev") for lab in merged}
     adj = holm({lab: r["p"] for lab, r in raw.items()})
-    chosen = sweep["chosen"]
+    cfg = read_manifest(sweep_dir).config  # the sweep's own rule, applied to the exact rates
+    points = [SweepPoint.model_validate(pt) for pt in label.values()]
+    pick, guard = select(points, label["t=0"]["probe_pass_rate"], cfg["min_probe_keep"], label["t=0"].get("qa_dev_f1"),
+                         cfg.get("min_qa_keep", 0.8))
+    chosen = pick.label
+    bpb = {lab: pt["bpb"]["domain"] for lab, pt in label.items()}
+    gain = bpb["t=0"] - bpb["t=1"]
+    gain_kept = (bpb["t=0"] - bpb[chosen]) / gain if gain > 0 else None
     rest = raw.get(chosen)
     p_rest = adj.get(chosen, 1.0)
     out = {
         "probe_dev": {lab: round(pt["probe_pass_rate"], 4) for lab, pt in label.items()},
         "qa_dev_f1": {lab: pt.get("qa_dev_f1") for lab, pt in label.items()},
         "bpb_domain": {lab: pt["bpb"]["domain"] for lab, pt in label.items()},
-        "chosen": chosen, "gain_kept": sweep.get("gain_kept"), "guard_failed": sweep.get("guard_failed"),
+        "chosen": chosen, "sweep_chose": sweep["chosen"], "gain_kept": gain_kept, "guard_failed": guard,
         "hurts": {**hurt, "holds": hurt["p"] < ALPHA and hurt["only_first"] > hurt["only_second"]},
         "restores": {**(rest or {}), "p_holm": round(p_rest, 4),
                      "holds": bool(rest) and p_rest < ALPHA and rest["only_second"] > rest["only_first"]},
-        "keeps_gain": {"holds": (sweep.get("gain_kept") or 0.0) >= 0.5},
+        "keeps_gain": {"holds": (gain_kept or 0.0) >= 0.5},
         "merge_points": {lab: {**r, "p_holm": round(adj[lab], 4)} for lab, r in raw.items()},
     }
     out["all_hold"] = all(out[c]["holds"] for c in ("hurts", "restores", "keeps_gain"))

@@ -154,7 +154,8 @@ def score(items: list[Instruction], answers: list[tuple[str, bool]]) -> ProbeRes
 
 
 def _rate(flags: list[bool]) -> float:
-    return round(sum(flags) / len(flags), 4) if flags else 0.0
+    """The exact share (not rounded: the sweep compares rates, and 8/62 must equal 0.8 x 10/62)."""
+    return sum(flags) / len(flags) if flags else 0.0
 
 
 def probe_items(split: Split = "all", limit: int | None = None) -> list[Instruction]:

@@ -117,3 +117,14 @@ def test_layerwise_schedule_is_a_sweep_point(tiny_pair, tmp_path):
     assert res.chosen in ("t=0.5", "valley") and (tmp_path / "sweep" / "merged-valley" / "config.json").is_file()
     with pytest.raises(ValueError, match="schedule 'bad'"):
         SweepConfig(cpt="x", schedules={"bad": [1.5, 0.0]})
+
+
+def test_probe_rates_are_exact_so_a_share_at_the_bar_keeps_it():
+    """8 of 62 dev items against the instruct model's 10 of 62 at min_keep 0.8 is exactly at the bar and keeps it;
+    rates rounded to 4 decimals (0.129 < 0.8 x 0.1613) once chose t=0 over t=0.5 here (2026-12-06)."""
+    from finemed.merging.probe import _rate
+
+    base, merged = _rate([True] * 10 + [False] * 52), _rate([True] * 8 + [False] * 54)
+    pts = [_pt(0.0, 2.3, base, 15.5), _pt(0.5, 1.9, merged, 32.5), _pt(1.0, 1.7, _rate([True] * 4 + [False] * 58), 0.8)]
+    pick, failed = select(pts, base_pass=base, min_keep=0.8, base_qa=15.5, min_qa_keep=0.8)
+    assert (pick.t, failed) == (0.5, None)
