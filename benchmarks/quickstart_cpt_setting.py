@@ -19,6 +19,9 @@ Pre-registered before the first run (commit of this file), alpha 0.05, two-sided
   does, the one with the smallest larger p of ``hurts`` and ``restores``, and the README says so with the numbers.
 
     .venv/bin/python benchmarks/quickstart_cpt_setting.py --base runs/ [--out /tmp/cpt-setting] [--only NAME ...]
+
+A setting whose sweep already ran under ``--out`` is judged again, not rerun; ``results.json`` there holds every
+setting's numbers and the choice (the 2026-12-06 run's copy: ``docs/results/quickstart-cpt-setting.json``).
 """
 
 from __future__ import annotations
@@ -123,14 +126,17 @@ def main() -> None:
     for name, lr, steps in SETTINGS:
         if args.only and name not in args.only:
             continue
+        done = args.out / name / "quickstart" / "merge"
         if ran_it(args.base, lr, steps):
             seconds, merge = None, args.base / "quickstart" / "merge"
+        elif (done / "sweep.json").is_file():  # ran before: judged again, not rerun
+            seconds, merge = None, done
         else:
             seconds, merge = run_setting(name, lr, steps, args.base, args.out), args.out / name / "quickstart" / "merge"
         results[name] = {"lr": lr, "steps": steps, "seconds": None if seconds is None else round(seconds, 1),
                          "sweep_dir": str(merge), **judge(merge)}
         r = results[name]
-        took = "base run" if seconds is None else f"{seconds:.0f} s"
+        took = "ran before" if seconds is None else f"{seconds:.0f} s"
         print(f"{name}: {took}; probe dev {r['probe_dev']}; QA dev F1 {r['qa_dev_f1']}; chosen {r['chosen']} "
               f"(gain kept {r['gain_kept']}); hurts p={r['hurts']['p']} ({r['hurts']['only_first']} vs "
               f"{r['hurts']['only_second']}) {r['hurts']['holds']}; restores p_holm={r['restores']['p_holm']} "
@@ -141,6 +147,7 @@ def main() -> None:
         chosen = min(results, key=lambda n: max(results[n]["hurts"]["p"], results[n]["restores"]["p_holm"]))
         print(f"no setting meets all three; closest: {chosen}")
     print(f"chosen setting: {chosen}")
+    (args.out / "results.json").write_text(json.dumps({"settings": results, "chosen": chosen}, indent=1))
 
 
 if __name__ == "__main__":
