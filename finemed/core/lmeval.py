@@ -17,7 +17,6 @@ from typing import Any
 
 from finemed.core.config import FinemedError
 from finemed.core.engine import VLLMSettings, choose_engine, serve
-from finemed.core.runtime import Runtime
 
 TASKS_DIR = Path(__file__).parent / "lmeval_tasks"
 FINEMED_TAGS = ("finemed_qa", "finemed_mcq")
@@ -30,7 +29,7 @@ def make_lm(model, tokenizer, *, batch_size: int = 8, max_length: int | None = N
                 device=str(model.device), mixed_precision_dtype=mixed_precision)
 
 
-def choose_backend(backend: str, rt: Runtime | None = None) -> str:
+def choose_backend(backend: str) -> str:
     """``hf`` (lm-eval's HFLM on our model object) or ``vllm`` (lm-eval's ``local-completions`` against a managed
     vLLM server): the engine policy of :func:`finemed.core.engine.choose_engine`, for CPU and GPU alike."""
     return choose_engine(backend, "eval qa/mcq backend")

@@ -214,7 +214,7 @@ def simulate_distill(name: str, cfg: Any) -> StageSim:
                   seq_len=cfg.seq_len, bf16=bf16, checkpointing=False, others_gpu=others)
     trained = _gather(sim, student, launch.strategy == "fsdp", consolidate=True)
     ert = got.get("ert")  # the stage's evaluation runtime, where it has one; it places the gathered copy
-    if ert is not None and hasattr(T, "for_eval"):
+    if ert is not None:
         record_placement(trained)
         trained = T.for_eval(trained, ert)
     where = P.placement(trained)
