@@ -55,12 +55,12 @@ def first_tokens(model, tokenizer, prompts: list[str], runtime=None) -> list[tup
 
 def explain_empty(samples: list[dict], model, tokenizer, runtime=None) -> tuple[dict[str, int], dict[str, str]]:
     """``({kind: count}, {item id: kind})`` over the samples whose answer is empty (after the stop string cut)."""
-    empty = [s for s in samples if not (s["filtered_resps"][0] if s["filtered_resps"] else "").strip()]
+    empty = _empty(samples)
     if not empty:
         return {}, {}
     prompts = [_prompt(s) for s in empty]
     kinds = [k for _, k in first_tokens(model, tokenizer, prompts, runtime)]
-    ids = [str(s["doc"].get("id", s.get("doc_id"))) for s in empty]
+    ids = [_item_id(s) for s in empty]
     return dict(Counter(kinds)), dict(zip(ids, kinds))
 
 
@@ -70,7 +70,7 @@ def explain_empty_served(samples: list[dict], completions_url: str, model: str,
     greedy token per empty answer, with no stop string; ``finish_reason: stop`` with no text is ``eos``."""
     import httpx
 
-    empty = [s for s in samples if not (s["filtered_resps"][0] if s["filtered_resps"] else "").strip()]
+    empty = _empty(samples)
     if not empty:
         return {}, {}
     kinds, ids = [], []
@@ -81,8 +81,17 @@ def explain_empty_served(samples: list[dict], completions_url: str, model: str,
             reply.raise_for_status()
             choice = reply.json()["choices"][0]
             kinds.append(text_kind(choice.get("text") or "", ended=choice.get("finish_reason") == "stop"))
-            ids.append(str(s["doc"].get("id", s.get("doc_id"))))
+            ids.append(_item_id(s))
     return dict(Counter(kinds)), dict(zip(ids, kinds))
+
+
+def _empty(samples: list[dict]) -> list[dict]:
+    """The samples whose answer is empty after the stop-string cut and the filter."""
+    return [s for s in samples if not (s["filtered_resps"][0] if s["filtered_resps"] else "").strip()]
+
+
+def _item_id(sample: dict[str, Any]) -> str:
+    return str(sample["doc"].get("id", sample.get("doc_id")))
 
 
 def _prompt(sample: dict[str, Any]) -> str:

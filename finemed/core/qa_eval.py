@@ -106,7 +106,9 @@ def evaluate_model(model, tokenizer, config: QaEvalConfig, out_dir: Path | None 
         lm = make_lm(model, tokenizer, batch_size=config.batch_size, max_length=config.max_length,
                      mixed_precision=rt.autocast_dtype)
     meta = {"seed": config.seed, **({"path": str(config.data)} if config.data else {})}
-    served = model is None and "completions" in str(getattr(lm, "base_url", ""))  # lm-eval on a vLLM server
+    from lm_eval.models.openai_completions import LocalCompletionsAPI
+
+    served = model is None and isinstance(lm, LocalCompletionsAPI)  # lm-eval on a vLLM server (make_server_lm)
     tasks: dict[str, Metrics] = {}
     for name, full in plan.names.items():
         t0 = time.perf_counter()

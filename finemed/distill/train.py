@@ -278,10 +278,10 @@ def run(cfg: DistillConfig, run_dir: Path) -> DistillResult:
     def bpb(model) -> float:
         if model is None or not main:  # rank 0 evaluates; only its result is kept
             return float("nan")
-        return compute_bpb(model, tok, held_texts, max_length=cfg.seq_len * 2, progress=False, runtime=ert).bpb
+        return held_bpb(model, ert)
 
-    def held_bpb(model) -> float:  # the plateau rule's score: every rank, through the model being trained
-        return compute_bpb(model, tok, held_texts, max_length=cfg.seq_len * 2, progress=False, runtime=rt).bpb
+    def held_bpb(model, runtime: Runtime = rt) -> float:  # the plateau rule's score (every rank, training runtime)
+        return compute_bpb(model, tok, held_texts, max_length=cfg.seq_len * 2, progress=False, runtime=runtime).bpb
 
     bpb_teacher = bpb(teacher)
     param = next(student.parameters())  # score the untrained student as the trained one will be: for_eval's placement

@@ -18,6 +18,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from finemed.core.procs import free_port
 from finemed.corpus.build import CorpusBuildConfig, finalize, run
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -129,17 +130,12 @@ def test_finalize_reproduces_stats_from_task_logs(small_dev, small_clf, tmp_path
     assert json.loads((run_dir / "stats.json").read_text())["blocks"] == before["blocks"]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
 
 @pytest.fixture()
 def ray_head():
     """``ray start --head --block`` on 127.0.0.1 in its own process group; stopped (that node only) after."""
     pytest.importorskip("ray")
-    port = _free_port()
+    port = free_port()
     temp = Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp"))  # short: Ray's unix sockets live below it
     ray_bin = shutil.which("ray", path=str(Path(sys.executable).parent)) or "ray"
     proc = subprocess.Popen([ray_bin, "start", "--head", "--block", "--num-cpus", "2", "--port", str(port),
