@@ -44,3 +44,13 @@ def test_offline_kd_fsdp_two_processes_gathers_then_rank0_evaluates_and_saves(kd
     logs = capfd.readouterr()
     assert "rank 1: teacher released" in logs.out + logs.err
     assert "rank 0: teacher released" not in logs.out + logs.err
+
+
+def test_plateau_rule_under_fsdp_two_processes_stops_every_rank_together(kd_cfg, tmp_path):
+    """The plateau score runs on every rank through the sharded student; all ranks stop at the same step (a rank
+    that stopped alone would leave the other waiting in a collective until the launch timeout)."""
+    r = run(kd_cfg(batch_size=2, steps=8, max_train_sequences=16, compare_ce=False, eval_qa=0, save_student=False,
+                   plateau={"eval_every": 2, "min_change": 1.0},
+                   launch={"processes": 2, "strategy": "fsdp", "timeout_s": 180}), tmp_path / "p")
+    assert r.processes == 2 and r.kd_train.stopped_by == "plateau" and r.kd_train.steps == r.steps == 2
+    assert [s for s, _ in r.kd_train.plateau] == [0, 2]
