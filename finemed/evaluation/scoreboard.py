@@ -18,8 +18,10 @@ line first, so a model below the stated QA share cannot pass unnoticed.
 MODEL is ``instruct``, ``cpt``, ``merge`` or ``student``. Each delta against the instruct model has a paired
 bootstrap CI over the items both models answered (documents for bpb, questions for QA/MCQ, instructions for
 the probe, prompts for failure modes); ``better``/``worse``/``unchanged`` is read off the CI (it excludes 0 or
-not), never off the sign. scipy's ``bootstrap(paired=True)`` resamples one statistic of paired samples but not a
-ratio of sums (bpb) in one vectorised call over a shared resample, hence the few numpy lines here.
+not), never off the sign, and ``unchanged`` reads ``not testable here`` where the baseline sits at the measure's
+floor (QA EM/F1 or the probe at 0, MCQ at or below chance). scipy's ``bootstrap(paired=True)`` resamples one
+statistic of paired samples but not a ratio of sums (bpb) in one vectorised call over a shared resample, hence the
+few numpy lines here.
 
 The judge's win-rate enters only when the judge is not one of the chain's models or the embedded SmolLM2: a
 135M judge tests the plumbing, so the scoreboard then says "judge: plumbing only" and ranks nothing by it.
@@ -43,6 +45,7 @@ log = get_logger(__name__)
 Role = Literal["instruct", "cpt", "merge", "student"]
 ROLES: tuple[str, ...] = ("instruct", "cpt", "merge", "student")
 PLUMBING = "judge: plumbing only"
+NOT_TESTABLE = "not testable here"
 # a measure's per-item data: {item id: value} (mean / median) or {item id: (bits, bytes)} (ratio of sums)
 Items = dict[str, Any]
 
@@ -73,9 +76,10 @@ class Measure:
     """One row of the board: a label, its direction, the statistic over items, and each role's items."""
 
     def __init__(self, key: str, label: str, higher_is_better: bool, stat: str, source: str,
-                 chance: float | None = None):
+                 chance: float | None = None, floor: float | None = None):
         self.key, self.label, self.higher, self.stat, self.source, self.chance = key, label, higher_is_better, \
             stat, source, chance
+        self.floor = floor  # a baseline at or below it cannot show a loss: chance for MCQ, 0 for QA and the probe
         self.values: dict[str, float] = {}
         self.items: dict[str, Items] = {}
 
@@ -115,6 +119,14 @@ def paired_delta(a: Items, b: Items, *, stat: str, higher_is_better: bool, n_boo
     else:
         verdict = "unchanged"
     return {"delta": round(delta, 4), "lo": round(lo, 4), "hi": round(hi, 4), "n": len(ids), "verdict": verdict}
+
+
+def at_floor(d: dict[str, Any], m: Measure, baseline: float) -> dict[str, Any]:
+    """``unchanged`` becomes ``not testable here`` where the baseline sits at the measure's floor (QA or the probe at
+    0, MCQ at or below chance): there a loss cannot show, so a CI spanning 0 says nothing about harm."""
+    if d["verdict"] == "unchanged" and m.floor is not None and baseline <= m.floor + 1e-9:
+        return {**d, "verdict": NOT_TESTABLE}
+    return d
 
 
 # ------------------------------------------------------------------------------------------ readers
@@ -204,8 +216,9 @@ def _read_lmeval(stage_dir: Path, role: str, board: dict[str, Measure], bias: di
             if metric not in res:
                 continue
             key = f"{task}.{metric}"
+            at_chance = chance if metric.startswith("acc") else None
             m = board.setdefault(key, Measure(key, f"{task.replace('_', ' ')} {label}", True, "mean", stage_dir.name,
-                                              chance if metric.startswith("acc") else None))
+                                              at_chance, floor=at_chance if metric.startswith("acc") else 0.0))
             per = {i: scale * r[metric] for i, r in items.items() if isinstance(r.get(metric), (int, float))}
             m.add(role, None if res[metric] is None else scale * res[metric], per)
 
@@ -227,7 +240,7 @@ def _read_probe(stage_dir: Path, roles: dict[str, str], board: dict[str, Measure
                      probe_kept=sweep.get("probe_kept"), guard_failed=sweep.get("guard_failed"),
                      line=selection_line(sweep, stage_dir.name))
     m = board.setdefault("probe.pass_rate", Measure("probe.pass_rate", "instruction probe", True, "mean",
-                                                    stage_dir.name))
+                                                    stage_dir.name, floor=0.0))
     who = [("t=0", "instruct"), ("t=1", "cpt"), (sweep["chosen"], "merge")]  # the chosen t may be 0 or 1 too
     wanted = set(roles.values())
     for label, role in who:
@@ -336,7 +349,7 @@ def build(config: ScoreboardConfig) -> dict[str, Any]:
                              n_boot=config.bootstrap, ci=config.ci, seed=config.seed)
             if d["delta"] is None:  # no per-item scores: the value delta, with no verdict
                 d["delta"] = round(m.values[r] - m.values[base], 4)
-            deltas[r][k] = d
+            deltas[r][k] = at_floor(d, m, m.values[base])
     measures = {k: {"label": m.label, "higher_is_better": m.higher, "chance": m.chance, "source": m.source,
                     "statistic": m.stat} for k, m in board.items()}
     missing = {r: [k for k in board if k not in models[r]] for r in present}
@@ -349,7 +362,7 @@ def build(config: ScoreboardConfig) -> dict[str, Any]:
 def verdict_counts(board: dict[str, Any]) -> dict[str, dict[str, int]]:
     out: dict[str, dict[str, int]] = {}
     for role, ds in board["deltas"].items():
-        counts = {"better": 0, "worse": 0, "unchanged": 0, "no CI": 0}
+        counts = {"better": 0, "worse": 0, "unchanged": 0, NOT_TESTABLE: 0, "no CI": 0}
         for d in ds.values():
             counts[d["verdict"]] += 1
         out[role] = counts
@@ -363,7 +376,7 @@ def run(config: ScoreboardConfig, run_dir: Path) -> ScoreboardResult:
     path = atomic_write_json(Path(run_dir) / "scoreboard.json", board)
     counts = verdict_counts(board)
     summary = "; ".join(f"{r} vs {board['baseline']}: {c['better']} better, {c['worse']} worse, "
-                        f"{c['unchanged']} unchanged" for r, c in counts.items())
+                        f"{c['unchanged']} unchanged, {c[NOT_TESTABLE]} {NOT_TESTABLE}" for r, c in counts.items())
     judge = board["judge"].get("status", "not run")
     log.info("scoreboard: %s (%s)", summary, judge)
     return ScoreboardResult(scoreboard=str(path), models=list(board["models"]), n_measures=len(board["measures"]),

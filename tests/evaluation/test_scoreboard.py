@@ -11,7 +11,7 @@ import pytest
 from finemed.core.artifacts import atomic_write_json, run_cached
 from finemed.core.config import FinemedError, StageConfig
 from finemed.core.stages import run_stage
-from finemed.evaluation.scoreboard import PLUMBING, ScoreboardConfig, build, length_bias, paired_delta
+from finemed.evaluation.scoreboard import PLUMBING, ScoreboardConfig, build, length_bias, paired_delta, verdict_counts
 
 BOOT = {"n_boot": 2000, "ci": 0.95, "seed": 0}
 
@@ -291,3 +291,27 @@ def test_a_split_probe_is_read_on_its_test_half_only(chain):
     assert board["deltas"]["cpt"]["probe.pass_rate"]["n"] == 10  # test items only
     assert board["deltas"]["cpt"]["probe.pass_rate"]["verdict"] == "worse"
     assert board["deltas"]["merge"]["probe.pass_rate"]["verdict"] == "unchanged"
+
+
+def test_a_null_result_where_instruct_sits_at_the_floor_is_not_testable_here(tmp_path):
+    """The quickstart's XQuAD-de: the instruct model answers none of the questions, so a CI spanning 0 cannot show a
+    loss: "not testable here", never "unchanged". A model that climbs off the floor is still "better"; an MCQ
+    baseline at chance is at its floor too, one above it is not."""
+    models = {r: tmp_path / "models" / r for r in ("instruct", "cpt", "merge")}
+    for p in models.values():
+        p.mkdir(parents=True)
+    m, root = {r: str(p) for r, p in models.items()}, tmp_path / "run"
+    evals = [_qa(root, "qa_instruct", m["instruct"], [0] * 40), _qa(root, "qa_cpt", m["cpt"], [0] * 39 + [1]),
+             _qa(root, "qa_merge", m["merge"], [1] * 20 + [0] * 20),
+             _mcq(root, "mcq_instruct", m["instruct"], [1] * 4 + [0] * 16),   # 20% = chance with five options
+             _mcq(root, "mcq_cpt", m["cpt"], [1] * 3 + [0] * 17),
+             _mcq(root, "mcq_merge", m["merge"], [1] * 4 + [0] * 16)]
+    board = _board(m, evals)
+    d = board["deltas"]
+    assert d["cpt"]["xquad_en_0shot.exact_match"]["verdict"] == "not testable here"
+    assert d["merge"]["xquad_en_0shot.exact_match"]["verdict"] == "better"
+    assert d["cpt"]["germedbench_medqa.acc"]["verdict"] == "not testable here"
+    counts = verdict_counts(board)
+    assert counts["cpt"]["not testable here"] == 4 and counts["cpt"]["unchanged"] == 0
+    evals[3] = _mcq(root, "mcq_instruct", m["instruct"], [1] * 10 + [0] * 10)  # 50%: above chance
+    assert _board(m, evals)["deltas"]["cpt"]["germedbench_medqa.acc"]["verdict"] == "worse"

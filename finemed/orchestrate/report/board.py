@@ -20,7 +20,7 @@ from finemed.evaluation.scoreboard import PLUMBING, ROLES
 class Cell(BaseModel):
     value: str
     delta: str = ""
-    verdict: str = ""  # better | worse | unchanged | no CI | "" (the baseline, or not scored)
+    verdict: str = ""  # better | worse | unchanged | not testable here | no CI | "" (the baseline, or not scored)
 
 
 class BoardRow(BaseModel):

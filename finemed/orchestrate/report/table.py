@@ -29,7 +29,7 @@ def board_table(board: BoardView) -> Table:
                   caption=board.judge)
     for col in ("measure", *board.models, "chance"):
         table.add_column(col)
-    style = {"better": "green", "worse": "red"}
+    style = {"better": "green", "worse": "red", "not testable here": "dim"}
     for r in board.rows:
         cells = []
         for c in r.cells:
