@@ -87,3 +87,16 @@ def test_targeted_sft_mini_rehearsal(rehearsal_runs):
     assert manifest["result"]["claims_hash"] == claims_hash(specs)  # the registered claims, hashed in the manifest
     assert set(found["claims"]) == {"reduces_mixing", "length_towards_human", "keeps_instruction_following"}
     assert all(v.split(":")[0] in WORDS for v in found["claims"].values())
+
+
+def test_targeted_sft_instruct_mini_rehearsal(rehearsal_runs):
+    """The same SFT, data and claims applied to the instruct model itself (it mixes; definemed-mini's merge did not):
+    no other recipe's run is needed, and the registered claims are those of targeted-sft-mini."""
+    recipe = REPO / "recipes" / "papers" / "targeted-sft-instruct-mini.yaml"
+    outcomes = run_recipe(recipe, rehearse=True, runs_dir=rehearsal_runs)
+    assert {o.status for o in outcomes} == {"complete"}
+    found = json.loads((run_root(load_recipe(recipe), rehearsal_runs, rehearse=True) / "findings" / "metrics.json")
+                       .read_text())
+    assert all(v.split(":")[0] in WORDS for v in found["claims"].values())
+    same = [load_recipe(r).stages[-1].config["claims"] for r in (RECIPE, recipe)]
+    assert same[0] == same[1]
