@@ -39,9 +39,10 @@ def normalize(text: str, max_chars: int = 4000) -> str:
     return _WS.sub(" ", text[:max_chars].lower()).strip()
 
 
-# A model that cannot tell its own training docs apart has diverged without raising (seen in CI: every score
-# saturated at 0 or 1, tuned threshold 1.0); 15 epochs on separable data give a training ROC AUC near 0.99.
-MIN_TRAIN_AUC = 0.8
+# A model that ranks its own training docs no better than chance has diverged without raising (seen in CI: scores
+# saturated the wrong way, tuned threshold 1.0). Separable data give a training ROC AUC near 0.99; 39 noisy labels
+# from a tiny random model still give 0.66-0.69 (measured), so the bar sits just above chance.
+MIN_TRAIN_AUC = 0.55
 
 
 def train_fasttext(texts: list[str], labels: list[int], out: Path, params: FastTextParams | None = None) -> Path:
@@ -49,7 +50,7 @@ def train_fasttext(texts: list[str], labels: list[int], out: Path, params: FastT
 
     Each try runs in a fresh spawned process: fastText's result depends on the state of the process it trains in
     (the same data, lr and seed hit NaN in a long-lived process and trained normally in a fresh one). A try that
-    hits NaN, or whose model does not separate its own training docs (ROC AUC < ``MIN_TRAIN_AUC``), is retried
+    hits NaN, or whose model ranks its own training docs no better than chance (ROC AUC < ``MIN_TRAIN_AUC``), is retried
     at half the lr; the fourth failure is one line.
     """
     params = params or FastTextParams()
