@@ -10,6 +10,7 @@ stock tasks (indexing those is slow, so only then). ``evaluate`` runs them throu
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,10 +24,43 @@ FINEMED_TAGS = ("finemed_qa", "finemed_mcq")
 
 
 def make_lm(model, tokenizer, *, batch_size: int = 8, max_length: int | None = None, mixed_precision=None):
+    """lm-eval's ``HFLM`` on the loaded model, recording the first token of each generation (``first_tokens``)."""
+    lm = _recording_hflm()(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, max_length=max_length,
+                           device=str(model.device), mixed_precision_dtype=mixed_precision)
+    lm.first_tokens = {}
+    return lm
+
+
+def prompt_key(token_ids) -> tuple[int, ...]:
+    """The key ``first_tokens`` files a generation under: the prompt's last ``KEY_TOKENS`` token ids (unpadded; a
+    left-truncated prompt keeps them)."""
+    return tuple(int(t) for t in list(token_ids)[-KEY_TOKENS:])
+
+
+KEY_TOKENS = 48
+
+
+@functools.cache
+def _recording_hflm():
+    """A subclass of lm-eval's ``HFLM`` whose ``_model_generate`` keeps the first generated token id of every row,
+    keyed by :func:`prompt_key`. lm-eval logs only the text left after the stop string, so without it an empty QA
+    answer's cause costs a second forward pass on its prompt (:mod:`finemed.core.qa_empty`)."""
     from lm_eval.models.huggingface import HFLM
 
-    return HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, max_length=max_length,
-                device=str(model.device), mixed_precision_dtype=mixed_precision)
+    class RecordingHFLM(HFLM):
+        first_tokens: dict[tuple[int, ...], int]
+
+        def _model_generate(self, context, max_length, stop, **generation_kwargs):
+            out = super()._model_generate(context, max_length, stop, **generation_kwargs)
+            mask = generation_kwargs.get("attention_mask")
+            width = context.shape[1]
+            if out.shape[1] > width:
+                for row in range(context.shape[0]):
+                    ids = context[row] if mask is None else context[row][mask[row].bool()]
+                    self.first_tokens[prompt_key(ids.tolist())] = int(out[row, width])
+            return out
+
+    return RecordingHFLM
 
 
 def choose_backend(backend: str) -> str:

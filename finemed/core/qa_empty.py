@@ -1,12 +1,13 @@
 """Why an extractive-QA answer is empty: the model's greedy first token after the prompt, counted by kind.
 
 lm-eval's ``generate_until`` cuts each generation at the task's stop string (``"\\n"`` for finemed's QA tasks) and
-logs only what is left, so an empty answer hides its cause. One extra forward pass on the prompt of each empty
-answer shows it: ``newline`` (the stop string came first: the model starts a new line after ``Answer:``), ``eos``
-(the model ends the text), ``whitespace`` (spaces, then the stop), or ``other`` (the model wrote something the
-filter stripped). The prompts are raw text, never a chat template (that is the task's design for every model), so a
-count of ``newline`` or ``eos`` is the model's own behaviour at this prompt, not a bug in the harness. lm-eval keeps
-no raw, uncut generation, hence this small probe. On the vLLM backend the same question goes to the server
+logs only what is left, so an empty answer hides its cause: the first token the model generated shows it.
+:func:`finemed.core.lmeval.make_lm` records that token for every generation lm-eval runs; a prompt it missed costs
+one extra forward pass. ``newline`` (the stop string came first: the model starts a new line after ``Answer:``),
+``eos`` (the model ends the text), ``whitespace`` (spaces, then the stop), or ``other`` (the model wrote something
+the filter stripped). The prompts are raw text, never a chat template (that is the task's design for every model),
+so a count of ``newline`` or ``eos`` is the model's own behaviour at this prompt, not a bug in the harness. On the
+vLLM backend the same question goes to the server
 (:func:`explain_empty_served`: one greedy token per empty answer, no stop string).
 """
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+from finemed.core.lmeval import prompt_key
 from finemed.core.runtime import for_model
 
 KINDS = ("newline", "eos", "whitespace", "other")
@@ -53,13 +55,25 @@ def first_tokens(model, tokenizer, prompts: list[str], runtime=None) -> list[tup
     return out
 
 
-def explain_empty(samples: list[dict], model, tokenizer, runtime=None) -> tuple[dict[str, int], dict[str, str]]:
-    """``({kind: count}, {item id: kind})`` over the samples whose answer is empty (after the stop string cut)."""
+def explain_empty(samples: list[dict], model, tokenizer, runtime=None,
+                  recorded: dict[tuple[int, ...], int] | None = None) -> tuple[dict[str, int], dict[str, str]]:
+    """``({kind: count}, {item id: kind})`` over the samples whose answer is empty (after the stop string cut).
+
+    ``recorded``: the first tokens lm-eval's own generation produced (``make_lm(...).first_tokens``); a prompt found
+    there needs no forward pass, and its kind is what the evaluated generation did, padding and batch included."""
     empty = _empty(samples)
     if not empty:
         return {}, {}
     prompts = [_prompt(s) for s in empty]
-    kinds = [k for _, k in first_tokens(model, tokenizer, prompts, runtime)]
+    known = {}
+    for i, prompt in enumerate(prompts):
+        key = prompt_key(tokenizer(prompt, add_special_tokens=False)["input_ids"]) if recorded else None
+        if key in (recorded or {}):
+            known[i] = first_token_kind(recorded[key], tokenizer)
+    rest = [i for i in range(len(prompts)) if i not in known]
+    computed = first_tokens(model, tokenizer, [prompts[i] for i in rest], runtime) if rest else []
+    known.update({i: kind for i, (_, kind) in zip(rest, computed)})
+    kinds = [known[i] for i in range(len(prompts))]
     ids = [_item_id(s) for s in empty]
     return dict(Counter(kinds)), dict(zip(ids, kinds))
 

@@ -124,7 +124,8 @@ def evaluate_model(model, tokenizer, config: QaEvalConfig, out_dir: Path | None 
             atomic_write_json(Path(out_dir) / f"predictions_{name}.json", _predictions(samples))
         items = item_scores(samples)
         if plan.tags.get(name) == "finemed_qa" and (model is not None or served):  # why answers are empty
-            counts, why = (explain_empty(samples, model, tokenizer, runtime) if model is not None else
+            counts, why = (explain_empty(samples, model, tokenizer, runtime, getattr(lm, "first_tokens", None))
+                           if model is not None else
                            explain_empty_served(samples, lm.base_url, lm.model))
             res.update(empty=sum(counts.values()), **{f"empty_{k}": counts.get(k, 0) for k in KINDS})
             for item_id, kind in why.items():

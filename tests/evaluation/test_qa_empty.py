@@ -101,3 +101,33 @@ def test_explain_empty_served_asks_the_server_for_one_greedy_token():
         server.shutdown()
     assert counts == {"newline": 1, "eos": 1, "other": 1} and why == {"a": "newline", "b": "eos", "c": "other"}
     assert len(seen) == 3 and all(b["max_tokens"] == 1 and b["temperature"] == 0.0 and "stop" not in b for b in seen)
+
+
+def test_the_first_tokens_lm_eval_generated_are_recorded_and_spare_the_forward_pass(tiny_model_dir):
+    """make_lm's HFLM keeps the first token of every generation, keyed by the prompt's last token ids; on a real
+    (tiny) model, batched and left-padded, it equals a plain forward pass on each prompt, and explain_empty reads it
+    instead of running one."""
+    from lm_eval.api.instance import Instance
+
+    from finemed.core.lmeval import make_lm, prompt_key
+    from finemed.core.qa_empty import first_tokens
+    from finemed.models.loading import load_causal_lm
+
+    model, tok = load_causal_lm(str(tiny_model_dir), device="cpu", dtype=torch.float32)
+    lm = make_lm(model, tok, batch_size=2)  # (HFLM ties the head to the embeddings again: untie after it)
+    torch.manual_seed(0)  # an untied random head: the tied tiny model's greedy token repeats the prompt's last one
+    model.lm_head = torch.nn.Linear(model.config.hidden_size, model.config.vocab_size, bias=False)
+    prompts = ["Context: Berlin ist die Hauptstadt.\n\nQuestion: Was ist die Hauptstadt?\n\nAnswer:",
+               "Context: x y z\n\nQuestion: q?\n\nAnswer:",
+               "Context: " + "ein viel laengerer Text " * 12 + "\n\nQuestion: Wer?\n\nAnswer:"]
+    gen = {"until": ["\n"], "max_gen_toks": 3, "do_sample": False}
+    lm.generate_until([Instance(request_type="generate_until", doc={}, arguments=(p, gen), idx=0) for p in prompts])
+    recorded = [lm.first_tokens[prompt_key(tok(p, add_special_tokens=False)["input_ids"])] for p in prompts]
+    assert recorded == [t for t, _ in first_tokens(model, tok, prompts)]
+    assert recorded != [tok(p, add_special_tokens=False)["input_ids"][-1] for p in prompts]  # not the prompt's end
+
+    samples = [{"doc_id": i, "doc": {"id": str(i), "prompt": p}, "filtered_resps": [""]} for i, p in enumerate(prompts)]
+    never = Model([])  # a forward pass would pop from an empty script and fail
+    counts, why = explain_empty(samples, never, tok, resolve("cpu", "float32"), lm.first_tokens)
+    assert never.calls == 0 and sum(counts.values()) == 3
+    assert why == {str(i): first_token_kind(t, tok) for i, t in enumerate(recorded)}
