@@ -92,24 +92,40 @@ def training_auc(scorer: FastTextScorer, texts: list[str], labels: list[int]) ->
     return float(roc_auc_score(y, scorer.score(texts)))
 
 
-def _fit_and_save(train_file: str, lr: float, kwargs: dict, out: str) -> None:
-    import fasttext
+def _fit_and_save(train_file: str, lr: float, kwargs: dict, out: str, conn) -> None:
+    try:
+        import fasttext
 
-    model = fasttext.train_supervised(train_file, lr=lr, **kwargs)
-    with atomic_path(out) as tmp:
-        model.save_model(str(tmp))
+        model = fasttext.train_supervised(train_file, lr=lr, **kwargs)
+        with atomic_path(out) as tmp:
+            model.save_model(str(tmp))
+    except Exception as err:  # noqa: BLE001 - the parent decides: NaN is retried, anything else is one line
+        conn.send(f"{type(err).__name__}: {err}")
+        raise SystemExit(1) from None
+    conn.send("")
 
 
 def _train_isolated(train_file: str, lr: float, kwargs: dict, out: Path) -> None:
-    """Train in a fresh (spawned) process; a non-zero exit (fastText raises on NaN) is a RuntimeError."""
+    """Train in a fresh (spawned) process. fastText's NaN error is a RuntimeError (the caller retries at a lower
+    lr); any other failure, or a process that died without a word, is one FinemedError line."""
     import multiprocessing
 
     ctx = multiprocessing.get_context("spawn")
-    proc = ctx.Process(target=_fit_and_save, args=(train_file, lr, kwargs, str(out)))
+    parent, child = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_fit_and_save, args=(train_file, lr, kwargs, str(out), child))
     proc.start()
+    child.close()
+    try:
+        message = parent.recv()
+    except EOFError:  # the child died before it could say why
+        message = ""
     proc.join()
-    if proc.exitcode != 0:
-        raise RuntimeError(f"Encountered NaN (fresh process exit {proc.exitcode})")
+    if proc.exitcode == 0 and not message:
+        return
+    if "nan" in message.lower():
+        raise RuntimeError(message)
+    raise FinemedError(f"fastText training on {train_file} failed: "
+                       f"{message or f'the training process died (exit code {proc.exitcode})'}")
 
 
 class FastTextScorer:

@@ -151,9 +151,46 @@ def path_inputs(value: Any, prefix: str = "") -> dict[str, str]:
     return found
 
 
-def load_recipe(path: Path | str, overrides: list[str] | None = None) -> Recipe:
-    """Read a recipe; overrides address stages by name: ``--set bpb.batch_size=4`` or ``--set name=x``."""
+def read_recipe_data(path: Path | str, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A recipe's mapping; one with ``base: OTHER.yaml`` (a path next to it) is that recipe with ``set:`` applied,
+    ``{STAGE.KEY.SUB: value}`` (typed YAML values), and its own top-level keys (name, description, notes) on top.
+    It changes stages only through ``set:``; a bad base or key is one line."""
+    path = Path(path)
     data = read_yaml(path)
+    base, sets = data.pop("base", None), data.pop("set", None) or {}
+    if base is None:
+        if sets:
+            raise ConfigError(f"{path}: set: changes a base recipe; add base: OTHER.yaml or move the keys to stages:")
+        return data
+    base_path = (path.parent / str(base)).resolve()
+    if base_path in _seen or base_path == path.resolve():
+        raise ConfigError(f"{path}: base {base!r} leads back to itself; point base: at a recipe without this one")
+    if not base_path.is_file():
+        raise ConfigError(f"{path}: base {base!r} not found ({base_path}); name a recipe file relative to this one")
+    if "stages" in data or not isinstance(sets, dict):
+        raise ConfigError(f"{path}: a recipe with base: changes its stages through set: {{STAGE.KEY: value}} only")
+    merged = read_recipe_data(base_path, (*_seen, path.resolve()))
+    merged.update(data)
+    entries = {s.get("name"): s for s in merged.get("stages", []) if isinstance(s, dict)}
+    for key, value in sets.items():
+        stage_name, _, rest = str(key).partition(".")
+        if stage_name not in entries or not rest:
+            raise ConfigError(f"{path}: set {key!r}: use STAGE.KEY with a stage of {base} "
+                              f"({', '.join(n for n in entries if n)})")
+        node = entries[stage_name].setdefault("config", {})
+        *parents, leaf = rest.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"{path}: set {key!r}: {part} is not a mapping in {base}")
+        node[leaf] = value
+    return merged
+
+
+def load_recipe(path: Path | str, overrides: list[str] | None = None) -> Recipe:
+    """Read a recipe (:func:`read_recipe_data`: ``base:`` and ``set:`` applied); overrides address stages by name:
+    ``--set bpb.batch_size=4`` or ``--set name=x``."""
+    data = read_recipe_data(path)
     stage_over, top_over = [], []
     names = {s.get("name") for s in data.get("stages", []) if isinstance(s, dict)}
     for item in overrides or []:

@@ -1,9 +1,9 @@
 """Stage ``papers.definemed``: DeFineMed's claims, checked on what ``definemed-mini`` trained and measured.
 
-Reads the earlier stages' outputs (nothing is retrained): the CPT learning-rate/step sweep (``train.cpt`` run
-dirs), the SLERP sweep (``merge.sweep``: ``sweep.json`` and the per-point probe answers), the pairwise judge
-(``eval.pairwise``) and the failure modes (``eval.failures``) of instruct, CPT and the chosen merge. The only
-new measurement is the instruction probe of the sweep CPT runs that the merge did not score.
+Reads the earlier stages' outputs (nothing is retrained or measured): the CPT sweep's rows and the run chosen on
+its dev half (``papers.select_cpt``, :mod:`finemed.papers.select_cpt`, which probed every run), the SLERP sweep
+(``merge.sweep``: ``sweep.json`` and the per-point probe answers), the pairwise judge (``eval.pairwise``) and the
+failure modes (``eval.failures``) of instruct, CPT and the chosen merge.
 
 Claims are pre-registered in the recipe (``claims:``, :mod:`finemed.papers.claims`) under the ids of
 :data:`CLAIMS`, each judged in one of the four verdict words:
@@ -22,13 +22,10 @@ from typing import Any, ClassVar
 
 from pydantic import Field, field_validator
 
-from finemed.core.artifacts import atomic_write_json, atomic_write_text, read_json, read_manifest
-from finemed.core.config import FinemedError
+from finemed.core.artifacts import atomic_write_json, atomic_write_text, read_json
 from finemed.core.logs import get_logger
-from finemed.core.plan_estimates import earlier
 from finemed.core.plotting import pyplot, save_png
 from finemed.core.stages import StageResult, planner, stage
-from finemed.merging.probe import probe_cost
 from finemed.papers import claims as K
 from finemed.papers import measures as C
 
@@ -37,15 +34,12 @@ CLAIMS = ("cpt_hurts", "merge_restores", "merge_mixing", "merge_verbosity")
 
 
 class DefinemedConfig(C.ProbeSettings):
-    cpt_runs: list[str] = Field(description="run dirs of the train.cpt sweep stages (lr x steps)")
-    chosen_cpt: str = Field(description="the train.cpt run dir whose model the merge sweep used")
+    select: str = Field(description="the papers.select_cpt run dir: the sweep's rows and the run the merge used")
     sweep: str = Field(description="the merge.sweep run dir")
     failures: str = Field(description="the eval.failures run dir (answers of instruct, CPT and merge)")
     judge: str | None = Field(None, description="the eval.pairwise run dir")
     models: dict[str, str] = Field(description="{instruct|cpt|merge: model path as named in the answers}")
-    min_probe_drop: float = Field(0.1, ge=0.0, le=1.0, description="absolute drop that counts as 'hurts'")
-    # a name, not a path: docs/results/NAME.md (relative to the working dir) is this stage's findings.md, verbatim
-    results_doc: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]+$", description="also write docs/results/NAME.md")
+    results_doc: str | None = C.results_doc_field()
     claims: dict[str, K.ClaimSpec] = Field(description="the pre-registered claims, ids " + ", ".join(
         ("cpt_hurts", "merge_restores", "merge_mixing", "merge_verbosity")))
 
@@ -77,40 +71,6 @@ def _probe_file(sweep_dir: Path, label: str) -> Path:
     return sweep_dir / "probe" / f"{label.replace('=', '')}.json"
 
 
-def cpt_sweep_rows(cfg: DefinemedConfig, sweep_dir: Path, run_dir: Path) -> list[dict[str, Any]]:
-    """One row per CPT run: lr, steps, tokens, domain bpb before/after and its probe pass rate."""
-    rows = []
-    for d in map(Path, cfg.cpt_runs):
-        manifest, metrics = read_manifest(d), d / "metrics.json"
-        if manifest is None or not metrics.is_file():
-            raise FinemedError(f"papers.definemed: {d} holds no finished train.cpt run; run the sweep stages first")
-        conf, res = manifest.config, read_json(metrics)
-        if Path(d).resolve() == Path(cfg.chosen_cpt).resolve():
-            probe = read_json(_probe_file(sweep_dir, "t=1"))  # the merge sweep scored it as t=1
-        else:
-            probe = C.probe_model(Path(d) / "model", run_dir / "probe" / f"{d.name}.json", cfg)
-        rows.append({"run": d.name, "lr": conf.get("lr"), "steps": res.get("steps"),
-                     "tokens": res.get("steps", 0) * conf.get("batch_size", 0) * conf.get("seq_len", 0),
-                     "domain_bpb_before": res["bpb_before"].get("domain"),
-                     "domain_bpb": res["bpb_after"].get("domain"), "probe": C.verdict_rate(probe),
-                     "probe_dev": C.verdict_rate(probe, "dev"),
-                     "chosen": Path(d).resolve() == Path(cfg.chosen_cpt).resolve()})
-    return rows
-
-
-def rule_pick(rows: list[dict[str, Any]], instruct_probe: float, drop: float) -> str | None:
-    """Lowest domain bpb among runs that learned the domain (bpb below their own before-value) and whose probe
-    falls >= ``drop`` below the instruct model's; else the learning run with the lowest probe (a diverged run
-    hurts the probe but has nothing for a merge to keep). The probe read is the dev half (``probe_dev``, with
-    ``instruct_probe`` the instruct model's dev rate): a selection, so never the test half the verdicts read. The
-    recipe names its CPT run; this says whether the sweep supports that choice."""
-    learned = [r for r in rows if r["domain_bpb"] < r.get("domain_bpb_before", float("inf"))] or rows
-    if not learned:
-        return None
-    hurt = [r for r in learned if r["probe_dev"] <= instruct_probe - drop + 1e-12]
-    return (min(hurt, key=lambda r: r["domain_bpb"]) if hurt else min(learned, key=lambda r: r["probe_dev"]))["run"]
-
-
 def plot_bpb_vs_probe(points: list[dict[str, Any]], chosen: str, path: Path) -> Path:
     """Domain bpb (x) against the probe pass rate (y) for every uniform t and layer-wise schedule."""
 
@@ -135,20 +95,20 @@ def plot_bpb_vs_probe(points: list[dict[str, Any]], chosen: str, path: Path) -> 
     return save_png(fig, path)
 
 
-def findings_markdown(rows, pick, sweep, rates, mc_cpt, mc_merge, fail, judge, claim_lines, cfg) -> str:
+def findings_markdown(selection, sweep, rates, mc_cpt, mc_merge, fail, judge, claim_lines) -> str:
     """The findings tables, as written to ``findings.md`` (and copied to docs/results/definemed.md)."""
     f = C.fmt
     lines = ["## CPT sweep (held-out domain bpb and instruction probe of each run)", "",
-             "| run | lr | steps | tokens | domain bpb before | domain bpb after | probe | merged |",
-             "|---|---|---|---|---|---|---|---|"]
-    for r in rows:
+             "| run | lr | steps | tokens | domain bpb before | domain bpb after | probe dev | probe test | merged |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in selection["rows"]:
         lines.append(f"| {r['run']} | {r['lr']:g} | {r['steps']} | {r['tokens']} | {f(r['domain_bpb_before'])} "
-                     f"| {f(r['domain_bpb'])} | {f(r['probe'], 2)} | {'yes' if r['chosen'] else ''} |")
-    chosen = next((r["run"] for r in rows if r["chosen"]), None)
-    lines += ["", f"Instruct probe {rates['instruct']:.2f}. Rule: lowest domain bpb among runs that lowered it "
-              f"and whose probe falls >= {cfg.min_probe_drop:g} below the instruct model's, else the lowest "
-              f"probe: **{pick}**"
-              + ("" if pick == chosen else f" (the recipe merged **{chosen}**; its choice is not the rule's)"), "",
+                     f"| {f(r['domain_bpb'])} | {f(r['probe_dev'], 2)} | {f(r['probe'], 2)} "
+                     f"| {'yes' if r['chosen'] else ''} |")
+    lines += ["", f"Instruct probe {rates['instruct']:.2f} (test half); on the dev half "
+              f"{selection['instruct_probe_dev']:.2f}. The run merged is chosen on the dev half by the rule stated "
+              f"before the run (`papers.select_cpt`, min_probe_drop {selection['min_probe_drop']:g}): "
+              f"{selection['rule']}: **{selection['chosen']}**.", "",
               "## SLERP sweep (t = CPT share; layer-wise schedules by name)", "",
               "| point | t (mean) | " + " | ".join(f"bpb {k}" for k in sweep["points"][0]["bpb"]) + " | probe |",
               "|---|---|" + "---|" * len(sweep["points"][0]["bpb"]) + "---|"]
@@ -182,18 +142,22 @@ def findings_markdown(rows, pick, sweep, rates, mc_cpt, mc_merge, fail, judge, c
     return "\n".join(lines) + "\n"
 
 
-def _probe_evidence(a: dict, b: dict, cfg: DefinemedConfig, alpha: float, p: float, what: str) -> K.Evidence:
+def _probe_evidence(a: dict, b: dict, cfg: DefinemedConfig, alpha: float, p: float, what: str,
+                    note: str = "") -> K.Evidence:
     """Pass rate b - a on the paired probe items: bootstrap CI, and the (possibly adjusted) McNemar p."""
     d = C.paired_diff(*C.probe_items(a, b), cfg.bootstrap, cfg.seed, alpha)
     return K.Evidence(estimate=d["estimate"], lo=d["lo"], hi=d["hi"], p=p,
                       detail=f"{what} {C.fmt_ci((d['estimate'], d['lo'], d['hi']))} on {d['n']} paired items; "
-                             f"McNemar p = {p:.3f}")
+                             f"McNemar p = {p:.3f}" + (f" ({note})" if note else ""))
 
 
-def _failure_evidence(fail: dict, metric: str, what: str) -> K.Evidence:
+def _failure_evidence(fail: dict, metric: str, what: str, handed_on: str) -> K.Evidence:
+    """The merge's answers minus the instruct model's; not testable when the sweep handed on an end point (t=0 is
+    the instruct model, t=1 the CPT model: no merge answered)."""
     d = fail["diff"]["merge-instruct"]
     est, lo, hi = d[metric]
-    return K.Evidence(estimate=est, lo=lo, hi=hi, p=d[metric + "_p"],
+    return K.Evidence(estimate=est, lo=lo, hi=hi, p=d[metric + "_p"], testable=handed_on not in ("t=0", "t=1"),
+                      why_not=f"the sweep handed on {handed_on}, an end point: no merged model answered",
                       detail=f"{what}, merge - instruct {C.fmt_ci(d[metric])} (n = {d[metric + '_n']})")
 
 
@@ -204,17 +168,25 @@ def evidence(cfg: DefinemedConfig, sweep: dict, sweep_dir: Path, probes: dict, f
     raw = {lab: C.mcnemar(probes["cpt"], read_json(_probe_file(sweep_dir, lab)))["p"] for lab in merges}
     adjusted = K.holm(raw) if raw else {}
     chosen = sweep["chosen"]
+    if chosen not in adjusted and adjusted:  # the rule handed on an end point: judge the family's best merge
+        best = min(adjusted, key=adjusted.get)
+        probes = {**probes, "merge": read_json(_probe_file(sweep_dir, best))}
+        chosen, why = best, (f"the sweep's rule handed on {sweep['chosen']} (no merge); judged on the merge point "
+                             f"with the lowest Holm-adjusted p, {best}, over {len(raw)} merge points")
+    else:
+        why = (f"p Holm-adjusted over {len(raw)} merge points" if chosen in adjusted else
+               f"the sweep tried no merge point between the ends ({chosen}): McNemar p unadjusted")
     p_merge = adjusted.get(chosen, C.mcnemar(probes["cpt"], probes["merge"])["p"])
     return {
         "cpt_hurts": _probe_evidence(probes["instruct"], probes["cpt"], cfg, cfg.claims["cpt_hurts"].alpha,
                                      mc_cpt["p"], "probe pass rate CPT - instruct"),
         "merge_restores": _probe_evidence(
             probes["cpt"], probes["merge"], cfg, cfg.claims["merge_restores"].alpha, p_merge,
-            f"probe pass rate merge ({chosen}) - CPT, "
-            + (f"p Holm-adjusted over {len(raw)} merge points" if chosen in adjusted else
-               f"the sweep chose an end point ({chosen}), no merge: McNemar p unadjusted")),
-        "merge_mixing": _failure_evidence(fail, "off_lang_sentence_share", "off-language sentence share"),
-        "merge_verbosity": _failure_evidence(fail, "length_ratio", "length ratio to the human answer"),
+            f"probe pass rate merge ({chosen}) - CPT", why),
+        "merge_mixing": _failure_evidence(fail, "off_lang_sentence_share", "off-language sentence share",
+                                          sweep["chosen"]),
+        "merge_verbosity": _failure_evidence(fail, "length_ratio", "length ratio to the human answer",
+                                             sweep["chosen"]),
     }
 
 
@@ -229,8 +201,8 @@ def run(cfg: DefinemedConfig, run_dir: Path) -> DefinemedResult:
     probes = {"instruct": read_json(_probe_file(sweep_dir, "t=0")), "cpt": read_json(_probe_file(sweep_dir, "t=1")),
               "merge": read_json(_probe_file(sweep_dir, chosen_label))}
     rates = {r: C.verdict_rate(probes[r]) for r in ROLES}  # the test half
-    rows = cpt_sweep_rows(cfg, sweep_dir, run_dir)
-    pick = rule_pick(rows, C.verdict_rate(probes["instruct"], "dev"), cfg.min_probe_drop)  # selects on dev
+    selection = read_json(C.require(Path(cfg.select) / "selection.json", "papers.select_cpt result"))
+    rows, pick = selection["rows"], selection["chosen"]
     plot = plot_bpb_vs_probe(sweep["points"], chosen_label, run_dir / "bpb_vs_probe.png")
 
     mc_cpt = C.mcnemar(probes["instruct"], probes["cpt"])
@@ -240,10 +212,9 @@ def run(cfg: DefinemedConfig, run_dir: Path) -> DefinemedResult:
 
     verdicts = K.judge_all(cfg.claims, evidence(cfg, sweep, sweep_dir, probes, fail))
     claims = {cid: v.line() for cid, v in verdicts.items()}
-    md = findings_markdown(rows, pick, sweep, rates, mc_cpt, mc_merge, fail, judge, K.table(verdicts, cfg.claims), cfg)
+    md = findings_markdown(selection, sweep, rates, mc_cpt, mc_merge, fail, judge, K.table(verdicts, cfg.claims))
     findings = atomic_write_text(run_dir / "findings.md", md)
-    if cfg.results_doc:
-        atomic_write_text(Path("docs") / "results" / f"{cfg.results_doc}.md", md)
+    C.publish(md, cfg.results_doc)
     atomic_write_json(run_dir / "findings.json", {"cpt_sweep": rows, "rule_pick": pick, "probe": rates,
                                                   "mcnemar": {"instruct_vs_cpt": mc_cpt, "cpt_vs_merge": mc_merge},
                                                   "failures": fail, "judge": judge,
@@ -262,8 +233,6 @@ def run(cfg: DefinemedConfig, run_dir: Path) -> DefinemedResult:
 
 @planner("papers.definemed")
 def plan(cfg: DefinemedConfig, ctx) -> dict:
-    """``finemed plan``: the probe of the sweep's CPT runs that the merge did not score; the rest is reading."""
-    runs = [r for r in cfg.cpt_runs if r.rstrip("/") != cfg.chosen_cpt.rstrip("/")]
-    models = [(earlier(ctx, r) or {}).get("model") or cfg.models.get("instruct", "") for r in runs]
-    return probe_cost(models, ctx, limit=cfg.probe_limit, max_new_tokens=cfg.probe_max_new_tokens,
-                      batch_size=cfg.probe_batch_size)
+    """``finemed plan``: nothing new is measured; every probe was run by the selection and the merge sweep."""
+    return {"gpu_hours": 0.0, "disk_gib": 0.0,
+            "assumes": "reads the selection, sweep, answers, judge and failures stages' outputs (seconds of CPU)"}

@@ -33,7 +33,7 @@ from finemed.core.qa_metrics import score_one
 from finemed.core.stages import StageResult, planner, stage
 from finemed.data.loaders import load_squad
 from finemed.papers import claims as K
-from finemed.papers.measures import fmt_ci, paired_bootstrap, paired_diff, require
+from finemed.papers.measures import fmt_ci, paired_bootstrap, paired_diff, publish, require, results_doc_field
 
 log = get_logger(__name__)
 CLAIMS = ("teacher_beats_untuned", "students_retain", "one_shot_helps", "kd_beats_ce")
@@ -58,9 +58,7 @@ class KdQaConfig(StageConfig):
     min_retention: float = Field(0.5, gt=0.0, le=1.0, description="the share of teacher F1 that counts as 'large'")
     bootstrap: int = Field(2000, ge=0)
     seed: int = 0
-    # a name, not a path (so `finemed plan` does not look for it as an input): docs/results/NAME.md, relative to the
-    # working dir (the repo root for `finemed run`)
-    results_doc: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]+$", description="also write docs/results/NAME.md")
+    results_doc: str | None = results_doc_field()
     claims: dict[str, K.ClaimSpec] = Field(description="the pre-registered claims, ids " + ", ".join(CLAIMS))
 
     @field_validator("claims")
@@ -246,10 +244,7 @@ def run(cfg: KdQaConfig, run_dir: Path) -> KdQaResult:
            "kd_minus_ce": kd_ce, "claims": claims, "params": params, "steps": steps}
     md = findings_md(res, per_lang, shot_ci, K.table(verdicts, specs), langs)
     atomic_write_text(run_dir / "findings.md", md)
-    if cfg.results_doc:
-        doc = Path("docs") / "results" / f"{cfg.results_doc}.md"
-        doc.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(doc, md)
+    publish(md, cfg.results_doc)
     atomic_write_json(run_dir / "per_question.json", {"ids": list(gold), "scores": per_q,
                                                       "one_shot_minus_zero_f1": shot_ci})
     summary = (f"teacher 1-shot EM {teacher['1shot']['exact_match']:.1f} vs untuned "

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
-from finemed.core.artifacts import atomic_write_json, read_json, read_manifest
+from finemed.core.artifacts import atomic_write_json, atomic_write_text, read_json, read_manifest
 from finemed.core.config import FinemedError, StageConfig
 from finemed.core.logs import get_logger
 from finemed.core.runtime import Device, DType, resolve
@@ -41,6 +41,21 @@ class ProbeSettings(StageConfig):
     seed: int = 0
     device: Device = "auto"
     dtype: DType = "auto"
+
+
+def results_doc_field():
+    """``results_doc``: a name, not a path (so ``finemed plan`` does not look for it as an input): the findings
+    stage also writes ``docs/results/NAME.md``, relative to the working dir (the repo root for ``finemed run``)."""
+    return Field(None, pattern=r"^[A-Za-z0-9_.-]+$", description="also write docs/results/NAME.md")
+
+
+def publish(md: str, results_doc: str | None) -> Path | None:
+    """Write a findings stage's ``findings.md`` text, verbatim, to ``docs/results/<results_doc>.md``."""
+    if not results_doc:
+        return None
+    doc = Path("docs") / "results" / f"{results_doc}.md"
+    doc.parent.mkdir(parents=True, exist_ok=True)
+    return atomic_write_text(doc, md)
 
 
 def require(path: Path, what: str) -> Path:

@@ -40,6 +40,7 @@ class TargetedSftConfig(C.ProbeSettings):
     models: dict[str, str] = Field(description="{before: merged model, after: SFT model}, as named in the answers")
     failures: str = Field(description="the eval.failures run dir of both models' answers to held-out prompts")
     sft: str | None = Field(None, description="the train.sft run dir (its metrics are quoted)")
+    results_doc: str | None = C.results_doc_field()
     claims: dict[str, K.ClaimSpec] = Field(description=f"the pre-registered claims, ids {', '.join(CLAIMS)}")
 
     @field_validator("claims")
@@ -120,7 +121,7 @@ def findings_markdown(rates: dict, mc: dict, fail: dict, claim_lines: list[str],
 
 @stage("papers.targeted_sft")
 def run(cfg: TargetedSftConfig, run_dir: Path) -> TargetedSftResult:
-    """Stage entry: writes ``findings.md`` and ``findings.json`` in its run dir."""
+    """Stage entry: writes ``findings.md`` and ``findings.json`` in its run dir (and ``docs/results``)."""
     run_dir = Path(run_dir)
     models = C.require_models(cfg.models, ROLES, "papers.targeted_sft")
     probes = {r: C.probe_model(Path(models[r]), run_dir / "probe" / f"{r}.json", cfg) for r in ROLES}
@@ -133,6 +134,7 @@ def run(cfg: TargetedSftConfig, run_dir: Path) -> TargetedSftResult:
     sft_dir = Path(cfg.sft) if cfg.sft else None
     md = findings_markdown(rates, mc, fail, K.table(verdicts, cfg.claims), sft_dir)
     findings = atomic_write_text(run_dir / "findings.md", md)
+    C.publish(md, cfg.results_doc)
     atomic_write_json(run_dir / "findings.json", {"probe": rates, "mcnemar": mc, "failures": fail,
                                                   "claims": {k: v.model_dump() for k, v in verdicts.items()},
                                                   "claims_hash": K.claims_hash(cfg.claims)})

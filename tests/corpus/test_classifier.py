@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from finemed.corpus.classifier_eval import split_by_source
 from finemed.corpus.rows import read_rows
 
@@ -35,7 +37,6 @@ def test_a_silently_diverged_fasttext_model_is_caught_and_retried_at_half_the_lr
     """CI once trained a model whose scores were all saturated (tuned threshold 1.0) without fastText raising:
     a model that does not separate its own training docs is retried at half the lr, and four such tries fail
     with one line."""
-    import pytest
 
     from finemed.core.config import FinemedError
     from finemed.corpus import classifier_fasttext as cf
@@ -64,3 +65,14 @@ def test_a_silently_diverged_fasttext_model_is_caught_and_retried_at_half_the_lr
     with pytest.raises(FinemedError, match="even at lr 0.0625; give it more labelled docs"):
         cf.train_fasttext(texts, labels, tmp_path / "m2.bin")
     assert not (tmp_path / "m2.bin").exists()
+
+
+def test_a_fasttext_failure_that_is_not_a_nan_is_one_line_with_its_cause(tmp_path):
+    """Only fastText's NaN error is retried at a lower lr; any other failure in the training process (here a train
+    file that cannot be read) is one line quoting fastText's own message, never reported as a divergence."""
+    from finemed.core.config import FinemedError
+    from finemed.corpus import classifier_fasttext as cf
+
+    with pytest.raises(FinemedError, match=r"fastText training on .*nope.txt failed: ValueError: .*cannot be opened"):
+        cf._train_isolated(str(tmp_path / "nope.txt"), 0.5, {"epoch": 1, "verbose": 0}, tmp_path / "m.bin")
+    assert not (tmp_path / "m.bin").exists()

@@ -20,8 +20,8 @@ stages:
 """
 
 
-def write(tmp_path: Path, text: str) -> Path:
-    p = tmp_path / "recipe.yaml"
+def write(tmp_path: Path, text: str, name: str = "recipe.yaml") -> Path:
+    p = tmp_path / name
     p.write_text(text)
     return p
 
@@ -36,6 +36,35 @@ def test_recipe_override_addresses_a_stage(tmp_path):
     r = load_recipe(write(tmp_path, GOOD), ["bpb.max_chars=5", "name=other"])
     assert r.name == "other"
     assert r.stages[0].config["max_chars"] == 5
+
+
+def test_a_recipe_with_a_base_is_that_recipe_with_set_applied(tmp_path):
+    """base: + set: (typed values, STAGE.KEY.SUB) give one source for a recipe that differs in a few keys; the child's
+    name wins; --set still applies on top; the base file is left as it was."""
+    write(tmp_path, "name: demo\nstages:\n  - {name: bpb, kind: eval.bpb, config: {max_chars: 4, sets: {a: x}}}\n",
+          "base.yaml")
+    child = write(tmp_path, "base: base.yaml\nname: child\nset:\n  bpb.max_chars: 9\n  bpb.sets.b: [1, 2]\n",
+                  "child.yaml")
+    r = load_recipe(child)
+    assert r.name == "child" and r.stages[0].config == {"max_chars": 9, "sets": {"a": "x", "b": [1, 2]}}
+    assert load_recipe(child, ["bpb.max_chars=3"]).stages[0].config["max_chars"] == 3
+    assert load_recipe(tmp_path / "base.yaml").stages[0].config == {"max_chars": 4, "sets": {"a": "x"}}
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("base: nope.yaml\nname: c\n", "base 'nope.yaml' not found"),
+    ("base: base.yaml\nname: c\nset: {nostage.k: 1}\n",
+     "set 'nostage.k': use STAGE.KEY with a stage of base.yaml (bpb)"),
+    ("base: base.yaml\nname: c\nset: {bpb: 1}\n", "use STAGE.KEY"),
+    ("base: base.yaml\nname: c\nstages: []\n", "changes its stages through set:"),
+    ("name: c\nset: {bpb.k: 1}\nstages:\n  - {name: bpb, kind: eval.bpb}\n", "add base: OTHER.yaml"),
+    ("base: child.yaml\nname: c\n", "leads back to itself"),
+])
+def test_bad_bases_get_one_line(tmp_path, text, expected):
+    write(tmp_path, "name: demo\nstages:\n  - {name: bpb, kind: eval.bpb}\n", "base.yaml")
+    with pytest.raises(ConfigError) as err:
+        load_recipe(write(tmp_path, text, "child.yaml"))
+    assert expected in str(err.value) and "\n" not in str(err.value)
 
 
 BAD_RECIPES = [

@@ -15,8 +15,9 @@ import pytest
 from finemed.core.config import FinemedError
 from finemed.orchestrate.recipe import load_recipe, run_recipe, run_root
 from finemed.papers.claims import NO_EVIDENCE, WORDS, ClaimSpec, judge_all
-from finemed.papers.definemed import DefinemedConfig, evidence, rule_pick
+from finemed.papers.definemed import DefinemedConfig, evidence
 from finemed.papers.measures import mcnemar, paired_bootstrap, require_models
+from finemed.papers.select_cpt import rule_pick
 
 REPO = Path(__file__).resolve().parents[2]
 RECIPE = REPO / "recipes" / "papers" / "definemed-mini.yaml"
@@ -55,6 +56,38 @@ def _probe(passed: int, n: int = 20) -> dict:
     return {"pass_rate": passed / n, "items": [{"id": str(i), "passed": i < passed} for i in range(n)]}
 
 
+def _sweep_case(tmp_path, chosen: str, passes: dict[str, int]):
+    sweep_dir = tmp_path / "merge"
+    (sweep_dir / "probe").mkdir(parents=True)
+    for label, passed in passes.items():
+        (sweep_dir / "probe" / f"{label.replace('=', '')}.json").write_text(json.dumps(_probe(passed)))
+    sweep = {"chosen": chosen, "points": [{"label": x} for x in ("t=0", *passes, "t=1")]}
+    diff = {"merge-instruct": {m + s: v for m in ("off_lang_sentence_share", "length_ratio")
+                               for s, v in (("", (0.1, 0.05, 0.15)), ("_p", 0.01), ("_n", 10))}}
+    spec = dict(measure="m", alpha=0.05, min_effect=0.05)
+    specs = {"cpt_hurts": ClaimSpec(statement="a", test="mcnemar", direction="less", **spec),
+             "merge_restores": ClaimSpec(statement="b", test="mcnemar", direction="greater", correction="holm",
+                                         family="merge_points", **spec),
+             "merge_mixing": ClaimSpec(statement="c", test="paired_bootstrap", direction="greater", **spec),
+             "merge_verbosity": ClaimSpec(statement="d", test="paired_bootstrap", direction="greater", **spec)}
+    cfg = DefinemedConfig(select="x", sweep=str(sweep_dir), failures="f", models={}, claims=specs, bootstrap=500)
+    return cfg, sweep, sweep_dir, {"diff": diff}, specs
+
+
+def test_an_end_point_handed_on_is_no_merge(tmp_path):
+    """The sweep's rule handed on t=0 (the instruct model): 'merging restores' is judged on the family's best merge
+    point with its Holm-adjusted p (8 items vs CPT's 0: p = 2 x 0.5^8 x 2 = 0.016), and the merge-vs-instruct
+    failure claims are not testable (no merged model answered), never 'holds'."""
+    cfg, sweep, sweep_dir, fail, specs = _sweep_case(tmp_path, "t=0", {"t=0.3": 8, "t=0.5": 2})
+    probes = {"instruct": _probe(10), "cpt": _probe(0), "merge": _probe(10)}  # merge = the instruct model
+    ev = evidence(cfg, sweep, sweep_dir, probes, fail)
+    assert ev["merge_restores"].p == pytest.approx(2 * 2 * 0.5 ** 8, abs=1e-4)
+    assert ev["merge_restores"].estimate == pytest.approx(0.4) and "handed on t=0" in ev["merge_restores"].detail
+    out = judge_all(specs, ev)
+    assert out["merge_restores"].verdict == "holds"
+    assert out["merge_mixing"].verdict == out["merge_verbosity"].verdict == "not testable here"
+
+
 def test_merge_restores_is_holm_corrected_over_the_sweep(tmp_path):
     """The chosen merge passes 6 items CPT fails (McNemar p = 2 x 0.5^6 = 0.031 < 0.05), but it is the best of
     three merge points (the others: 5 items, p = 0.0625): Holm makes it 3 x 0.031 = 0.094, no evidence."""
@@ -72,7 +105,7 @@ def test_merge_restores_is_holm_corrected_over_the_sweep(tmp_path):
                                          family="merge_points", **spec),
              "merge_mixing": ClaimSpec(statement="c", test="paired_bootstrap", direction="greater", **spec),
              "merge_verbosity": ClaimSpec(statement="d", test="paired_bootstrap", direction="greater", **spec)}
-    cfg = DefinemedConfig(cpt_runs=[], chosen_cpt="x", sweep=str(sweep_dir), failures="f", models={}, claims=specs,
+    cfg = DefinemedConfig(select="x", sweep=str(sweep_dir), failures="f", models={}, claims=specs,
                           bootstrap=500)
     ev = evidence(cfg, sweep, sweep_dir, probes, {"diff": diff})
     assert ev["merge_restores"].p == pytest.approx(3 * 2 * 0.5 ** 6, abs=1e-3)
@@ -81,7 +114,7 @@ def test_merge_restores_is_holm_corrected_over_the_sweep(tmp_path):
     assert out["merge_restores"].verdict == NO_EVIDENCE  # uncorrected, it would read "holds"
     assert out["cpt_hurts"].verdict == "holds" and out["merge_mixing"].verdict == "holds"
     with pytest.raises(ValueError, match="missing merge_verbosity"):
-        DefinemedConfig(cpt_runs=[], chosen_cpt="x", sweep="s", failures="f", models={},
+        DefinemedConfig(select="x", sweep="s", failures="f", models={},
                         claims={k: v for k, v in specs.items() if k != "merge_verbosity"})
 
 
