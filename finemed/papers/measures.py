@@ -139,15 +139,9 @@ def probe_items(a: dict[str, Any], b: dict[str, Any]) -> tuple[list[float], list
 
 
 def paired_bootstrap(x: list[float], y: list[float], n: int, seed: int = 0) -> tuple[float, float, float]:
-    """Mean of ``y - x`` over pairs and its 95% percentile-bootstrap CI (resampling pairs)."""
-    d = np.asarray(y, dtype=float) - np.asarray(x, dtype=float)
-    if len(d) == 0:
-        return float("nan"), float("nan"), float("nan")
-    if n <= 0 or len(d) == 1:
-        return float(d.mean()), float(d.mean()), float(d.mean())
-    rng = np.random.default_rng(seed)
-    means = d[rng.integers(0, len(d), size=(n, len(d)))].mean(axis=1)
-    return float(d.mean()), float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+    """Mean of ``y - x`` over pairs and its 95% percentile-bootstrap CI: :func:`paired_diff` as a triple."""
+    d = paired_diff(x, y, n, seed)
+    return (float("nan"),) * 3 if not d["n"] else (d["estimate"], d["lo"], d["hi"])
 
 
 def failure_pairs(failures_dir: Path, models: dict[str, str], bootstrap: int, seed: int = 0,
