@@ -91,23 +91,9 @@ def test_an_end_point_handed_on_is_no_merge(tmp_path):
 def test_merge_restores_is_holm_corrected_over_the_sweep(tmp_path):
     """The chosen merge passes 6 items CPT fails (McNemar p = 2 x 0.5^6 = 0.031 < 0.05), but it is the best of
     three merge points (the others: 5 items, p = 0.0625): Holm makes it 3 x 0.031 = 0.094, no evidence."""
-    sweep_dir = tmp_path / "merge"
-    (sweep_dir / "probe").mkdir(parents=True)
-    for label, passed in {"t=0.3": 5, "t=0.5": 6, "t=0.7": 5}.items():
-        (sweep_dir / "probe" / f"{label.replace('=', '')}.json").write_text(json.dumps(_probe(passed)))
-    sweep = {"chosen": "t=0.5", "points": [{"label": x} for x in ("t=0", "t=0.3", "t=0.5", "t=0.7", "t=1")]}
+    cfg, sweep, sweep_dir, fail, specs = _sweep_case(tmp_path, "t=0.5", {"t=0.3": 5, "t=0.5": 6, "t=0.7": 5})
     probes = {"instruct": _probe(8), "cpt": _probe(0), "merge": _probe(6)}
-    diff = {"merge-instruct": {m + s: v for m in ("off_lang_sentence_share", "length_ratio")
-                               for s, v in (("", (0.1, 0.05, 0.15)), ("_p", 0.01), ("_n", 10))}}
-    spec = dict(measure="m", alpha=0.05, min_effect=0.05)
-    specs = {"cpt_hurts": ClaimSpec(statement="a", test="mcnemar", direction="less", **spec),
-             "merge_restores": ClaimSpec(statement="b", test="mcnemar", direction="greater", correction="holm",
-                                         family="merge_points", **spec),
-             "merge_mixing": ClaimSpec(statement="c", test="paired_bootstrap", direction="greater", **spec),
-             "merge_verbosity": ClaimSpec(statement="d", test="paired_bootstrap", direction="greater", **spec)}
-    cfg = DefinemedConfig(select="x", sweep=str(sweep_dir), failures="f", models={}, claims=specs,
-                          bootstrap=500)
-    ev = evidence(cfg, sweep, sweep_dir, probes, {"diff": diff})
+    ev = evidence(cfg, sweep, sweep_dir, probes, fail)
     assert ev["merge_restores"].p == pytest.approx(3 * 2 * 0.5 ** 6, abs=1e-3)
     assert ev["merge_restores"].estimate == pytest.approx(0.3) and ev["merge_restores"].lo > 0
     out = judge_all(specs, ev)
