@@ -25,10 +25,8 @@ FINEMED_TAGS = ("finemed_qa", "finemed_mcq")
 
 def make_lm(model, tokenizer, *, batch_size: int = 8, max_length: int | None = None, mixed_precision=None):
     """lm-eval's ``HFLM`` on the loaded model, recording the first token of each generation (``first_tokens``)."""
-    lm = _recording_hflm()(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, max_length=max_length,
-                           device=str(model.device), mixed_precision_dtype=mixed_precision)
-    lm.first_tokens = {}
-    return lm
+    return _recording_hflm()(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, max_length=max_length,
+                             device=str(model.device), mixed_precision_dtype=mixed_precision)
 
 
 def prompt_key(token_ids) -> tuple[int, ...]:
@@ -48,7 +46,9 @@ def _recording_hflm():
     from lm_eval.models.huggingface import HFLM
 
     class RecordingHFLM(HFLM):
-        first_tokens: dict[tuple[int, ...], int]
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.first_tokens: dict[tuple[int, ...], int] = {}
 
         def _model_generate(self, context, max_length, stop, **generation_kwargs):
             out = super()._model_generate(context, max_length, stop, **generation_kwargs)

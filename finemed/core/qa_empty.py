@@ -66,10 +66,10 @@ def explain_empty(samples: list[dict], model, tokenizer, runtime=None,
         return {}, {}
     prompts = [_prompt(s) for s in empty]
     known = {}
-    for i, prompt in enumerate(prompts):
-        key = prompt_key(tokenizer(prompt, add_special_tokens=False)["input_ids"]) if recorded else None
-        if key in (recorded or {}):
-            known[i] = first_token_kind(recorded[key], tokenizer)
+    for i, prompt in enumerate(prompts if recorded else []):
+        token = recorded.get(prompt_key(tokenizer(prompt, add_special_tokens=False)["input_ids"]))
+        if token is not None:
+            known[i] = first_token_kind(token, tokenizer)
     rest = [i for i in range(len(prompts)) if i not in known]
     computed = first_tokens(model, tokenizer, [prompts[i] for i in rest], runtime) if rest else []
     known.update({i: kind for i, (_, kind) in zip(rest, computed)})

@@ -122,7 +122,7 @@ def _train_isolated(train_file: str, lr: float, kwargs: dict, out: Path) -> None
     proc.join()
     if proc.exitcode == 0 and not message:
         return
-    if "nan" in message.lower():
+    if "Encountered NaN" in message:  # fastText's own words (a path with "nan" in it is not a divergence)
         raise RuntimeError(message)
     raise FinemedError(f"fastText training on {train_file} failed: "
                        f"{message or f'the training process died (exit code {proc.exitcode})'}")
