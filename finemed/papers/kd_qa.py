@@ -155,6 +155,30 @@ def judge_claims(cfg: "KdQaConfig", per_q: dict) -> tuple[dict[str, K.Verdict], 
     return K.judge_all(specs, ev), specs
 
 
+def _rule(distill_dir: Path) -> str:
+    """The plateau rule a train.distill run was given (its manifest's config), in words."""
+    from finemed.core.plateau import PlateauRule
+
+    manifest = Path(distill_dir) / "manifest.json"
+    rule = read_json(manifest).get("config", {}).get("plateau") if manifest.is_file() else None
+    return PlateauRule(**rule).describe() if rule else "no plateau rule (a fixed number of steps)"
+
+
+def _curve_lines(curves: dict[str, dict]) -> list[str]:
+    """How each student's training ended, with the held-out bpb the plateau rule scored."""
+    if not curves:
+        return []
+    rules = sorted({c["rule"] for c in curves.values()})
+    lines = ["", "## Training to the plateau", "", "Rule, stated in the recipe before the run: " + "; ".join(rules)
+             + ". A student that reached the step ceiling still improving is marked so.", "",
+             "| student | steps | ended by | held-out bpb by step |", "|---|---|---|---|"]
+    for name, c in curves.items():
+        ended = "the plateau rule" if c["stopped_by"] == "plateau" else "the step ceiling (not plateaued)"
+        lines.append(f"| {name} | {c['steps']} | {ended} | "
+                     + ", ".join(f"{int(st)}: {v:.3f}" for st, v in c["history"]) + " |")
+    return lines
+
+
 def findings_md(res: dict[str, Any], per_lang: dict[str, dict[str, float]], shot_ci: dict[str, list[float]],
                 claim_lines: list[str], langs: dict[str, int]) -> str:
     """The findings tables, as written to ``findings.md`` (and ``docs/results/kd-qa.md``)."""
@@ -177,6 +201,7 @@ def findings_md(res: dict[str, Any], per_lang: dict[str, dict[str, float]], shot
             lines.append(f"| {model} | {'' if params is None else f'{params / 1e6:.1f}M'} | "
                          f"{'' if red is None else f'{red:.1f}'} | {res.get('steps', {}).get(model, '')} | {shot} | "
                          + " | ".join(cells + rcells) + " |")
+    lines += _curve_lines(res.get("curves", {}))
     lines += ["", "## By language (1-shot F1)", "", "| model | " + " | ".join(per_lang[next(iter(per_lang))])
               + " |", "|---|" + "---|" * len(per_lang[next(iter(per_lang))])]
     for model, by in per_lang.items():
@@ -216,6 +241,7 @@ def run(cfg: KdQaConfig, run_dir: Path) -> KdQaResult:
     params: dict[str, float] = {}
     reduction: dict[str, float] = {}
     steps: dict[str, str] = {}  # training steps per student, "(plateau)" where the stated rule ended training
+    curves: dict[str, dict] = {}  # per student: how training ended and the held-out bpb the plateau rule scored
     for s, r in cfg.students.items():
         info = read_json(require(Path(r.distill) / "metrics.json", f"the train.distill metrics of {s}"))
         params["teacher"] = params["untuned"] = info["student"]["teacher_parameters"]
@@ -228,6 +254,8 @@ def run(cfg: KdQaConfig, run_dir: Path) -> KdQaResult:
                                                                 f"the train.distill metrics of {s}_ce"))
                 steps[f"{s}_{role}"] = f"{m['steps']}" + (" (plateau)" if m["kd_train"].get("stopped_by") ==
                                                           "plateau" else "")
+                curves[f"{s}_{role}"] = {"steps": m["steps"], "stopped_by": m["kd_train"].get("stopped_by", "steps"),
+                                         "history": m["kd_train"].get("plateau", []), "rule": _rule(Path(d))}
     n, seed = cfg.bootstrap, cfg.seed
     kd_ce = {s: {f"{shot}shot.{m}": _ci(per_q[f"{s}_ce"][shot][m], per_q[f"{s}_kd"][shot][m], n, seed)
                  for shot in cfg.tasks for m in METRICS} for s in cfg.students}
@@ -241,7 +269,7 @@ def run(cfg: KdQaConfig, run_dir: Path) -> KdQaResult:
                        for lg in sorted(set(lang.get(q, "en") for q in gold))}
     langs = {lg: sum(lang.get(q, "en") == lg for q in gold) for lg in sorted(set(lang.get(q, "en") for q in gold))}
     res = {"questions": len(gold), "scores": scores, "retention": retention, "parameter_reduction_pct": reduction,
-           "kd_minus_ce": kd_ce, "claims": claims, "params": params, "steps": steps}
+           "kd_minus_ce": kd_ce, "claims": claims, "params": params, "steps": steps, "curves": curves}
     md = findings_md(res, per_lang, shot_ci, K.table(verdicts, specs), langs)
     atomic_write_text(run_dir / "findings.md", md)
     publish(md, cfg.results_doc)

@@ -73,7 +73,7 @@ def test_kd_qa_mini_rehearsal(rehearsal_runs, tmp_path):
         distill = json.loads((root / name / "metrics.json").read_text())
         assert distill["kd_train"]["plateau"][0][0] == 0 and found["steps"][name].startswith(str(distill["steps"]))
     md = (root / "findings" / "findings.md").read_text()
-    assert "## KD − CE" in md and "Students retain a large share" in md
+    assert "## KD − CE" in md and "Students retain a large share" in md and "## Training to the plateau" in md
     assert all(v.split(":")[0] in WORDS for v in found["claims"].values()) and len(found["claims_hash"]) == 16
     assert not (tmp_path / "docs").exists()  # a rehearsal never overwrites docs/results
     sft = json.loads((root / "teacher" / "metrics.json").read_text())
