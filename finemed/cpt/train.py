@@ -37,7 +37,7 @@ from finemed.core.logs import get_logger
 from finemed.core.plan_estimates import sized
 from finemed.core.runtime import Device, DType, Runtime, resolve
 from finemed.core.stages import StageResult, planner, stage
-from finemed.core.texts import TextSet, general_eval_default, heldout_texts, train_texts
+from finemed.core.texts import TextSet, general_eval_default, heldout_texts, iter_texts, train_texts
 from finemed.core.training_plan import check_memory, estimate
 from finemed.data.packing import MixedBlocks, PackCollator, PackedBlocks, token_stream
 from finemed.models.arch import from_scratch
@@ -118,12 +118,17 @@ class CptResult(StageResult):
 
 
 def eval_texts(config: CptConfig) -> dict[str, list[str]]:
-    """Held-out sets: ``domain`` plus each ``general_eval`` set, all texts whose hash score < fraction."""
+    """Held-out sets: ``domain`` plus each ``general_eval`` set, all texts whose hash score < fraction. A source
+    that names a held-out split already (``...@heldout``, e.g. ``builtin:debian.mix-8000@heldout``) is taken whole
+    (up to the caps): it shares no document with a train split, and splitting it again would leave almost nothing."""
     sets = {"domain": config.domain, **config.general_eval}
     out: dict[str, list[str]] = {}
     for name, ts in sets.items():
         cap = min(config.eval_max_docs, ts.max_docs or config.eval_max_docs)
-        out[name] = heldout_texts(ts.source, config.heldout_fraction, config.seed, cap)
+        if ts.source.endswith("@heldout"):
+            out[name] = list(iter_texts(ts.source, cap))
+        else:
+            out[name] = heldout_texts(ts.source, config.heldout_fraction, config.seed, cap)
         if not out[name]:
             raise FinemedError(f"held-out set {name!r} ({ts.source}) is empty: no text fell in the held-out "
                                f"{config.heldout_fraction:.0%}; add texts or raise heldout_fraction")

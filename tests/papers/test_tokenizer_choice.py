@@ -98,7 +98,7 @@ def test_tokenizer_claims_at_chance_are_not_testable():
     """SIB-200 accuracy at the majority-class rate: 'does not predict' is not testable, never 'holds'."""
     from types import SimpleNamespace
 
-    from finemed.papers.claims import HOLDS, NO_EVIDENCE, NOT_TESTABLE, ClaimSpec, judge_all
+    from finemed.papers.claims import DOES_NOT_HOLD, HOLDS, NO_EVIDENCE, NOT_TESTABLE, ClaimSpec, judge_all
     from finemed.papers.tokenizer_choice import mean_ci
     from finemed.papers.tokenizer_claims import CLAIMS, evidence, wilson_low
 
@@ -116,8 +116,43 @@ def test_tokenizer_claims_at_chance_are_not_testable():
     out = judge_all(spec, evidence(cfg, rows, corrs, [], [], mean_ci))
     assert out["no_prediction_sib"].verdict == NOT_TESTABLE and "chance" in out["no_prediction_sib"].detail
     assert out["no_prediction_bpb"].verdict == HOLDS  # the same CI within +-0.3 on a measure above its floor
-    assert out["multi_better_sib"].verdict == NOT_TESTABLE and out["en_costs_more"].verdict == NOT_TESTABLE
-    assert out["vocab_3x"].verdict == NO_EVIDENCE  # no ratio measured
+    assert out["multi_better_sib"].verdict == NOT_TESTABLE
+    assert out["en_costs_more"].verdict == NO_EVIDENCE and out["vocab_3x"].verdict == NO_EVIDENCE  # none measured
+    costs = [{"measured": m} for m in (0.4, 0.6, 0.5, 0.7)]
+    assert judge_all(spec, evidence(cfg, rows, corrs, costs, [], mean_ci))["en_costs_more"].verdict == HOLDS
+    costs = [{"measured": m} for m in (-0.4, -0.6, -0.5, -0.7)]
+    assert judge_all(spec, evidence(cfg, rows, corrs, costs, [], mean_ci))["en_costs_more"].verdict == DOES_NOT_HOLD
     rows = [_row("EN", 0.70, 1.8, 3.1), _row("MULTI", 0.75, 1.4, 2.9)]
     out = judge_all(spec, evidence(cfg, rows, corrs, [], [], mean_ci))
     assert out["no_prediction_sib"].verdict == HOLDS  # well above chance: now the null claim can be judged
+
+
+def test_extra_cost_is_read_off_both_learning_curves(tmp_path):
+    """The better model's first crossing of the worse one's final bpb, linear between eval points."""
+    from finemed.core.config import FinemedError
+    from finemed.papers.tokenizer_cost import bpb_curve, extra_cost_to_same_bpb, fmt_cost, median_ci, steps_to_reach
+
+    multi = [(0, 6.0), (8, 4.0), (16, 3.0), (24, 2.5)]
+    en = [(0, 6.0), (8, 4.5), (16, 3.8), (24, 3.5)]
+    assert steps_to_reach(multi, 3.5) == pytest.approx(12.0) and steps_to_reach(multi, 2.0) is None
+    got = extra_cost_to_same_bpb(en, multi, 10.0, 10.0)  # MULTI reaches EN's final 3.5 at step 12 of 24
+    assert got["target_bpb"] == 3.5 and got["multi_steps"] == pytest.approx(12.0)
+    assert got["measured"] == pytest.approx(24 / 12 - 1)
+    got = extra_cost_to_same_bpb(multi, en, 10.0, 10.0)  # swapped: the EN-only model is the better one
+    assert got["measured"] == pytest.approx(12 / 24 - 1)
+    assert extra_cost_to_same_bpb(en, multi, 10.0, 5.0)["measured"] == pytest.approx(24 * 10 / (12 * 5) - 1)
+    at_init = [(0, 3.4), (8, 3.0), (16, 2.9), (24, 2.8)]  # the multilingual model starts below EN-only's final bpb
+    assert math.isinf(extra_cost_to_same_bpb(en, at_init, 10.0, 10.0)["measured"])
+    ci = median_ci([0.2, 0.3, math.inf, 0.5, 0.4], n_boot=200, confidence=0.95, seed=0)
+    assert ci["mean"] == 0.4 and 0 < ci["lo"] <= 0.4 <= ci["hi"]  # one unbounded pair does not swamp the median
+    assert fmt_cost(math.inf) == "unbounded" and fmt_cost(0.25) == "+25.0%"
+
+    run = tmp_path / "train"
+    run.mkdir()
+    (run / "metrics.json").write_text(json.dumps({"steps": 24, "bpb_after": {"mix": 2.5, "domain": 2.0}}))
+    (run / "bpb_before.json").write_text(json.dumps({"mix": 6.0, "domain": 6.1}))
+    (run / "log_history.json").write_text(json.dumps(
+        [{"loss": 5.0, "step": 8}, {"bpb_mix": 4.0, "bpb_domain": 4.1, "step": 8}, {"bpb_mix": 3.0, "step": 16}]))
+    assert bpb_curve(run, "mix") == [(0, 6.0), (8, 4.0), (16, 3.0), (24, 2.5)]
+    with pytest.raises(FinemedError, match="no learning curve on held-out set 'other'"):
+        bpb_curve(run, "other")
