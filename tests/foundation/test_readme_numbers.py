@@ -51,7 +51,8 @@ def test_paper_headlines_quote_only_what_a_findings_stage_wrote():
 
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     rows = paper_rows(readme)
-    assert {"definemed-mini.yaml", "targeted-sft-mini.yaml", "targeted-sft-instruct-mini.yaml"} <= {r[0] for r in rows}
+    assert {"definemed-mini.yaml", "targeted-sft-mini.yaml", "targeted-sft-instruct-mini.yaml", "kd-qa-mini.yaml",
+            "tokenizer-choice-mini.yaml"} <= {r[0] for r in rows}
     for recipe, _, headline in rows:
         doc = re.search(r"`docs/results/([\w.-]+\.md)`", headline)
         assert doc, f"{recipe}: the headline names no docs/results file"
