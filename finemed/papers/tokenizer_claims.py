@@ -6,7 +6,8 @@ Claim ids (:data:`CLAIMS`) and what each is judged on:
   with its bootstrap CI; an equivalence claim ("does not predict" = |ρ| below the registered ``min_effect``).
   SIB-200 is not testable while no model's accuracy clears the majority-class rate of its language (the Wilson
   95% lower bound of accuracy minus that rate, against the registered floor 0): a measure at chance cannot show
-  whether anything predicts it;
+  whether anything predicts it; nor while the models' accuracies do not differ beyond sampling noise
+  (:func:`sib_differs`): a probe that reads the same bag of words from every model gives rho = 0 by construction;
 - ``en_higher_fertility``: fertility of each EN-only tokenizer minus its multilingual twin's on de/fr/it/es;
 - ``multi_better_sib`` / ``multi_better_bpb``: the multilingual twin's SIB-200 accuracy gain / bpb drop on
   de/fr/it/es (mean over twin pairs and languages, bootstrap CI);
@@ -46,6 +47,27 @@ def sib_above_chance(rows: list[dict], langs: list[str]) -> float | None:
     return max(gaps) if gaps else None
 
 
+def sib_differs(rows: list[dict], langs: list[str], alpha: float) -> tuple[bool, str]:
+    """(testable, why not): whether the models' SIB-200 accuracies differ beyond sampling noise in some language
+    (scipy's chi-square test of homogeneity of correct/wrong counts across models, Holm over languages). Where they
+    do not, a correlation with fertility is 0 by construction, so "does not predict" could not fail."""
+    from scipy.stats import chi2_contingency
+
+    pvalues = {}
+    for lang in langs:
+        table = [[round(r["sib"][lang] * n), n - round(r["sib"][lang] * n)] for r in rows
+                 if r["sib"].get(lang) is not None and (n := int(r.get("sib_n", {}).get(lang, 0))) > 0]
+        if len(table) >= 2 and all(sum(col) > 0 for col in zip(*table)):
+            pvalues[lang] = float(chi2_contingency(table).pvalue)
+    if not pvalues:
+        return False, "no language has SIB-200 counts from two models"
+    adjusted = K.holm(pvalues)
+    lang = min(adjusted, key=adjusted.get)
+    return adjusted[lang] < alpha, (f"the models' SIB-200 accuracies do not differ beyond sampling noise "
+                                    f"(chi-square homogeneity across {len(rows)} models, smallest Holm-adjusted "
+                                    f"p = {adjusted[lang]:.3f} in {lang})")
+
+
 def _rho(c: dict | None, what: str) -> K.Evidence:
     if not c or any(math.isnan(c[k]) for k in ("rho", "lo", "hi")):
         return K.Evidence(estimate=None, lo=None, hi=None, detail=f"{what}: ρ undefined (a constant series)")
@@ -81,15 +103,18 @@ def evidence(cfg: Any, rows: list[dict], corrs: list[dict], costs: list[dict], m
     pooled = {(c["metric"], c["score"]): c for c in corrs if c["scope"] == "pooled"}
     best = sib_above_chance(rows, cfg.langs)
     sib_ok, sib_why = K.at_floor(best, cfg.claims["no_prediction_sib"].floor)
+    sib_why = f"SIB-200 accuracy is at chance: {sib_why}"
+    if sib_ok:
+        sib_ok, sib_why = sib_differs(rows, cfg.langs, cfg.claims["no_prediction_sib"].alpha)
     ev = {"no_prediction_sib": _rho(pooled.get(("fertility", "sib")), "SIB-200 accuracy"),
           "no_prediction_bpb": _rho(pooled.get(("fertility", "bpb")), "held-out bpb")}
     ev["no_prediction_sib"] = ev["no_prediction_sib"].model_copy(
-        update={"testable": sib_ok, "why_not": f"SIB-200 accuracy is at chance: {sib_why}"})
+        update={"testable": sib_ok, "why_not": sib_why})
     ev["en_higher_fertility"] = _mean_ev(_twin_diffs(rows, cfg, "fertility", -1), mean_ci, cfg,
                                          "fertility EN-only − multilingual on de/fr/it/es")
     ev["multi_better_sib"] = _mean_ev(_twin_diffs(rows, cfg, "sib", 1), mean_ci, cfg,
                                       "SIB-200 accuracy multilingual − EN-only on de/fr/it/es", testable=sib_ok,
-                                      why_not=f"SIB-200 accuracy is at chance: {sib_why}")
+                                      why_not=sib_why)
     ev["multi_better_bpb"] = _mean_ev(_twin_diffs(rows, cfg, "bpb", -1), mean_ci, cfg,
                                       "bpb drop multilingual vs EN-only on de/fr/it/es")
     ev["en_costs_more"] = _mean_ev([c["measured"] for c in costs], median_ci, cfg,

@@ -122,9 +122,13 @@ def test_tokenizer_claims_at_chance_are_not_testable():
     assert judge_all(spec, evidence(cfg, rows, corrs, costs, [], mean_ci))["en_costs_more"].verdict == HOLDS
     costs = [{"measured": m} for m in (-0.4, -0.6, -0.5, -0.7)]
     assert judge_all(spec, evidence(cfg, rows, corrs, costs, [], mean_ci))["en_costs_more"].verdict == DOES_NOT_HOLD
-    rows = [_row("EN", 0.70, 1.8, 3.1), _row("MULTI", 0.75, 1.4, 2.9)]
+    rows = [_row("EN", 0.70, 1.8, 3.1), _row("MULTI", 0.72, 1.4, 2.9)]
     out = judge_all(spec, evidence(cfg, rows, corrs, [], [], mean_ci))
-    assert out["no_prediction_sib"].verdict == HOLDS  # well above chance: now the null claim can be judged
+    assert out["no_prediction_sib"].verdict == NOT_TESTABLE  # above chance, but the models do not differ
+    assert "sampling noise" in out["no_prediction_sib"].detail
+    rows = [_row("EN", 0.40, 1.8, 3.1), _row("MULTI", 0.80, 1.4, 2.9)]
+    out = judge_all(spec, evidence(cfg, rows, corrs, [], [], mean_ci))
+    assert out["no_prediction_sib"].verdict == HOLDS  # above chance and the models differ: the null claim is judged
 
 
 def test_extra_cost_is_read_off_both_learning_curves(tmp_path):
