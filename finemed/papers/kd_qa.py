@@ -29,6 +29,7 @@ from finemed.core.artifacts import atomic_write_json, atomic_write_text, read_js
 from finemed.core.config import FinemedError, StageConfig
 from finemed.core.logs import get_logger
 from finemed.core.plan_estimates import cpu
+from finemed.core.plateau import PlateauRule
 from finemed.core.qa_metrics import score_one
 from finemed.core.stages import StageResult, planner, stage
 from finemed.data.loaders import load_squad
@@ -157,8 +158,6 @@ def judge_claims(cfg: "KdQaConfig", per_q: dict) -> tuple[dict[str, K.Verdict], 
 
 def _rule(distill_dir: Path) -> str:
     """The plateau rule a train.distill run was given (its manifest's config), in words."""
-    from finemed.core.plateau import PlateauRule
-
     manifest = Path(distill_dir) / "manifest.json"
     rule = read_json(manifest).get("config", {}).get("plateau") if manifest.is_file() else None
     return PlateauRule(**rule).describe() if rule else "no plateau rule (a fixed number of steps)"
