@@ -68,8 +68,6 @@ def extra_cost_to_same_bpb(en: list[tuple[int, float]], multi: list[tuple[int, f
     target = max(en_final[1], multi_final[1])
     en_steps = steps_to_reach(en, target) if en_final[1] < target else float(en_final[0])
     multi_steps = steps_to_reach(multi, target) if multi_final[1] < target else float(multi_final[0])
-    if en_final[1] == multi_final[1]:
-        en_steps, multi_steps = float(en_final[0]), float(multi_final[0])
     en_flops, multi_flops = en_steps * en_flops_per_step, multi_steps * multi_flops_per_step
     cost = en_flops / multi_flops - 1 if multi_flops > 0 else math.inf
     return {"target_bpb": target, "en_steps": en_steps, "multi_steps": multi_steps, "measured": cost}
