@@ -33,6 +33,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import random
+import statistics
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -119,6 +121,18 @@ def decide(spec: ClaimSpec, ev: Evidence, p_adjusted: float | None = None) -> st
     if (m > 0 and (lo >= m or hi <= -m)) or (m == 0 and (lo > 0 or hi < 0)):
         return DOES_NOT_HOLD
     return NO_EVIDENCE
+
+
+def bootstrap_ci(values: list[float], *, stat: Literal["mean", "median"] = "mean", n_boot: int,
+                 confidence: float, seed: int) -> dict:
+    """``stat`` (mean or median; +inf allowed for the median) of ``values`` and its percentile bootstrap CI:
+    ``{"estimate", "lo", "hi", "n"}``, the evidence a ``bootstrap_ci`` claim is judged on."""
+    f = statistics.fmean if stat == "mean" else statistics.median
+    rng = random.Random(seed)
+    boots = sorted(f([rng.choice(values) for _ in values]) for _ in range(n_boot))
+    alpha = (1 - confidence) / 2
+    return {"estimate": f(values), "lo": boots[int(alpha * (n_boot - 1))],
+            "hi": boots[int((1 - alpha) * (n_boot - 1))], "n": len(values)}
 
 
 def at_floor(best_lower_bound: float | None, floor: float | None) -> tuple[bool, str]:

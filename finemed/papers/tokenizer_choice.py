@@ -131,15 +131,6 @@ def spearman_ci(x: list[float], y: list[float], *, n_boot: int, confidence: floa
     return {"rho": r, "lo": lo, "hi": hi, "n": len(x)}
 
 
-def mean_ci(values: list[float], *, n_boot: int, confidence: float, seed: int) -> dict:
-    """Mean and percentile bootstrap CI of ``values``."""
-    rng = random.Random(seed)
-    boots = sorted(sum(rng.choice(values) for _ in values) / len(values) for _ in range(n_boot))
-    alpha = (1 - confidence) / 2
-    return {"mean": sum(values) / len(values), "lo": boots[int(alpha * (n_boot - 1))],
-            "hi": boots[int((1 - alpha) * (n_boot - 1))], "n": len(values)}
-
-
 def log_interp_vocab(points: list[tuple[int, float]], target: float) -> tuple[Optional[float], str]:
     """The vocab at which fertility (linear in log vocab between sweep sizes) reaches ``target``."""
     pts = sorted(points)
@@ -333,7 +324,7 @@ def run(cfg: TokenizerChoiceConfig, run_dir: Path) -> TokenizerChoiceResult:
     corrs = _correlations(cfg, rows)
     costs = _costs(cfg, rows, metrics, details)
     match = _vocab_match(cfg, metrics, sweep)
-    verdicts = K.judge_all(cfg.claims, TC.evidence(cfg, rows, corrs, costs, match, mean_ci))
+    verdicts = K.judge_all(cfg.claims, TC.evidence(cfg, rows, corrs, costs, match))
     claims = {cid: v.line() for cid, v in verdicts.items()}
     md = findings_markdown(cfg, rows, corrs, costs, match, K.table(verdicts, cfg.claims), spread)
     atomic_write_text(run_dir / "findings.md", md)

@@ -22,10 +22,9 @@ from __future__ import annotations
 
 import math
 import statistics
-from typing import Any, Callable
+from typing import Any
 
 from finemed.papers import claims as K
-from finemed.papers.tokenizer_cost import median_ci
 
 CLAIMS = ("no_prediction_sib", "no_prediction_bpb", "en_higher_fertility", "multi_better_sib", "multi_better_bpb",
           "en_costs_more", "vocab_3x")
@@ -89,16 +88,17 @@ def _twin_diffs(rows: list[dict], cfg: Any, key: str, sign: int) -> list[float]:
     return out
 
 
-def _mean_ev(diffs: list[float], mean_ci: Callable, cfg: Any, what: str, **kw) -> K.Evidence:
+def _ci_ev(diffs: list[float], cfg: Any, what: str, stat: str = "mean", **kw) -> K.Evidence:
     if len(diffs) < 2:
         return K.Evidence(estimate=None, lo=None, hi=None, detail=f"{what}: fewer than 2 twin pairs", **kw)
-    ci = mean_ci(diffs, n_boot=cfg.bootstrap, confidence=cfg.confidence, seed=cfg.seed)
-    return K.Evidence(estimate=ci["mean"], lo=ci["lo"], hi=ci["hi"],
-                      detail=f"{what} = {ci['mean']:+.3f} [{ci['lo']:+.3f}, {ci['hi']:+.3f}] ({ci['n']} pairs)", **kw)
+    ci = K.bootstrap_ci(diffs, stat=stat, n_boot=cfg.bootstrap, confidence=cfg.confidence, seed=cfg.seed)
+    return K.Evidence(estimate=ci["estimate"], lo=ci["lo"], hi=ci["hi"],
+                      detail=f"{what} = {ci['estimate']:+.3f} [{ci['lo']:+.3f}, {ci['hi']:+.3f}] ({ci['n']} pairs)",
+                      **kw)
 
 
-def evidence(cfg: Any, rows: list[dict], corrs: list[dict], costs: list[dict], match: list[dict],
-             mean_ci: Callable) -> dict[str, K.Evidence]:
+def evidence(cfg: Any, rows: list[dict], corrs: list[dict], costs: list[dict],
+             match: list[dict]) -> dict[str, K.Evidence]:
     """What each pre-registered tokenizer-choice claim is judged on."""
     pooled = {(c["metric"], c["score"]): c for c in corrs if c["scope"] == "pooled"}
     best = sib_above_chance(rows, cfg.langs)
@@ -110,16 +110,16 @@ def evidence(cfg: Any, rows: list[dict], corrs: list[dict], costs: list[dict], m
           "no_prediction_bpb": _rho(pooled.get(("fertility", "bpb")), "held-out bpb")}
     ev["no_prediction_sib"] = ev["no_prediction_sib"].model_copy(
         update={"testable": sib_ok, "why_not": sib_why})
-    ev["en_higher_fertility"] = _mean_ev(_twin_diffs(rows, cfg, "fertility", -1), mean_ci, cfg,
+    ev["en_higher_fertility"] = _ci_ev(_twin_diffs(rows, cfg, "fertility", -1), cfg,
                                          "fertility EN-only − multilingual on de/fr/it/es")
-    ev["multi_better_sib"] = _mean_ev(_twin_diffs(rows, cfg, "sib", 1), mean_ci, cfg,
+    ev["multi_better_sib"] = _ci_ev(_twin_diffs(rows, cfg, "sib", 1), cfg,
                                       "SIB-200 accuracy multilingual − EN-only on de/fr/it/es", testable=sib_ok,
                                       why_not=sib_why)
-    ev["multi_better_bpb"] = _mean_ev(_twin_diffs(rows, cfg, "bpb", -1), mean_ci, cfg,
+    ev["multi_better_bpb"] = _ci_ev(_twin_diffs(rows, cfg, "bpb", -1), cfg,
                                       "bpb drop multilingual vs EN-only on de/fr/it/es")
-    ev["en_costs_more"] = _mean_ev([c["measured"] for c in costs], median_ci, cfg,
-                                   "extra FLOPs of EN-only to the same held-out bpb on the 5-language set, "
-                                   "median over twin pairs")
+    ev["en_costs_more"] = _ci_ev([c["measured"] for c in costs], cfg,
+                                 "extra FLOPs of EN-only to the same held-out bpb on the 5-language set, "
+                                 "median over twin pairs", stat="median")
     ratios = [m["ratio"] for m in match if m["ratio"]]
     ev["vocab_3x"] = K.Evidence(
         estimate=statistics.median(ratios) - 2 if ratios else None, lo=min(ratios) - 2 if ratios else None,

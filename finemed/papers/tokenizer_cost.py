@@ -14,7 +14,7 @@ algorithm, library and vocabulary, so the same FLOPs per token):
   (negative when the EN-only model gets there first; unbounded, +inf, when the multilingual model is at the target
   already at initialisation: no amount of the EN-only model's training was worth anything on this set).
 
-The claim is judged on the median over twin pairs with a bootstrap CI (:func:`median_ci`): an unbounded pair is
+The claim is judged on the median over twin pairs with a bootstrap CI (:func:`finemed.papers.claims.bootstrap_ci`): an unbounded pair is
 just a large value to a median, where it would swamp a mean.
 
 A point in the middle of a cosine schedule sits above what a schedule ending there would reach, so the better
@@ -25,8 +25,6 @@ Hand-written: reading a crossing off two logged curves is a few lines, and no li
 from __future__ import annotations
 
 import math
-import random
-import statistics
 from pathlib import Path
 
 from finemed.core.artifacts import read_json
@@ -71,15 +69,6 @@ def extra_cost_to_same_bpb(en: list[tuple[int, float]], multi: list[tuple[int, f
     en_flops, multi_flops = en_steps * en_flops_per_step, multi_steps * multi_flops_per_step
     cost = en_flops / multi_flops - 1 if multi_flops > 0 else math.inf
     return {"target_bpb": target, "en_steps": en_steps, "multi_steps": multi_steps, "measured": cost}
-
-
-def median_ci(values: list[float], *, n_boot: int, confidence: float, seed: int) -> dict:
-    """Median of ``values`` (+inf allowed) and its percentile bootstrap CI."""
-    rng = random.Random(seed)
-    boots = sorted(statistics.median(rng.choices(values, k=len(values))) for _ in range(n_boot))
-    alpha = (1 - confidence) / 2
-    return {"mean": statistics.median(values), "lo": boots[int(alpha * (n_boot - 1))],
-            "hi": boots[int((1 - alpha) * (n_boot - 1))], "n": len(values)}
 
 
 def fmt_cost(cost: float) -> str:

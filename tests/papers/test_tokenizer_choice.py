@@ -99,7 +99,6 @@ def test_tokenizer_claims_at_chance_are_not_testable():
     from types import SimpleNamespace
 
     from finemed.papers.claims import DOES_NOT_HOLD, HOLDS, NO_EVIDENCE, NOT_TESTABLE, ClaimSpec, judge_all
-    from finemed.papers.tokenizer_choice import mean_ci
     from finemed.papers.tokenizer_claims import CLAIMS, evidence, wilson_low
 
     assert wilson_low(0.5, 100) == pytest.approx(0.4038, abs=1e-4)  # Wilson 95% for 50/100
@@ -113,28 +112,29 @@ def test_tokenizer_claims_at_chance_are_not_testable():
     rows = [_row("EN", 0.27, 1.8, 3.1), _row("MULTI", 0.26, 1.4, 2.9)]
     corrs = [{"metric": "fertility", "score": "sib", "scope": "pooled", "rho": 0.05, "lo": -0.2, "hi": 0.25, "n": 4},
              {"metric": "fertility", "score": "bpb", "scope": "pooled", "rho": 0.1, "lo": -0.2, "hi": 0.25, "n": 4}]
-    out = judge_all(spec, evidence(cfg, rows, corrs, [], [], mean_ci))
+    out = judge_all(spec, evidence(cfg, rows, corrs, [], []))
     assert out["no_prediction_sib"].verdict == NOT_TESTABLE and "chance" in out["no_prediction_sib"].detail
     assert out["no_prediction_bpb"].verdict == HOLDS  # the same CI within +-0.3 on a measure above its floor
     assert out["multi_better_sib"].verdict == NOT_TESTABLE
     assert out["en_costs_more"].verdict == NO_EVIDENCE and out["vocab_3x"].verdict == NO_EVIDENCE  # none measured
     costs = [{"measured": m} for m in (0.4, 0.6, 0.5, 0.7)]
-    assert judge_all(spec, evidence(cfg, rows, corrs, costs, [], mean_ci))["en_costs_more"].verdict == HOLDS
+    assert judge_all(spec, evidence(cfg, rows, corrs, costs, []))["en_costs_more"].verdict == HOLDS
     costs = [{"measured": m} for m in (-0.4, -0.6, -0.5, -0.7)]
-    assert judge_all(spec, evidence(cfg, rows, corrs, costs, [], mean_ci))["en_costs_more"].verdict == DOES_NOT_HOLD
+    assert judge_all(spec, evidence(cfg, rows, corrs, costs, []))["en_costs_more"].verdict == DOES_NOT_HOLD
     rows = [_row("EN", 0.70, 1.8, 3.1), _row("MULTI", 0.72, 1.4, 2.9)]
-    out = judge_all(spec, evidence(cfg, rows, corrs, [], [], mean_ci))
+    out = judge_all(spec, evidence(cfg, rows, corrs, [], []))
     assert out["no_prediction_sib"].verdict == NOT_TESTABLE  # above chance, but the models do not differ
     assert "sampling noise" in out["no_prediction_sib"].detail
     rows = [_row("EN", 0.40, 1.8, 3.1), _row("MULTI", 0.80, 1.4, 2.9)]
-    out = judge_all(spec, evidence(cfg, rows, corrs, [], [], mean_ci))
+    out = judge_all(spec, evidence(cfg, rows, corrs, [], []))
     assert out["no_prediction_sib"].verdict == HOLDS  # above chance and the models differ: the null claim is judged
 
 
 def test_extra_cost_is_read_off_both_learning_curves(tmp_path):
     """The better model's first crossing of the worse one's final bpb, linear between eval points."""
     from finemed.core.config import FinemedError
-    from finemed.papers.tokenizer_cost import bpb_curve, extra_cost_to_same_bpb, fmt_cost, median_ci, steps_to_reach
+    from finemed.papers.claims import bootstrap_ci
+    from finemed.papers.tokenizer_cost import bpb_curve, extra_cost_to_same_bpb, fmt_cost, steps_to_reach
 
     multi = [(0, 6.0), (8, 4.0), (16, 3.0), (24, 2.5)]
     en = [(0, 6.0), (8, 4.5), (16, 3.8), (24, 3.5)]
@@ -147,8 +147,10 @@ def test_extra_cost_is_read_off_both_learning_curves(tmp_path):
     assert extra_cost_to_same_bpb(en, multi, 10.0, 5.0)["measured"] == pytest.approx(24 * 10 / (12 * 5) - 1)
     at_init = [(0, 3.4), (8, 3.0), (16, 2.9), (24, 2.8)]  # the multilingual model starts below EN-only's final bpb
     assert math.isinf(extra_cost_to_same_bpb(en, at_init, 10.0, 10.0)["measured"])
-    ci = median_ci([0.2, 0.3, math.inf, 0.5, 0.4], n_boot=200, confidence=0.95, seed=0)
-    assert ci["mean"] == 0.4 and 0 < ci["lo"] <= 0.4 <= ci["hi"]  # one unbounded pair does not swamp the median
+    ci = bootstrap_ci([0.2, 0.3, math.inf, 0.5, 0.4], stat="median", n_boot=200, confidence=0.95, seed=0)
+    assert ci["estimate"] == 0.4 and 0 < ci["lo"] <= 0.4 <= ci["hi"]  # one unbounded pair does not swamp the median
+    ci = bootstrap_ci([0.2, 0.3, 0.9, 0.5, 0.4], stat="mean", n_boot=200, confidence=0.95, seed=0)
+    assert ci["estimate"] == pytest.approx(0.46) and ci["lo"] < 0.46 < ci["hi"]  # the mean, not the median
     assert fmt_cost(math.inf) == "unbounded" and fmt_cost(0.25) == "+25.0%"
 
     run = tmp_path / "train"
