@@ -14,8 +14,9 @@ algorithm, library and vocabulary, so the same FLOPs per token):
   (negative when the EN-only model gets there first; unbounded, +inf, when the multilingual model is at the target
   already at initialisation: no amount of the EN-only model's training was worth anything on this set).
 
-The claim is judged on the median over twin pairs with a bootstrap CI (:func:`finemed.papers.claims.bootstrap_ci`): an unbounded pair is
-just a large value to a median, where it would swamp a mean.
+The claim is judged on the median over twin pairs with a bootstrap CI
+(:func:`finemed.papers.claims.bootstrap_ci`): an unbounded pair is just a large value to a median, where it would
+swamp a mean.
 
 A point in the middle of a cosine schedule sits above what a schedule ending there would reach, so the better
 model's compute to the target is overestimated: the measured cost is biased towards 0, on either side.
