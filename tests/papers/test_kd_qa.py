@@ -65,6 +65,7 @@ def test_kd_qa_mini_rehearsal(rehearsal_runs, tmp_path):
     found = json.loads((root / "findings" / "metrics.json").read_text())
     students = {f"{size}_{how}" for size in ("third", "large") for how in ("kd", "ce")}
     assert set(found["scores"]) == {"untuned", "teacher", *students}
+    assert set(found["scores"]["untuned"]) == {"1shot"} and set(found["scores"]["teacher"]) == {"0shot", "1shot"}
     assert found["parameter_reduction_pct"]["third_kd"] >= 40 and found["questions"] == 6  # one size >= 40% smaller
     assert set(found["kd_minus_ce"]["third"]) >= {"1shot.f1", "0shot.exact_match"}
     # every student trained under the plateau rule (scored every step in the rehearsal); its steps are reported
