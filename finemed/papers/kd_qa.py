@@ -165,11 +165,23 @@ def judge_claims(cfg: "KdQaConfig", per_q: dict) -> tuple[dict[str, K.Verdict], 
     return K.judge_all(specs, ev), specs
 
 
-def _rule(distill_dir: Path) -> str:
-    """The plateau rule a train.distill run was given (its manifest's config), in words."""
+def _rule(distill_dir: Path) -> PlateauRule | None:
+    """The plateau rule a train.distill run was given (its manifest's config)."""
     manifest = Path(distill_dir) / "manifest.json"
     rule = read_json(manifest).get("config", {}).get("plateau") if manifest.is_file() else None
-    return PlateauRule(**rule).describe() if rule else "no plateau rule (a fixed number of steps)"
+    return PlateauRule(**rule) if rule else None
+
+
+def end_change(history: list[tuple[int, float]], steps: int, final: float | None,
+               rule: PlateauRule | None) -> float | None:
+    """The relative held-out bpb improvement over the rule's last window at the end of training (the last scored
+    step at or before ``steps - window * steps`` to ``final`` at ``steps``): what the rule compares with
+    ``min_change``, so a student that hit the ceiling shows how far it was from the plateau. None without a rule,
+    a final score or a scored step early enough."""
+    if rule is None or final is None:
+        return None
+    then = [v for s, v in history if s <= steps - rule.window * steps and s < steps]
+    return (then[-1] - final) / then[-1] if then else None
 
 
 def _curve_lines(curves: dict[str, dict]) -> list[str]:
@@ -179,11 +191,16 @@ def _curve_lines(curves: dict[str, dict]) -> list[str]:
     rules = sorted({c["rule"] for c in curves.values()})
     lines = ["", "## Training to the plateau", "", "Rule, stated in the recipe before the run: " + "; ".join(rules)
              + ". A student that reached the step ceiling still improving is marked so.", "",
-             "| student | steps | ended by | held-out bpb by step |", "|---|---|---|---|"]
+             "| student | steps | ended by | held-out bpb by step | change over the last window at the end |",
+             "|---|---|---|---|---|"]
     for name, c in curves.items():
         ended = "the plateau rule" if c["stopped_by"] == "plateau" else "the step ceiling (not plateaued)"
+        points = list(c["history"]) + ([(c["steps"], c["final_bpb"])] if c.get("final_bpb") is not None
+                                       and c["stopped_by"] != "plateau" else [])
+        change = c.get("end_change")
+        shown = "" if change is None else f"{-100 * change:+.1f}% over the last {c['window']:.0%} of steps"
         lines.append(f"| {name} | {c['steps']} | {ended} | "
-                     + ", ".join(f"{int(st)}: {v:.3f}" for st, v in c["history"]) + " |")
+                     + ", ".join(f"{int(st)}: {v:.3f}" for st, v in points) + f" | {shown} |")
     return lines
 
 
@@ -262,8 +279,12 @@ def run(cfg: KdQaConfig, run_dir: Path) -> KdQaResult:
                                                                 f"the train.distill metrics of {s}_ce"))
                 steps[f"{s}_{role}"] = f"{m['steps']}" + (" (plateau)" if m["kd_train"].get("stopped_by") ==
                                                           "plateau" else "")
-                curves[f"{s}_{role}"] = {"steps": m["steps"], "stopped_by": m["kd_train"].get("stopped_by", "steps"),
-                                         "history": m["kd_train"].get("plateau", []), "rule": _rule(Path(d))}
+                rule, history = _rule(Path(d)), m["kd_train"].get("plateau", [])
+                curves[f"{s}_{role}"] = {
+                    "steps": m["steps"], "stopped_by": m["kd_train"].get("stopped_by", "steps"), "history": history,
+                    "rule": rule.describe() if rule else "no plateau rule (a fixed number of steps)",
+                    "final_bpb": m.get("bpb_student"), "window": rule.window if rule else None,
+                    "end_change": end_change(history, m["steps"], m.get("bpb_student"), rule)}
     n, seed = cfg.bootstrap, cfg.seed
     kd_ce = {s: {f"{shot}shot.{m}": _ci(per_q[f"{s}_ce"][shot][m], per_q[f"{s}_kd"][shot][m], n, seed)
                  for shot in cfg.tasks for m in METRICS} for s in cfg.students}

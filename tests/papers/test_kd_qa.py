@@ -7,10 +7,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
+from finemed.core.plateau import PlateauRule
 from finemed.data.loaders import load_squad
 from finemed.orchestrate.recipe import load_recipe, run_recipe, run_root
 from finemed.papers.claims import DOES_NOT_HOLD, HOLDS, NOT_TESTABLE, WORDS
-from finemed.papers.kd_qa import KdQaConfig, judge_claims
+from finemed.papers.kd_qa import KdQaConfig, end_change, judge_claims
 from finemed.sft.split import QASplitConfig
 from finemed.sft.split import run as split_run
 
@@ -57,6 +60,18 @@ def test_kd_claims_at_the_floor_are_not_testable_and_real_effects_hold():
     assert verdicts["kd_beats_ce.half"].verdict == HOLDS
 
 
+def test_end_change_is_what_the_plateau_rule_compares():
+    """The improvement over the rule's last window at the ceiling: from the last scored step at or before 80% of
+    the steps to the final bpb; none without a rule, a final score or an early enough point."""
+    rule = PlateauRule(eval_every=40, window=0.2, min_change=0.01, min_steps=80)
+    history = [(0, 6.0), (40, 3.0), (80, 2.8), (120, 2.6), (160, 2.5)]
+    assert end_change(history, 200, 2.4, rule) == pytest.approx(0.1 / 2.5)  # still 4% better: not plateaued
+    assert end_change(history, 200, 2.5, rule) == 0.0 and end_change(history, 200, 2.6, rule) < 0  # flat, worse
+    assert end_change(history, 150, 2.55, rule) == pytest.approx(0.05 / 2.6)  # 150 - 30 = 120
+    assert end_change(history, 200, None, rule) is None and end_change(history, 200, 2.4, None) is None
+    assert end_change([(100, 2.0)], 100, 2.0, rule) is None
+
+
 def test_kd_qa_mini_rehearsal(rehearsal_runs, tmp_path):
     runs = rehearsal_runs
     outcomes = run_recipe(RECIPE, rehearse=True, runs_dir=runs)
@@ -75,6 +90,7 @@ def test_kd_qa_mini_rehearsal(rehearsal_runs, tmp_path):
         assert distill["kd_train"]["plateau"][0][0] == 0 and found["steps"][name].startswith(str(distill["steps"]))
     md = (root / "findings" / "findings.md").read_text()
     assert "## KD − CE" in md and "Students retain a large share" in md and "## Training to the plateau" in md
+    assert "change over the last window at the end" in md
     assert all(v.split(":")[0] in WORDS for v in found["claims"].values()) and len(found["claims_hash"]) == 16
     assert not (tmp_path / "docs").exists()  # a rehearsal never overwrites docs/results
     sft = json.loads((root / "teacher" / "metrics.json").read_text())
