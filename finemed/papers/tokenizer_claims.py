@@ -111,12 +111,12 @@ def evidence(cfg: Any, rows: list[dict], corrs: list[dict], costs: list[dict],
     ev["no_prediction_sib"] = ev["no_prediction_sib"].model_copy(
         update={"testable": sib_ok, "why_not": sib_why})
     ev["en_higher_fertility"] = _ci_ev(_twin_diffs(rows, cfg, "fertility", -1), cfg,
-                                         "fertility EN-only − multilingual on de/fr/it/es")
+                                       "fertility EN-only − multilingual on de/fr/it/es")
     ev["multi_better_sib"] = _ci_ev(_twin_diffs(rows, cfg, "sib", 1), cfg,
-                                      "SIB-200 accuracy multilingual − EN-only on de/fr/it/es", testable=sib_ok,
-                                      why_not=sib_why)
+                                    "SIB-200 accuracy multilingual − EN-only on de/fr/it/es", testable=sib_ok,
+                                    why_not=sib_why)
     ev["multi_better_bpb"] = _ci_ev(_twin_diffs(rows, cfg, "bpb", -1), cfg,
-                                      "bpb drop multilingual vs EN-only on de/fr/it/es")
+                                    "bpb drop multilingual vs EN-only on de/fr/it/es")
     ev["en_costs_more"] = _ci_ev([c["measured"] for c in costs], cfg,
                                  "extra FLOPs of EN-only to the same held-out bpb on the 5-language set, "
                                  "median over twin pairs", stat="median")
