@@ -32,18 +32,23 @@ class PlateauRule(BaseModel):
                 f"{self.window:.0%} of steps, scored every {self.eval_every} steps, not before step {self.min_steps}")
 
 
+def window_change(history: list[tuple[int, float]], rule: PlateauRule) -> float | None:
+    """The relative bpb improvement of the last entry of ``history`` ((step, bpb) in step order) since the latest
+    scored step at or before ``step - window * step``: what the rule compares with ``min_change``. None when no
+    scored step is that early."""
+    if not history:
+        return None
+    step, now = history[-1]
+    then = [v for s, v in history[:-1] if s <= step - rule.window * step]
+    return (then[-1] - now) / then[-1] if then else None
+
+
 def plateaued(history: list[tuple[int, float]], rule: PlateauRule) -> bool:
     """Whether the last entry of ``history`` ((step, bpb) in step order) meets the rule."""
-    if not history:
+    if not history or history[-1][0] < rule.min_steps:
         return False
-    step, now = history[-1]
-    if step < rule.min_steps:
-        return False
-    then = [(s, v) for s, v in history[:-1] if s <= step - rule.window * step]
-    if not then:
-        return False
-    before = then[-1][1]
-    return (before - now) / before < rule.min_change
+    change = window_change(history, rule)
+    return change is not None and change < rule.min_change
 
 
 def plateau_callback(score: Callable[[Any], float], rule: PlateauRule, initial: float | None = None):

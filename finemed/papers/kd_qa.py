@@ -29,7 +29,7 @@ from finemed.core.artifacts import atomic_write_json, atomic_write_text, read_js
 from finemed.core.config import FinemedError, StageConfig
 from finemed.core.logs import get_logger
 from finemed.core.plan_estimates import cpu
-from finemed.core.plateau import PlateauRule
+from finemed.core.plateau import PlateauRule, window_change
 from finemed.core.qa_metrics import score_one
 from finemed.core.stages import StageResult, planner, stage
 from finemed.data.loaders import load_squad
@@ -174,14 +174,13 @@ def _rule(distill_dir: Path) -> PlateauRule | None:
 
 def end_change(history: list[tuple[int, float]], steps: int, final: float | None,
                rule: PlateauRule | None) -> float | None:
-    """The relative held-out bpb improvement over the rule's last window at the end of training (the last scored
-    step at or before ``steps - window * steps`` to ``final`` at ``steps``): what the rule compares with
-    ``min_change``, so a student that hit the ceiling shows how far it was from the plateau. None without a rule,
-    a final score or a scored step early enough."""
+    """The relative held-out bpb improvement over the rule's last window at the end of training
+    (:func:`finemed.core.plateau.window_change` with ``final`` at ``steps`` as the last point), so a student that
+    hit the ceiling shows how far it was from the plateau. None without a rule, a final score or a scored step
+    early enough."""
     if rule is None or final is None:
         return None
-    then = [v for s, v in history if s <= steps - rule.window * steps and s < steps]
-    return (then[-1] - final) / then[-1] if then else None
+    return window_change([(s, v) for s, v in history if s < steps] + [(steps, final)], rule)
 
 
 def _curve_lines(curves: dict[str, dict]) -> list[str]:
